@@ -1,0 +1,25 @@
+//! The actors of a worker process, and how messages flow between them.
+//!
+//! ```text
+//!  Redis ──claim──► QueueReader ──RunBatch──► Processor × N (SyncArbiter)
+//!          ◄─ack───      ▲   │ ◄──outcomes───┘
+//!                        │   └──Record──► DbWriter ──upsert──► MySQL
+//!                        └────Committed───────┘
+//!  Scheduler (due retries → ready) · Reaper (expired leases → ready) · Monitor (log line)
+//! ```
+//!
+//! - [`queue_reader::QueueReader`]: claims, dispatches, routes outcomes, acks after commit.
+//! - [`processor::Processor`]: runs jobs; one OS thread each, with its own async runtime.
+//! - [`db_writer::DbWriter`]: batched, retried, idempotent writes to MySQL.
+//! - [`scheduler::Scheduler`]: promotes due retries and `run_at` jobs.
+//! - [`reaper::Reaper`]: recovers jobs of workers whose lease expired.
+//! - [`monitor::Monitor`]: the `conveyor::mailbox` log line.
+//!
+//! Each message type is defined beside the actor that handles it.
+
+pub mod db_writer;
+pub mod monitor;
+pub mod processor;
+pub mod queue_reader;
+pub mod reaper;
+pub mod scheduler;

@@ -1,0 +1,585 @@
+//! QueueReader: claims jobs from Redis and feeds the processor pool.
+//!
+//! It owns this worker's side of the job lifecycle in Redis: claiming in
+//! batches up to its free capacity (`queues.max_in_flight` minus jobs not yet
+//! acknowledged), waking without spinning when a queue was empty, sending
+//! batches of `processors.concurrency` jobs to the pool, routing outcomes
+//! (final ones to the DbWriter, retries and deferrals back to Redis),
+//! acknowledging jobs once their rows are committed, renewing the worker's
+//! lease, and the quiet → drain → hand-back sequence of a graceful shutdown.
+//!
+//! It must never acknowledge a job before its row is committed, and never
+//! drop an acknowledgement or reschedule that failed: both are retried until
+//! Redis takes them (until then the job is safe in this worker's `wip`).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use redis::aio::MultiplexedConnection;
+use tokio::sync::oneshot;
+
+use super::db_writer::{Committed, DbWriter, Record};
+use super::processor::{Processor, RunBatch};
+use crate::config::Settings;
+use crate::job::{now_ms, ClaimedJob, FinalStatus, JobHandle, Outcome};
+use crate::metrics::Metrics;
+use crate::redis_queue::{wait_for_message, QueueError, RedisQueue, Reschedule};
+
+/// How often failed acknowledgements and reschedules are tried again.
+const REDIS_RETRY_INTERVAL: Duration = Duration::from_millis(250);
+/// Longest pause between claim attempts while Redis is unreachable.
+const MAX_REDIS_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Something may be waiting (a retry came due, jobs were recovered): claim now.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Wake;
+
+/// Stop claiming, drain in-flight jobs for up to `timeout`, then hand back
+/// the rest. Answers with the number of jobs handed back.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Shutdown {
+    pub timeout: Duration,
+}
+
+/// How many jobs were claimed per queue in one claim round, or the error.
+type ClaimRound = Vec<(Arc<str>, usize, Result<Vec<ClaimedJob>, String>)>;
+
+pub struct QueueReader {
+    redis: RedisQueue,
+    worker: Arc<str>,
+    settings: Arc<Settings>,
+    queues: Vec<Arc<str>>,
+    processors: Addr<Processor>,
+    db: Addr<DbWriter>,
+    metrics: Arc<Metrics>,
+    /// Claimed and not yet acknowledged or rescheduled: the capacity in use.
+    in_flight: usize,
+    /// A claim round is under way (rounds never overlap).
+    claiming: bool,
+    /// Queues found empty: not claimed from until their waiter or a Wake says so.
+    idle: HashSet<Arc<str>>,
+    /// Queues with a blocking wait under way, and their spare connections.
+    waiting: HashSet<Arc<str>>,
+    waiter_conns: HashMap<Arc<str>, MultiplexedConnection>,
+    /// Consecutive failed claim rounds (Redis unreachable); 0 when healthy.
+    claim_failures: u32,
+    /// Claiming waits out a backoff after a failure.
+    paused: bool,
+    /// Acknowledgements and reschedules that Redis has not taken yet.
+    unsent_acks: Vec<JobHandle>,
+    unsent_reschedules: Vec<(Arc<str>, Reschedule)>,
+    /// A round of acknowledgements/reschedules is under way.
+    writing_to_redis: bool,
+    /// Set by Shutdown: claim nothing more.
+    quiet: bool,
+    drained: Vec<oneshot::Sender<()>>,
+}
+
+impl QueueReader {
+    pub fn new(
+        redis: RedisQueue,
+        worker: Arc<str>,
+        settings: Arc<Settings>,
+        processors: Addr<Processor>,
+        db: Addr<DbWriter>,
+        metrics: Arc<Metrics>,
+    ) -> QueueReader {
+        let queues = settings
+            .queues
+            .names
+            .iter()
+            .map(|name| Arc::<str>::from(name.as_str()))
+            .collect();
+        QueueReader {
+            redis,
+            worker,
+            settings,
+            queues,
+            processors,
+            db,
+            metrics,
+            in_flight: 0,
+            claiming: false,
+            idle: HashSet::new(),
+            waiting: HashSet::new(),
+            waiter_conns: HashMap::new(),
+            claim_failures: 0,
+            paused: false,
+            unsent_acks: Vec::new(),
+            unsent_reschedules: Vec::new(),
+            writing_to_redis: false,
+            quiet: false,
+            drained: Vec::new(),
+        }
+    }
+
+    fn lease_deadline(&self) -> i64 {
+        now_ms() + self.settings.recovery.lease_ms as i64
+    }
+
+    fn room(&self) -> usize {
+        self.settings
+            .queues
+            .max_in_flight
+            .saturating_sub(self.in_flight)
+    }
+
+    /// Starts a claim round over every queue not known to be empty.
+    fn claim(&mut self, ctx: &mut Context<Self>) {
+        if self.quiet || self.claiming || self.paused || self.room() == 0 {
+            return;
+        }
+        let active: Vec<Arc<str>> = self
+            .queues
+            .iter()
+            .filter(|q| !self.idle.contains(*q))
+            .cloned()
+            .collect();
+        if active.is_empty() {
+            return;
+        }
+        self.claiming = true;
+        let redis = self.redis.clone();
+        let worker = self.worker.clone();
+        let mut room = self.room();
+        let batch = self.settings.queues.claim_batch;
+        let deadline = self.lease_deadline();
+        let round = async move {
+            let mut results: ClaimRound = Vec::with_capacity(active.len());
+            for queue in active {
+                let asked = room.min(batch);
+                if asked == 0 {
+                    break;
+                }
+                let claimed = redis.claim(&queue, &worker, asked, deadline).await;
+                if let Ok(jobs) = &claimed {
+                    room -= jobs.len();
+                }
+                results.push((queue, asked, claimed.map_err(|e| e.to_string())));
+            }
+            results
+        };
+        ctx.spawn(round.into_actor(self).map(|results, act, ctx| {
+            act.claiming = false;
+            act.finish_claim_round(results, ctx);
+        }));
+    }
+
+    fn finish_claim_round(&mut self, results: ClaimRound, ctx: &mut Context<Self>) {
+        let mut claimed_any = false;
+        for (queue, asked, result) in results {
+            match result {
+                Ok(jobs) => {
+                    if self.claim_failures > 0 {
+                        log::info!(target: "conveyor::queue_reader", "redis is reachable again; claiming resumed");
+                        self.claim_failures = 0;
+                    }
+                    if jobs.len() < asked {
+                        self.idle.insert(queue.clone());
+                        self.wait_for_jobs(queue, ctx);
+                    }
+                    claimed_any |= !jobs.is_empty();
+                    self.dispatch(jobs, ctx);
+                }
+                Err(error) => {
+                    self.redis_failed(&error, ctx);
+                    return;
+                }
+            }
+        }
+        if claimed_any {
+            self.claim(ctx);
+        }
+    }
+
+    /// Pauses claiming after a Redis error, doubling the pause each time.
+    fn redis_failed(&mut self, error: &str, ctx: &mut Context<Self>) {
+        self.claim_failures += 1;
+        let doublings = self.claim_failures.min(16) - 1;
+        let delay = (CLAIM_RETRY_BASE * 2u32.pow(doublings)).min(MAX_REDIS_BACKOFF);
+        log::warn!(
+            target: "conveyor::queue_reader",
+            "claiming failed, retrying in {} ms ({} jobs in flight are safe): {error}",
+            delay.as_millis(),
+            self.in_flight
+        );
+        self.paused = true;
+        ctx.run_later(delay, |act, ctx| {
+            act.paused = false;
+            act.claim(ctx);
+        });
+    }
+
+    /// Blocks on `queue`'s own connection until a message arrives (or
+    /// `queues.idle_wait_ms` passes), then claims again.
+    fn wait_for_jobs(&mut self, queue: Arc<str>, ctx: &mut Context<Self>) {
+        if self.quiet || !self.waiting.insert(queue.clone()) {
+            return;
+        }
+        let spare = self.waiter_conns.remove(&queue);
+        let redis = self.redis.clone();
+        let keys = redis.keys(&queue);
+        let timeout = Duration::from_millis(self.settings.queues.idle_wait_ms);
+        let wait = async move {
+            let mut conn = match spare {
+                Some(conn) => conn,
+                None => redis.waiter().await?,
+            };
+            wait_for_message(&mut conn, &keys, timeout).await?;
+            Ok::<_, QueueError>(conn)
+        };
+        ctx.spawn(wait.into_actor(self).map(move |result, act, ctx| {
+            act.waiting.remove(&queue);
+            match result {
+                Ok(conn) => {
+                    act.waiter_conns.insert(queue.clone(), conn);
+                    act.idle.remove(&queue);
+                    act.claim(ctx);
+                }
+                Err(error) => {
+                    log::debug!(target: "conveyor::queue_reader", "waiting on queue {queue} failed: {error}");
+                    // The claim path reports Redis trouble and backs off; look again soon.
+                    ctx.run_later(MAX_REDIS_BACKOFF / 5, move |act, ctx| {
+                        act.idle.remove(&queue);
+                        act.claim(ctx);
+                    });
+                }
+            }
+        }));
+    }
+
+    /// Sends claimed jobs to the pool in batches of `processors.concurrency`.
+    fn dispatch(&mut self, jobs: Vec<ClaimedJob>, ctx: &mut Context<Self>) {
+        if jobs.is_empty() {
+            return;
+        }
+        self.in_flight += jobs.len();
+        Metrics::add(&self.metrics.claimed_total, jobs.len() as u64);
+        self.publish_in_flight();
+        let mut rest = jobs;
+        while !rest.is_empty() {
+            let tail = rest.split_off(rest.len().min(self.settings.processors.concurrency));
+            let batch = std::mem::replace(&mut rest, tail);
+            let handles: Vec<JobHandle> = batch.iter().map(|j| j.handle.clone()).collect();
+            self.metrics.processor_mailbox.on_send();
+            let run = self.processors.send(RunBatch(batch));
+            ctx.spawn(run.into_actor(self).map(move |result, act, ctx| {
+                let outcomes = result.unwrap_or_else(|error| {
+                    act.metrics.processor_mailbox.on_handle();
+                    log::error!(target: "conveyor::queue_reader", "processor pool refused a batch ({error}); its {} jobs will run again", handles.len());
+                    requeue_unrun(handles, &error.to_string())
+                });
+                act.route(outcomes, ctx);
+            }));
+        }
+    }
+
+    /// Final outcomes go to the DbWriter; the others back to Redis.
+    fn route(&mut self, outcomes: Vec<Outcome>, ctx: &mut Context<Self>) {
+        let (finals, rest): (Vec<Outcome>, Vec<Outcome>) =
+            outcomes.into_iter().partition(Outcome::is_final);
+        self.count_outcomes(&finals);
+        if !finals.is_empty() {
+            self.metrics.db_writer_mailbox.on_send();
+            let send = self.db.send(Record(finals));
+            ctx.spawn(send.into_actor(self).map(|sent, _, _| {
+                if let Err(error) = sent {
+                    log::error!(target: "conveyor::queue_reader", "db writer unreachable ({error}); its jobs stay in redis and will run again");
+                }
+            }));
+        }
+        for outcome in rest {
+            let queue = outcome.handle().queue.clone();
+            let reschedule = match outcome {
+                Outcome::Retry {
+                    handle,
+                    due_ms,
+                    attempts,
+                    error,
+                } => {
+                    Metrics::add(&self.metrics.retried_total, 1);
+                    Reschedule {
+                        token: handle.token,
+                        due_ms,
+                        failure: (attempts > 0).then_some((attempts, error)),
+                    }
+                }
+                Outcome::Defer { handle, due_ms } => Reschedule {
+                    token: handle.token,
+                    due_ms,
+                    failure: None,
+                },
+                Outcome::Finished(_) | Outcome::Malformed(_) => continue,
+            };
+            self.unsent_reschedules.push((queue, reschedule));
+        }
+        self.flush_redis_writes(ctx);
+    }
+
+    fn count_outcomes(&self, finals: &[Outcome]) {
+        for outcome in finals {
+            let counter = match outcome {
+                Outcome::Finished(row) if row.status == FinalStatus::Succeeded => {
+                    &self.metrics.succeeded_total
+                }
+                Outcome::Finished(_) => &self.metrics.dead_total,
+                _ => &self.metrics.dead_letters_total,
+            };
+            Metrics::add(counter, 1);
+        }
+    }
+
+    /// Sends every owed acknowledgement and reschedule to Redis; what fails
+    /// stays owed and is tried again shortly. One write round at a time.
+    fn flush_redis_writes(&mut self, ctx: &mut Context<Self>) {
+        if self.writing_to_redis
+            || (self.unsent_acks.is_empty() && self.unsent_reschedules.is_empty())
+        {
+            return;
+        }
+        self.writing_to_redis = true;
+        let acks = std::mem::take(&mut self.unsent_acks);
+        let reschedules = std::mem::take(&mut self.unsent_reschedules);
+        let redis = self.redis.clone();
+        let worker = self.worker.clone();
+        let write = async move { write_to_redis(&redis, &worker, acks, reschedules).await };
+        ctx.spawn(write.into_actor(self).map(|report, act, ctx| {
+            act.writing_to_redis = false;
+            act.after_redis_writes(report, ctx);
+        }));
+    }
+
+    fn after_redis_writes(&mut self, report: RedisWriteReport, ctx: &mut Context<Self>) {
+        if report.lease_lost > 0 {
+            log::error!(
+                target: "conveyor::queue_reader",
+                "{} jobs were no longer held by this worker (its lease expired and another worker recovered them); not acknowledged here",
+                report.lease_lost
+            );
+        }
+        Metrics::add(&self.metrics.acked_total, report.acked as u64);
+        self.in_flight = self.in_flight.saturating_sub(report.done());
+        self.publish_in_flight();
+        let failed = !report.unsent_acks.is_empty() || !report.unsent_reschedules.is_empty();
+        self.unsent_acks.extend(report.unsent_acks);
+        self.unsent_reschedules.extend(report.unsent_reschedules);
+        if let Some(error) = report.error {
+            log::warn!(target: "conveyor::queue_reader", "writing job states to redis failed, will retry in {} ms: {error}", REDIS_RETRY_INTERVAL.as_millis());
+        }
+        if failed {
+            ctx.run_later(REDIS_RETRY_INTERVAL, |act, ctx| act.flush_redis_writes(ctx));
+        } else {
+            self.flush_redis_writes(ctx);
+        }
+        if self.in_flight == 0 {
+            for waiter in self.drained.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
+        self.claim(ctx);
+    }
+
+    fn publish_in_flight(&self) {
+        self.metrics
+            .in_flight
+            .store(self.in_flight as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Renews this worker's lease on every queue.
+    fn heartbeat(&mut self, ctx: &mut Context<Self>) {
+        let redis = self.redis.clone();
+        let worker = self.worker.clone();
+        let queues = self.queues.clone();
+        let deadline = self.lease_deadline();
+        let beat = async move {
+            let mut lost = Vec::new();
+            for queue in queues {
+                match redis.heartbeat(&queue, &worker, deadline).await {
+                    Ok(true) => {}
+                    Ok(false) => lost.push(queue),
+                    Err(error) => {
+                        log::warn!(target: "conveyor::queue_reader", "lease renewal failed: {error}");
+                        break;
+                    }
+                }
+            }
+            lost
+        };
+        ctx.spawn(beat.into_actor(self).map(|lost, act, _| {
+            if !lost.is_empty() && act.in_flight > 0 {
+                log::error!(
+                    target: "conveyor::queue_reader",
+                    "lease on queue(s) {lost:?} had expired: another worker may have recovered this worker's {} jobs; they may run twice (still one row each)",
+                    act.in_flight
+                );
+            }
+        }));
+    }
+}
+
+/// First pause after a failed claim; doubles up to `MAX_REDIS_BACKOFF`.
+const CLAIM_RETRY_BASE: Duration = Duration::from_millis(100);
+
+/// Jobs a processor never ran go back to Redis without counting an attempt.
+fn requeue_unrun(handles: Vec<JobHandle>, reason: &str) -> Vec<Outcome> {
+    handles
+        .into_iter()
+        .map(|handle| Outcome::Retry {
+            handle,
+            due_ms: now_ms() + CLAIM_RETRY_BASE.as_millis() as i64,
+            attempts: 0,
+            error: format!("processor unavailable: {reason}"),
+        })
+        .collect()
+}
+
+/// What one round of acknowledgements and reschedules achieved.
+#[derive(Default)]
+struct RedisWriteReport {
+    acked: usize,
+    rescheduled: usize,
+    /// Jobs this worker no longer held (recovered elsewhere): done for us.
+    lease_lost: usize,
+    unsent_acks: Vec<JobHandle>,
+    unsent_reschedules: Vec<(Arc<str>, Reschedule)>,
+    error: Option<String>,
+}
+
+impl RedisWriteReport {
+    /// Jobs that left this worker's capacity.
+    fn done(&self) -> usize {
+        self.acked + self.rescheduled + self.lease_lost
+    }
+}
+
+async fn write_to_redis(
+    redis: &RedisQueue,
+    worker: &str,
+    acks: Vec<JobHandle>,
+    reschedules: Vec<(Arc<str>, Reschedule)>,
+) -> RedisWriteReport {
+    let mut report = RedisWriteReport::default();
+    for (queue, handles) in group_by_queue(acks, |h| h.queue.clone()) {
+        let tokens: Vec<String> = handles.iter().map(|h| h.token.clone()).collect();
+        match redis.ack(&queue, worker, &tokens).await {
+            Ok(held) => {
+                let held = held.min(tokens.len());
+                report.acked += held;
+                report.lease_lost += tokens.len() - held;
+            }
+            Err(error) => {
+                report.error = Some(error.to_string());
+                report.unsent_acks.extend(handles);
+            }
+        }
+    }
+    for (queue, items) in group_by_queue(reschedules, |(q, _)| q.clone()) {
+        let jobs: Vec<Reschedule> = items.iter().map(|(_, r)| r.clone()).collect();
+        match redis.reschedule(&queue, worker, &jobs).await {
+            Ok(moved) => {
+                let moved = moved.min(jobs.len());
+                report.rescheduled += moved;
+                report.lease_lost += jobs.len() - moved;
+            }
+            Err(error) => {
+                report.error = Some(error.to_string());
+                report.unsent_reschedules.extend(items);
+            }
+        }
+    }
+    report
+}
+
+fn group_by_queue<T>(
+    items: Vec<T>,
+    queue_of: impl Fn(&T) -> Arc<str>,
+) -> HashMap<Arc<str>, Vec<T>> {
+    let mut groups: HashMap<Arc<str>, Vec<T>> = HashMap::new();
+    for item in items {
+        groups.entry(queue_of(&item)).or_default().push(item);
+    }
+    groups
+}
+
+impl Actor for QueueReader {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let heartbeat = Duration::from_millis(self.settings.recovery.heartbeat_ms);
+        self.heartbeat(ctx);
+        ctx.run_interval(heartbeat, |act, ctx| act.heartbeat(ctx));
+        self.claim(ctx);
+    }
+}
+
+impl Handler<Wake> for QueueReader {
+    type Result = ();
+
+    fn handle(&mut self, _: Wake, ctx: &mut Self::Context) {
+        self.metrics.reader_mailbox.on_handle();
+        self.idle.clear();
+        self.claim(ctx);
+    }
+}
+
+impl Handler<Committed> for QueueReader {
+    type Result = ();
+
+    fn handle(&mut self, msg: Committed, ctx: &mut Self::Context) {
+        self.metrics.reader_mailbox.on_handle();
+        self.unsent_acks.extend(msg.0);
+        self.flush_redis_writes(ctx);
+    }
+}
+
+impl Handler<Shutdown> for QueueReader {
+    type Result = ResponseActFuture<Self, usize>;
+
+    fn handle(&mut self, msg: Shutdown, _: &mut Self::Context) -> Self::Result {
+        self.metrics.reader_mailbox.on_handle();
+        self.quiet = true;
+        log::info!(
+            target: "conveyor::queue_reader",
+            "shutting down: claiming stopped; waiting up to {} ms for {} in-flight jobs",
+            msg.timeout.as_millis(),
+            self.in_flight
+        );
+        let (tx, rx) = oneshot::channel();
+        if self.in_flight == 0 {
+            let _ = tx.send(());
+        } else {
+            self.drained.push(tx);
+        }
+        let drain = async move {
+            let _ = tokio::time::timeout(msg.timeout, rx).await;
+        };
+        Box::pin(drain.into_actor(self).then(|_, act, _| {
+            let redis = act.redis.clone();
+            let worker = act.worker.clone();
+            let queues = act.queues.clone();
+            async move { hand_back_all(&redis, &worker, &queues).await }.into_actor(act)
+        }))
+    }
+}
+
+/// Returns every job this worker holds to the front of its queue.
+async fn hand_back_all(redis: &RedisQueue, worker: &str, queues: &[Arc<str>]) -> usize {
+    let mut handed_back = 0;
+    for queue in queues {
+        match redis.hand_back(queue, worker).await {
+            Ok(n) => handed_back += n,
+            Err(error) => log::error!(
+                target: "conveyor::queue_reader",
+                "could not hand jobs of queue {queue} back ({error}); another worker recovers them when this worker's lease expires"
+            ),
+        }
+    }
+    if handed_back > 0 {
+        log::warn!(target: "conveyor::queue_reader", "shutdown: {handed_back} unfinished jobs handed back to their queues");
+    }
+    handed_back
+}

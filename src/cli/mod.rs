@@ -1,0 +1,106 @@
+//! Subcommands of the `conveyor` binary. Each loads the settings, then calls
+//! the library; errors are `anyhow` here and nowhere else.
+
+mod enqueue;
+mod stats;
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use conveyor::config::{redact_url, Settings};
+use conveyor::kinds::Registry;
+use conveyor::redis_queue::RedisQueue;
+
+/// conveyor — background jobs from Redis, processed by actors, results in MySQL.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file layered over the defaults (env CONVEYOR__* overrides both).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a worker: claim jobs, run them, write results (until SIGTERM/SIGINT).
+    #[command(
+        after_help = "Example:\n  CONVEYOR__PROCESSORS__COUNT=8 conveyor worker --config prod.toml"
+    )]
+    Worker,
+    /// Create or upgrade the MySQL schema, then exit.
+    #[command(after_help = "Example:\n  conveyor migrate --config prod.toml")]
+    Migrate,
+    /// Push one job onto a queue.
+    Enqueue(enqueue::EnqueueArgs),
+    /// Show queue depths.
+    Stats(stats::StatsArgs),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Worker => run_worker(settings),
+        Command::Migrate => block_on(migrate(settings)),
+        Command::Enqueue(args) => block_on(enqueue::run(settings, args)),
+        Command::Stats(args) => block_on(stats::run(settings, args)),
+    }
+}
+
+fn run_worker(settings: Settings) -> anyhow::Result<()> {
+    actix_rt::System::new().block_on(async move {
+        conveyor::worker::run(settings, Registry::with_builtins(), shutdown_signal()).await
+    })?;
+    Ok(())
+}
+
+/// Resolves on the first SIGTERM or SIGINT. A second signal exits at once:
+/// jobs still held then are recovered by another worker when the lease expires.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        log::error!(target: "conveyor", "cannot listen for signals; stop this worker with SIGKILL");
+        return std::future::pending().await;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    log::info!(target: "conveyor", "{name} received: finishing in-flight jobs (send it again to exit at once)");
+    actix_rt::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        log::warn!(target: "conveyor", "second signal: exiting now; unfinished jobs return to their queue when this worker's lease expires");
+        std::process::exit(130);
+    });
+}
+
+fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(future: F) -> anyhow::Result<()> {
+    actix_rt::System::new().block_on(future)
+}
+
+async fn migrate(settings: Settings) -> anyhow::Result<()> {
+    let pool = conveyor::store::open_pool(&settings.mysql.url, 1)?;
+    let version = conveyor::store::migrate(&pool)
+        .await
+        .with_context(|| format!("migrating {}", redact_url(&settings.mysql.url)))?;
+    pool.disconnect().await.ok();
+    println!("schema at version {version}");
+    Ok(())
+}
+
+fn connect_redis(settings: &Settings) -> anyhow::Result<RedisQueue> {
+    Ok(RedisQueue::connect(
+        &settings.redis.url,
+        &settings.redis.key_prefix,
+        std::time::Duration::from_millis(settings.redis.response_timeout_ms),
+    )?)
+}

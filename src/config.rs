@@ -1,0 +1,470 @@
+//! Settings: the compiled-in defaults of `config/default.toml`, an optional file
+//! on top, then `CONVEYOR__SECTION__KEY` environment overrides — validated once
+//! at start.
+//!
+//! This module owns the meaning and limits of every configuration key. It must
+//! never let an invalid value through to the actors, and never print a secret:
+//! use [`redact_url`] whenever a URL reaches a log line or an error.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::job::is_valid_queue_name;
+
+/// The documented defaults, compiled in so the binary runs without the file.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// A configuration that cannot be used; the message always names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A key holds a value of the wrong type or outside its range.
+    #[error("{key} {message}")]
+    Invalid { key: String, message: String },
+    /// The file or the environment could not be read or parsed.
+    #[error("configuration: {0}")]
+    Source(String),
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+/// Every setting of a conveyor process; see `config/default.toml` for each key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub redis: RedisSettings,
+    pub mysql: MysqlSettings,
+    pub queues: QueueSettings,
+    pub processors: ProcessorSettings,
+    pub db: DbSettings,
+    pub retry: RetrySettings,
+    pub jobs: JobSettings,
+    pub limits: LimitSettings,
+    pub scheduler: SchedulerSettings,
+    pub recovery: RecoverySettings,
+    pub shutdown: ShutdownSettings,
+    pub metrics: MetricsSettings,
+    pub api: ApiSettings,
+    pub kinds: KindSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    pub url: String,
+    pub key_prefix: String,
+    pub response_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MysqlSettings {
+    pub url: String,
+    pub pool_max: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSettings {
+    pub names: Vec<String>,
+    pub claim_batch: usize,
+    pub max_in_flight: usize,
+    pub idle_wait_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessorSettings {
+    pub count: usize,
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DbSettings {
+    pub batch_size: usize,
+    pub flush_ms: u64,
+    pub max_concurrent_flushes: usize,
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySettings {
+    pub max_attempts: u32,
+    pub base_ms: u64,
+    pub max_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSettings {
+    pub default_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    pub max_job_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerSettings {
+    pub tick_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoverySettings {
+    pub lease_ms: u64,
+    pub heartbeat_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownSettings {
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    pub log_interval_ms: u64,
+    pub mailbox_high_water: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSettings {
+    pub bind: String,
+    pub token: String,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KindSettings {
+    pub http: HttpKindSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpKindSettings {
+    pub max_body_bytes: usize,
+    pub connect_timeout_ms: u64,
+    pub max_redirects: usize,
+    pub allow_private: bool,
+    pub allow_hosts: Vec<String>,
+}
+
+/// Keys whose environment value is a comma-separated list.
+const LIST_KEYS: [&str; 2] = ["queues.names", "kinds.http.allow_hosts"];
+
+impl Settings {
+    /// Defaults, then `file` (if any), then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        Self::load_with_env(file, None)
+    }
+
+    /// Like [`Settings::load`], with the environment given explicitly (tests).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: Option<std::collections::HashMap<String, String>>,
+    ) -> Result<Settings, ConfigError> {
+        let mut builder = config::Config::builder().add_source(config::File::from_str(
+            DEFAULT_TOML,
+            config::FileFormat::Toml,
+        ));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Source(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            builder = builder.add_source(config::File::from(path));
+        }
+        let mut environment = config::Environment::with_prefix("CONVEYOR")
+            .prefix_separator("__")
+            .separator("__")
+            .list_separator(",")
+            .try_parsing(true);
+        for key in LIST_KEYS {
+            environment = environment.with_list_parse_key(key);
+        }
+        if let Some(vars) = env {
+            environment = environment.source(Some(vars.into_iter().collect()));
+        }
+        let raw = builder
+            .add_source(environment)
+            .build()
+            .map_err(describe_source_error)?;
+        let settings: Settings = raw.try_deserialize().map_err(describe_source_error)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Range and consistency checks that serde's types cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        positive("processors.count", self.processors.count as u64)?;
+        positive("processors.concurrency", self.processors.concurrency as u64)?;
+        positive("queues.claim_batch", self.queues.claim_batch as u64)?;
+        positive("queues.max_in_flight", self.queues.max_in_flight as u64)?;
+        positive("queues.idle_wait_ms", self.queues.idle_wait_ms)?;
+        positive("db.batch_size", self.db.batch_size as u64)?;
+        positive(
+            "db.max_concurrent_flushes",
+            self.db.max_concurrent_flushes as u64,
+        )?;
+        positive("mysql.pool_max", self.mysql.pool_max as u64)?;
+        positive("retry.max_attempts", u64::from(self.retry.max_attempts))?;
+        positive("jobs.default_timeout_ms", self.jobs.default_timeout_ms)?;
+        positive("limits.max_job_bytes", self.limits.max_job_bytes as u64)?;
+        positive("scheduler.tick_ms", self.scheduler.tick_ms)?;
+        positive("metrics.log_interval_ms", self.metrics.log_interval_ms)?;
+        positive("redis.response_timeout_ms", self.redis.response_timeout_ms)?;
+        if self.db.batch_size > MAX_DB_BATCH {
+            return Err(invalid(
+                "db.batch_size",
+                format!("must be at most {MAX_DB_BATCH}, got {}", self.db.batch_size),
+            ));
+        }
+        if self.db.max_concurrent_flushes > self.mysql.pool_max {
+            return Err(invalid(
+                "db.max_concurrent_flushes",
+                format!(
+                    "must not exceed mysql.pool_max ({}), got {}",
+                    self.mysql.pool_max, self.db.max_concurrent_flushes
+                ),
+            ));
+        }
+        if self.recovery.heartbeat_ms == 0
+            || self.recovery.heartbeat_ms * 2 >= self.recovery.lease_ms
+        {
+            return Err(invalid(
+                "recovery.heartbeat_ms",
+                format!(
+                    "must be positive and less than half of recovery.lease_ms ({}), got {}",
+                    self.recovery.lease_ms, self.recovery.heartbeat_ms
+                ),
+            ));
+        }
+        if self.retry.base_ms > self.retry.max_ms {
+            return Err(invalid(
+                "retry.base_ms",
+                format!(
+                    "must not exceed retry.max_ms ({}), got {}",
+                    self.retry.max_ms, self.retry.base_ms
+                ),
+            ));
+        }
+        self.validate_names()
+    }
+
+    fn validate_names(&self) -> Result<(), ConfigError> {
+        if self.queues.names.is_empty() {
+            return Err(invalid("queues.names", "must name at least one queue"));
+        }
+        if let Some(bad) = self.queues.names.iter().find(|n| !is_valid_queue_name(n)) {
+            return Err(invalid(
+                "queues.names",
+                format!("entries must match [A-Za-z0-9_.-]{{1,64}}, got {bad:?}"),
+            ));
+        }
+        if self.redis.key_prefix.is_empty() || self.redis.key_prefix.contains(['{', '}']) {
+            return Err(invalid(
+                "redis.key_prefix",
+                format!(
+                    "must be non-empty and free of braces, got {:?}",
+                    self.redis.key_prefix
+                ),
+            ));
+        }
+        url::Url::parse(&self.redis.url).map_err(|e| {
+            invalid(
+                "redis.url",
+                format!("is not a URL ({e}): {}", redact_url(&self.redis.url)),
+            )
+        })?;
+        mysql_async::Opts::from_url(&self.mysql.url).map_err(|e| {
+            invalid(
+                "mysql.url",
+                format!("is not a MySQL URL ({e}): {}", redact_url(&self.mysql.url)),
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Concurrent job slots of the processor pool.
+    pub fn processor_slots(&self) -> usize {
+        self.processors.count * self.processors.concurrency
+    }
+
+    pub fn lease(&self) -> Duration {
+        Duration::from_millis(self.recovery.lease_ms)
+    }
+}
+
+/// Rows per upsert statement at most: 11 placeholders a row stays far below
+/// the server's 65 535 placeholder limit.
+pub const MAX_DB_BATCH: usize = 5000;
+
+fn positive(key: &str, value: u64) -> Result<(), ConfigError> {
+    if value == 0 {
+        return Err(invalid(key, "must be a positive integer, got 0"));
+    }
+    Ok(())
+}
+
+/// Turns the config crate's errors into messages that name the key first.
+fn describe_source_error(error: config::ConfigError) -> ConfigError {
+    match error {
+        config::ConfigError::Type {
+            key: Some(key),
+            unexpected,
+            expected,
+            ..
+        } => invalid(
+            &key,
+            format!("must be {}, got {unexpected}", article(expected)),
+        ),
+        other => ConfigError::Source(redact_secrets_in(&other.to_string())),
+    }
+}
+
+fn article(expected: &str) -> String {
+    match expected {
+        "an integer" | "a boolean" | "a string" => expected.to_string(),
+        e if e.starts_with(['u', 'i']) => "a positive integer".to_string(),
+        e => format!("of type {e}"),
+    }
+}
+
+/// The URL with any password replaced by `***`, safe for logs and errors.
+pub fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                // set_password fails only for URLs that cannot have one, and this one has one.
+                let _ = parsed.set_password(Some("***"));
+            }
+            parsed.to_string()
+        }
+        Err(_) => redact_secrets_in(raw),
+    }
+}
+
+/// Masks `user:password@` in free text that may quote a URL.
+fn redact_secrets_in(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for word in text.split_inclusive(char::is_whitespace) {
+        match (word.find("://"), word.rfind('@')) {
+            (Some(scheme_end), Some(at)) if at > scheme_end => {
+                let credentials = &word[scheme_end + 3..at];
+                match credentials.find(':') {
+                    Some(colon) => {
+                        out.push_str(&word[..scheme_end + 3 + colon + 1]);
+                        out.push_str("***");
+                        out.push_str(&word[at..]);
+                    }
+                    None => out.push_str(word),
+                }
+            }
+            _ => out.push_str(word),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let env: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::load_with_env(None, Some(env))
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let settings = load(&[]).expect("defaults load");
+        assert_eq!(settings.queues.names, vec!["default".to_string()]);
+        assert_eq!(settings.limits.max_job_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn environment_overrides_defaults() {
+        let settings = load(&[
+            ("CONVEYOR__PROCESSORS__COUNT", "32"),
+            ("CONVEYOR__QUEUES__NAMES", "a,b.c"),
+        ])
+        .expect("valid overrides");
+        assert_eq!(settings.processors.count, 32);
+        assert_eq!(
+            settings.queues.names,
+            vec!["a".to_string(), "b.c".to_string()]
+        );
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let err = load(&[("CONVEYOR__PROCESSORS__COUNT", "abc")]).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("processors.count"), "{text}");
+        assert!(text.contains("abc"), "{text}");
+    }
+
+    #[test]
+    fn zero_names_the_key() {
+        let err = load(&[("CONVEYOR__DB__BATCH_SIZE", "0")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "db.batch_size must be a positive integer, got 0"
+        );
+    }
+
+    #[test]
+    fn bad_queue_name_names_the_key() {
+        let err = load(&[("CONVEYOR__QUEUES__NAMES", "ok,no spaces")]).unwrap_err();
+        assert!(err.to_string().starts_with("queues.names"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_is_rejected() {
+        let err = load(&[("CONVEYOR__PROCESSORS__COUNTT", "3")]).unwrap_err();
+        assert!(err.to_string().contains("countt"), "{err}");
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("mysql://u:secret@127.0.0.1:3306/db"),
+            "mysql://u:***@127.0.0.1:3306/db"
+        );
+        assert!(!redact_secrets_in("failed for redis://:pw@h:1/0 now").contains("pw"));
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+    }
+
+    #[test]
+    fn bad_mysql_url_is_redacted_in_the_error() {
+        let err = load(&[("CONVEYOR__MYSQL__URL", "postgres://u:topsecret@h/db")]).unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("mysql.url"), "{text}");
+        assert!(!text.contains("topsecret"), "{text}");
+    }
+}

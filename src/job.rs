@@ -1,0 +1,352 @@
+//! The wire types: the job envelope producers push, the job as a worker holds
+//! it after a claim, and the outcomes that flow from processors to storage.
+//!
+//! This module owns the envelope's validation rules (what makes a message
+//! malformed). It must never do I/O: parsing and checking only.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Longest job id, queue name and kind name (their MySQL columns are VARCHAR(64)).
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Where a claimed job lives in Redis: its queue and the claim token that
+/// names it there until it is acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct JobHandle {
+    pub queue: Arc<str>,
+    pub token: String,
+}
+
+/// A message as claimed from Redis, not yet parsed.
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    pub handle: JobHandle,
+    /// The message bytes exactly as the producer pushed them.
+    pub raw: Vec<u8>,
+    /// Attempts already made before this claim (0 on first delivery).
+    pub attempts_made: u32,
+    /// The error of the previous attempt, if one failed.
+    pub last_error: Option<String>,
+    /// When this worker claimed it (unix ms).
+    pub claimed_at_ms: i64,
+}
+
+/// The job envelope of the wire contract.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(expecting = "a job envelope (a JSON object with a \"kind\")")]
+pub struct Envelope {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub kind: String,
+    #[serde(default)]
+    pub payload: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<RunAt>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enqueued_at: Option<i64>,
+}
+
+/// `run_at`: an RFC 3339 time or unix milliseconds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum RunAt {
+    UnixMillis(i64),
+    Rfc3339(String),
+}
+
+impl RunAt {
+    /// The time in unix milliseconds, or why it is not a time.
+    pub fn to_unix_ms(&self) -> Result<i64, String> {
+        match self {
+            RunAt::UnixMillis(ms) => Ok(*ms),
+            RunAt::Rfc3339(text) => chrono::DateTime::parse_from_rfc3339(text)
+                .map(|t| t.timestamp_millis())
+                .map_err(|e| format!("run_at {text:?} is not an RFC 3339 time: {e}")),
+        }
+    }
+}
+
+/// Why a message cannot be a job. The text is stored beside the raw bytes.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Malformed {
+    #[error("message is {size} bytes, over limits.max_job_bytes = {limit}")]
+    TooLarge { size: usize, limit: usize },
+    #[error("message is not a valid job envelope: {0}")]
+    Invalid(String),
+    #[error("field {field}: {reason}")]
+    BadField { field: &'static str, reason: String },
+}
+
+/// An envelope that passed every check, with its defaults resolved.
+#[derive(Debug, Clone)]
+pub struct ValidJob {
+    pub id: String,
+    pub kind: String,
+    pub payload: Value,
+    pub max_attempts: u32,
+    pub timeout_ms: u64,
+    pub run_at_ms: Option<i64>,
+    pub enqueued_at_ms: Option<i64>,
+}
+
+/// Defaults applied to fields an envelope leaves out.
+#[derive(Debug, Clone, Copy)]
+pub struct EnvelopeDefaults {
+    pub max_attempts: u32,
+    pub timeout_ms: u64,
+    pub max_job_bytes: usize,
+}
+
+/// Most attempts a job may ask for; keeps a hostile envelope from pinning a job forever.
+pub const MAX_ATTEMPTS_LIMIT: u32 = 1000;
+
+/// Parses and checks one message. `fallback_id` names id-less jobs (the claim
+/// token, stable across redeliveries).
+pub fn parse_message(
+    raw: &[u8],
+    fallback_id: &str,
+    defaults: &EnvelopeDefaults,
+) -> Result<ValidJob, Malformed> {
+    if raw.len() > defaults.max_job_bytes {
+        return Err(Malformed::TooLarge {
+            size: raw.len(),
+            limit: defaults.max_job_bytes,
+        });
+    }
+    let envelope: Envelope =
+        serde_json::from_slice(raw).map_err(|e| Malformed::Invalid(e.to_string()))?;
+    validate_envelope(envelope, fallback_id, defaults)
+}
+
+/// Checks a parsed envelope's fields; shared by the queue path and the HTTP API.
+pub fn validate_envelope(
+    envelope: Envelope,
+    fallback_id: &str,
+    defaults: &EnvelopeDefaults,
+) -> Result<ValidJob, Malformed> {
+    let id = match envelope.id {
+        Some(id) if is_valid_job_id(&id) => id,
+        Some(id) => {
+            return Err(bad(
+                "id",
+                format!(
+                    "must be 1-64 chars of [A-Za-z0-9_.:-], got {:?}",
+                    truncate(&id)
+                ),
+            ))
+        }
+        None => fallback_id.to_string(),
+    };
+    if envelope.kind.is_empty() || envelope.kind.len() > MAX_NAME_LEN {
+        return Err(bad("kind", "must be 1-64 characters".to_string()));
+    }
+    let max_attempts = envelope.max_attempts.unwrap_or(defaults.max_attempts);
+    if max_attempts == 0 || max_attempts > MAX_ATTEMPTS_LIMIT {
+        return Err(bad(
+            "max_attempts",
+            format!("must be 1-{MAX_ATTEMPTS_LIMIT}, got {max_attempts}"),
+        ));
+    }
+    let timeout_ms = envelope.timeout_ms.unwrap_or(defaults.timeout_ms);
+    if timeout_ms == 0 {
+        return Err(bad("timeout_ms", "must be positive".to_string()));
+    }
+    let run_at_ms = match envelope.run_at {
+        Some(run_at) => Some(run_at.to_unix_ms().map_err(|e| bad("run_at", e))?),
+        None => None,
+    };
+    Ok(ValidJob {
+        id,
+        kind: envelope.kind,
+        payload: envelope.payload,
+        max_attempts,
+        timeout_ms,
+        run_at_ms,
+        enqueued_at_ms: envelope.enqueued_at,
+    })
+}
+
+fn bad(field: &'static str, reason: String) -> Malformed {
+    Malformed::BadField { field, reason }
+}
+
+fn truncate(text: &str) -> String {
+    text.chars().take(80).collect()
+}
+
+/// Job ids: 1-64 chars of `[A-Za-z0-9_.:-]`.
+pub fn is_valid_job_id(id: &str) -> bool {
+    is_name(id, |c| c == ':')
+}
+
+/// Queue names: 1-64 chars of `[A-Za-z0-9_.-]`.
+pub fn is_valid_queue_name(name: &str) -> bool {
+    is_name(name, |_| false)
+}
+
+fn is_name(text: &str, also: impl Fn(char) -> bool) -> bool {
+    !text.is_empty()
+        && text.len() <= MAX_NAME_LEN
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') || also(c))
+}
+
+/// Final state of a job's row in `job_results`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinalStatus {
+    Succeeded,
+    Dead,
+}
+
+impl FinalStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinalStatus::Succeeded => "succeeded",
+            FinalStatus::Dead => "dead",
+        }
+    }
+}
+
+/// One `job_results` row, ready to upsert.
+#[derive(Debug, Clone)]
+pub struct ResultRow {
+    pub handle: JobHandle,
+    pub id: String,
+    pub kind: String,
+    pub status: FinalStatus,
+    pub attempts: u32,
+    /// Handler output as JSON text, on success.
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub enqueued_at_ms: Option<i64>,
+    pub started_at_ms: Option<i64>,
+    pub finished_at_ms: i64,
+}
+
+/// One `dead_letters` row: a message that could not be a job.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub handle: JobHandle,
+    pub raw: Vec<u8>,
+    pub reason: String,
+    pub received_at_ms: i64,
+}
+
+/// What became of one claimed job.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Final: a row for `job_results`.
+    Finished(ResultRow),
+    /// Final: a row for `dead_letters`.
+    Malformed(DeadLetter),
+    /// Not final: run again at `due_ms` after a failed attempt.
+    Retry {
+        handle: JobHandle,
+        due_ms: i64,
+        attempts: u32,
+        error: String,
+    },
+    /// Not started: its `run_at` is in the future.
+    Defer { handle: JobHandle, due_ms: i64 },
+}
+
+impl Outcome {
+    pub fn handle(&self) -> &JobHandle {
+        match self {
+            Outcome::Finished(row) => &row.handle,
+            Outcome::Malformed(letter) => &letter.handle,
+            Outcome::Retry { handle, .. } | Outcome::Defer { handle, .. } => handle,
+        }
+    }
+
+    /// Whether this outcome is written to MySQL (the rest go back to Redis).
+    pub fn is_final(&self) -> bool {
+        matches!(self, Outcome::Finished(_) | Outcome::Malformed(_))
+    }
+}
+
+/// A new job id: time-ordered hex (48-bit ms clock + 64 random bits).
+pub fn new_job_id() -> String {
+    format!("{:012x}{:016x}", now_ms().max(0), rand::random::<u64>())
+}
+
+/// Current time in unix milliseconds.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEFAULTS: EnvelopeDefaults = EnvelopeDefaults {
+        max_attempts: 3,
+        timeout_ms: 30_000,
+        max_job_bytes: 1024,
+    };
+
+    fn parse(raw: &str) -> Result<ValidJob, Malformed> {
+        parse_message(raw.as_bytes(), "tok-1", &DEFAULTS)
+    }
+
+    #[test]
+    fn minimal_envelope_gets_defaults_and_the_fallback_id() {
+        let job = parse(r#"{"kind":"noop"}"#).expect("valid");
+        assert_eq!(job.id, "tok-1");
+        assert_eq!(job.max_attempts, 3);
+        assert_eq!(job.payload, Value::Null);
+    }
+
+    #[test]
+    fn run_at_accepts_both_forms() {
+        let a = parse(r#"{"kind":"noop","run_at":"2030-01-01T00:00:00Z"}"#).expect("valid");
+        let b = parse(r#"{"kind":"noop","run_at":1893456000000}"#).expect("valid");
+        assert_eq!(a.run_at_ms, Some(1_893_456_000_000));
+        assert_eq!(b.run_at_ms, a.run_at_ms);
+    }
+
+    #[test]
+    fn malformed_messages_say_why() {
+        let cases = [
+            ("not json", "not a valid job envelope"),
+            ("[1,2]", "not a valid job envelope"),
+            (r#"{"payload":1}"#, "missing field `kind`"),
+            (r#"{"kind":"noop","id":"has space"}"#, "field id"),
+            (r#"{"kind":"noop","id":""}"#, "field id"),
+            (r#"{"kind":""}"#, "field kind"),
+            (r#"{"kind":"noop","max_attempts":0}"#, "field max_attempts"),
+            (r#"{"kind":"noop","run_at":"tomorrow"}"#, "field run_at"),
+        ];
+        for (raw, expected) in cases {
+            let err = parse(raw).expect_err(raw).to_string();
+            assert!(err.contains(expected), "{raw}: {err}");
+        }
+    }
+
+    #[test]
+    fn oversize_and_deep_nesting_are_malformed_not_fatal() {
+        let big = format!(r#"{{"kind":"noop","payload":"{}"}}"#, "x".repeat(2000));
+        assert!(matches!(parse(&big), Err(Malformed::TooLarge { .. })));
+        let deep = "[".repeat(100_000);
+        let limits = EnvelopeDefaults {
+            max_job_bytes: 1 << 20,
+            ..DEFAULTS
+        };
+        assert!(parse_message(deep.as_bytes(), "t", &limits).is_err());
+    }
+
+    #[test]
+    fn names() {
+        assert!(is_valid_job_id("a:b.c-d_9"));
+        assert!(!is_valid_queue_name("a:b"));
+        assert!(!is_valid_job_id(&"x".repeat(65)));
+    }
+}

@@ -1,0 +1,203 @@
+//! The handler registry: job kinds by name, built-in and user-defined.
+//!
+//! This module owns the contract between conveyor and a handler: what a
+//! handler receives ([`JobContext`], the payload), what it returns, and how it
+//! says whether a failure is worth retrying ([`JobError`]). It must never
+//! touch Redis or MySQL: handlers are pure work, and the pipeline decides
+//! what their result means.
+//!
+//! # Adding a kind
+//!
+//! ```
+//! use conveyor::kinds::{JobError, Registry};
+//! use serde_json::json;
+//!
+//! let mut registry = Registry::new();
+//! // CPU work: runs on a processor thread, one job after another.
+//! registry.register_blocking("double", |_ctx, payload| {
+//!     let n = payload.as_i64().ok_or_else(|| JobError::permanent("payload must be a number"))?;
+//!     Ok(json!(n * 2))
+//! });
+//! // I/O work: many jobs overlap on the processor thread's async runtime.
+//! registry.register_async("wait", |_ctx, _payload| async move {
+//!     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+//!     Ok(json!("done"))
+//! });
+//! assert!(registry.get("double").is_some());
+//! ```
+//!
+//! Then hand the registry to [`crate::worker::run`]; `examples/custom_kind.rs`
+//! is a complete worker.
+
+mod fail;
+mod noop;
+mod sleep;
+mod stats;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::LocalBoxFuture;
+use futures::FutureExt;
+use serde_json::Value;
+
+/// What a handler knows about the job it runs.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    pub id: String,
+    pub queue: Arc<str>,
+    pub kind: String,
+    /// This attempt's number, from 1.
+    pub attempt: u32,
+    pub max_attempts: u32,
+    /// When this attempt times out. Async handlers are cancelled then; CPU
+    /// handlers should check [`JobContext::expired`] in long loops.
+    pub deadline: Instant,
+}
+
+impl JobContext {
+    /// Whether the attempt's deadline has passed (cooperative timeout for CPU work).
+    pub fn expired(&self) -> bool {
+        Instant::now() >= self.deadline
+    }
+
+    /// `Err` once the deadline has passed, for `?` in long CPU loops.
+    pub fn check_deadline(&self) -> Result<(), JobError> {
+        if self.expired() {
+            Err(JobError::retryable(
+                "job timed out (deadline checked by handler)",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Whether a failed attempt should be tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Try again after the configured backoff (or after the given delay).
+    After(Option<Duration>),
+    /// Do not try again: the job is `dead` now.
+    Never,
+}
+
+/// A handler's failure, with its intent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct JobError {
+    pub message: String,
+    pub retry: Retry,
+}
+
+impl JobError {
+    /// A failure that may pass: retried with backoff while attempts remain.
+    pub fn retryable(message: impl Into<String>) -> JobError {
+        JobError {
+            message: message.into(),
+            retry: Retry::After(None),
+        }
+    }
+
+    /// A failure that will not pass (bad payload, 404 ...): `dead` at once.
+    pub fn permanent(message: impl Into<String>) -> JobError {
+        JobError {
+            message: message.into(),
+            retry: Retry::Never,
+        }
+    }
+
+    /// A retryable failure that names its own delay (e.g. HTTP `Retry-After`).
+    pub fn retry_after(message: impl Into<String>, delay: Duration) -> JobError {
+        JobError {
+            message: message.into(),
+            retry: Retry::After(Some(delay)),
+        }
+    }
+
+    pub fn is_permanent(&self) -> bool {
+        self.retry == Retry::Never
+    }
+}
+
+/// What a handler returns: its output as JSON, or why it failed.
+pub type JobResult = Result<Value, JobError>;
+
+type BlockingFn = dyn Fn(&JobContext, Value) -> JobResult + Send + Sync;
+type AsyncFn = dyn Fn(JobContext, Value) -> LocalBoxFuture<'static, JobResult> + Send + Sync;
+
+/// A registered handler.
+#[derive(Clone)]
+pub enum Handler {
+    /// CPU work, run directly on the processor thread.
+    Blocking(Arc<BlockingFn>),
+    /// I/O work, run on the processor thread's async runtime.
+    Async(Arc<AsyncFn>),
+}
+
+/// Job kinds by name. Cloned into every processor thread.
+#[derive(Clone, Default)]
+pub struct Registry {
+    handlers: HashMap<String, Handler>,
+}
+
+impl Registry {
+    /// An empty registry (no built-in kinds).
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    /// The built-in kinds: `noop`, `sleep`, `fail`, `stats`.
+    pub fn with_builtins() -> Registry {
+        let mut registry = Registry::new();
+        registry.register_blocking("noop", noop::run);
+        registry.register_async("sleep", sleep::run);
+        registry.register_blocking("fail", fail::run);
+        registry.register_blocking("stats", stats::run);
+        registry
+    }
+
+    /// Registers CPU-bound work under `name` (replacing any kind of that name).
+    pub fn register_blocking<F>(&mut self, name: &str, handler: F) -> &mut Registry
+    where
+        F: Fn(&JobContext, Value) -> JobResult + Send + Sync + 'static,
+    {
+        self.handlers
+            .insert(name.to_string(), Handler::Blocking(Arc::new(handler)));
+        self
+    }
+
+    /// Registers I/O-bound work under `name` (replacing any kind of that name).
+    pub fn register_async<F, Fut>(&mut self, name: &str, handler: F) -> &mut Registry
+    where
+        F: Fn(JobContext, Value) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = JobResult> + 'static,
+    {
+        let boxed = move |ctx: JobContext, payload: Value| handler(ctx, payload).boxed_local();
+        self.handlers
+            .insert(name.to_string(), Handler::Async(Arc::new(boxed)));
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Handler> {
+        self.handlers.get(name)
+    }
+
+    /// Registered kind names, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.handlers.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+}
+
+/// Deserializes a payload into `T`, or fails permanently naming the problem.
+pub fn payload_as<T: serde::de::DeserializeOwned>(
+    kind: &str,
+    payload: Value,
+) -> Result<T, JobError> {
+    serde_json::from_value(payload)
+        .map_err(|e| JobError::permanent(format!("invalid {kind} payload: {e}")))
+}

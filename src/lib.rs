@@ -1,0 +1,39 @@
+//! conveyor: background jobs from Redis queues, processed by an actix actor
+//! pipeline, with every result stored in MySQL/MariaDB.
+//!
+//! Producers in any language `LPUSH conveyor:{<queue>}:pending '<envelope>'`;
+//! a worker claims jobs in batches, runs them on a pool of processor threads
+//! and writes one `job_results` row per job id, acknowledging a job in Redis
+//! only after its row is committed (at-least-once delivery, exactly one row).
+//!
+//! # Layout
+//!
+//! - [`config`]: settings (defaults, file, `CONVEYOR__*` env), validation.
+//! - [`job`]: the envelope, its validation, outcomes (no I/O).
+//! - [`redis_queue`]: every Redis key and script (no actors).
+//! - [`store`]: every SQL statement and the migrations (no actors).
+//! - [`kinds`]: the handler registry and the built-in kinds; add your own here.
+//! - [`actors`]: QueueReader, Processor pool, DbWriter, Scheduler, Reaper, Monitor.
+//! - [`worker`]: wiring the actors together, start-up and graceful shutdown.
+//! - [`metrics`]: the atomic counters the actors share.
+//!
+//! # Message flow
+//!
+//! QueueReader claims → `RunBatch` to the SyncArbiter pool of Processors →
+//! outcomes back to the QueueReader, which sends final ones (`Record`) to the
+//! DbWriter and puts retries back in Redis → the DbWriter commits a batch and
+//! answers `Committed` → the QueueReader acknowledges those jobs in Redis.
+//!
+//! # Running your own kinds
+//!
+//! Build a [`kinds::Registry`], register handlers, and call [`worker::run`]
+//! inside an actix system; `examples/custom_kind.rs` is a complete program.
+
+pub mod actors;
+pub mod config;
+pub mod job;
+pub mod kinds;
+pub mod metrics;
+pub mod redis_queue;
+pub mod store;
+pub mod worker;

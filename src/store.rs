@@ -1,0 +1,240 @@
+//! Every SQL statement conveyor runs, and the schema migrations.
+//!
+//! This module owns the MySQL/MariaDB schema and the idempotent writes that
+//! turn at-least-once delivery into exactly one row per job. It must never
+//! know about actors or Redis, and never build SQL from values (placeholders only).
+
+use chrono::{DateTime, Datelike, Timelike};
+use mysql_async::prelude::*;
+use mysql_async::{Opts, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts, Value};
+
+use crate::config::redact_url;
+use crate::job::{DeadLetter, ResultRow};
+
+/// A MySQL operation that failed; the rows it carried are still owed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("mysql: {0}")]
+    Mysql(#[from] mysql_async::Error),
+    #[error("mysql URL {url}: {message}")]
+    Url { url: String, message: String },
+}
+
+/// Schema steps, applied in order once each; the version is the position + 1.
+/// Tables are utf8mb4 with binary collation so job ids compare exactly.
+const MIGRATIONS: &[&str] = &[
+    r"CREATE TABLE IF NOT EXISTS job_results (
+        id VARCHAR(64) NOT NULL PRIMARY KEY,
+        queue VARCHAR(64) NOT NULL,
+        kind VARCHAR(64) NOT NULL,
+        status VARCHAR(16) NOT NULL,
+        attempts INT NOT NULL,
+        output JSON NULL,
+        error TEXT NULL,
+        enqueued_at DATETIME(6) NULL,
+        started_at DATETIME(6) NULL,
+        finished_at DATETIME(6) NULL,
+        worker VARCHAR(128) NOT NULL,
+        KEY job_results_status_finished (status, finished_at),
+        KEY job_results_queue_kind (queue, kind)
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+    r"CREATE TABLE IF NOT EXISTS dead_letters (
+        id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+        claim_token VARCHAR(64) NOT NULL,
+        queue VARCHAR(64) NOT NULL,
+        raw LONGBLOB NOT NULL,
+        reason TEXT NOT NULL,
+        received_at DATETIME(6) NOT NULL,
+        UNIQUE KEY dead_letters_claim_token (claim_token),
+        KEY dead_letters_received (received_at)
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+];
+
+/// Serialises concurrent migrations of several workers starting at once.
+const MIGRATION_LOCK: &str = "conveyor_schema_migration";
+/// Seconds a worker waits for another one's migration to finish.
+const MIGRATION_LOCK_WAIT_S: u32 = 60;
+
+/// Opens a pool of at most `pool_max` connections (opened on demand).
+pub fn open_pool(url: &str, pool_max: usize) -> Result<Pool, StoreError> {
+    let opts = Opts::from_url(url).map_err(|e| StoreError::Url {
+        url: redact_url(url),
+        message: e.to_string(),
+    })?;
+    let constraints = PoolConstraints::new(0, pool_max.max(1)).ok_or_else(|| StoreError::Url {
+        url: redact_url(url),
+        message: "invalid pool size".to_string(),
+    })?;
+    let opts = OptsBuilder::from_opts(opts)
+        .pool_opts(PoolOpts::default().with_constraints(constraints))
+        // Times are stored as UTC wall-clock values.
+        .init(vec!["SET time_zone = '+00:00'"]);
+    Ok(Pool::new(opts))
+}
+
+/// Creates or upgrades the schema; safe to run from many workers at once.
+/// Returns the schema version now in place.
+pub async fn migrate(pool: &Pool) -> Result<usize, StoreError> {
+    let mut conn = pool.get_conn().await?;
+    let _: Option<i64> = conn
+        .exec_first(
+            "SELECT GET_LOCK(?, ?)",
+            (MIGRATION_LOCK, MIGRATION_LOCK_WAIT_S),
+        )
+        .await?;
+    let result = apply_migrations(&mut conn).await;
+    let _: Option<i64> = conn
+        .exec_first("SELECT RELEASE_LOCK(?)", (MIGRATION_LOCK,))
+        .await?;
+    result
+}
+
+async fn apply_migrations(conn: &mut mysql_async::Conn) -> Result<usize, StoreError> {
+    conn.query_drop(
+        "CREATE TABLE IF NOT EXISTS conveyor_schema (version INT NOT NULL PRIMARY KEY,
+         applied_at DATETIME(6) NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+    )
+    .await?;
+    let current: Option<i64> = conn
+        .query_first("SELECT COALESCE(MAX(version), 0) FROM conveyor_schema")
+        .await?;
+    let current = current.unwrap_or(0).max(0) as usize;
+    for (index, statement) in MIGRATIONS.iter().enumerate().skip(current) {
+        conn.query_drop(*statement).await?;
+        conn.exec_drop(
+            "INSERT INTO conveyor_schema (version, applied_at) VALUES (?, UTC_TIMESTAMP(6))",
+            (index + 1,),
+        )
+        .await?;
+        log::info!(target: "conveyor::store", "schema migrated to version {}", index + 1);
+    }
+    Ok(MIGRATIONS.len())
+}
+
+const RESULT_COLUMNS: &str =
+    "id, queue, kind, status, attempts, output, error, enqueued_at, started_at, finished_at, worker";
+
+/// On a duplicate id the newer result wins, except that a `succeeded` row is
+/// never turned back into `dead` (a stale redelivery must not undo a success).
+/// `status` is assigned last: MySQL evaluates assignments left to right.
+const RESULT_UPSERT_TAIL: &str = " ON DUPLICATE KEY UPDATE
+    queue = IF(status = 'succeeded' AND VALUES(status) = 'dead', queue, VALUES(queue)),
+    kind = IF(status = 'succeeded' AND VALUES(status) = 'dead', kind, VALUES(kind)),
+    attempts = IF(status = 'succeeded' AND VALUES(status) = 'dead', attempts, VALUES(attempts)),
+    output = IF(status = 'succeeded' AND VALUES(status) = 'dead', output, VALUES(output)),
+    error = IF(status = 'succeeded' AND VALUES(status) = 'dead', error, VALUES(error)),
+    enqueued_at = IF(status = 'succeeded' AND VALUES(status) = 'dead', enqueued_at, VALUES(enqueued_at)),
+    started_at = IF(status = 'succeeded' AND VALUES(status) = 'dead', started_at, VALUES(started_at)),
+    finished_at = IF(status = 'succeeded' AND VALUES(status) = 'dead', finished_at, VALUES(finished_at)),
+    worker = IF(status = 'succeeded' AND VALUES(status) = 'dead', worker, VALUES(worker)),
+    status = IF(status = 'succeeded' AND VALUES(status) = 'dead', status, VALUES(status))";
+
+/// Writes a batch of results and dead letters in one transaction.
+/// Idempotent: writing the same batch twice leaves the same rows.
+pub async fn write_batch(
+    pool: &Pool,
+    worker: &str,
+    rows: &[ResultRow],
+    letters: &[DeadLetter],
+) -> Result<(), StoreError> {
+    let mut conn = pool.get_conn().await?;
+    let mut tx = conn
+        .start_transaction(mysql_async::TxOpts::default())
+        .await?;
+    if !rows.is_empty() {
+        let sql = format!(
+            "INSERT INTO job_results ({RESULT_COLUMNS}) VALUES {}{RESULT_UPSERT_TAIL}",
+            placeholders(rows.len(), 11)
+        );
+        let mut params = Vec::with_capacity(rows.len() * 11);
+        for row in rows {
+            push_result_params(&mut params, row, worker);
+        }
+        tx.exec_drop(sql, Params::Positional(params)).await?;
+    }
+    if !letters.is_empty() {
+        let sql = format!(
+            "INSERT INTO dead_letters (claim_token, queue, raw, reason, received_at) VALUES {}
+             ON DUPLICATE KEY UPDATE claim_token = claim_token",
+            placeholders(letters.len(), 5)
+        );
+        let mut params = Vec::with_capacity(letters.len() * 5);
+        for letter in letters {
+            params.push(Value::from(letter.handle.token.as_str()));
+            params.push(Value::from(&*letter.handle.queue));
+            params.push(Value::Bytes(letter.raw.clone()));
+            params.push(Value::from(letter.reason.as_str()));
+            params.push(datetime(Some(letter.received_at_ms)));
+        }
+        tx.exec_drop(sql, Params::Positional(params)).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+fn push_result_params(params: &mut Vec<Value>, row: &ResultRow, worker: &str) {
+    params.push(Value::from(row.id.as_str()));
+    params.push(Value::from(&*row.handle.queue));
+    params.push(Value::from(row.kind.as_str()));
+    params.push(Value::from(row.status.as_str()));
+    params.push(Value::from(row.attempts));
+    params.push(row.output.as_deref().map_or(Value::NULL, Value::from));
+    params.push(row.error.as_deref().map_or(Value::NULL, Value::from));
+    params.push(datetime(row.enqueued_at_ms));
+    params.push(datetime(row.started_at_ms));
+    params.push(datetime(Some(row.finished_at_ms)));
+    params.push(Value::from(worker));
+}
+
+/// `(?, ?, ?), (?, ?, ?)` for `rows` rows of `columns` columns.
+fn placeholders(rows: usize, columns: usize) -> String {
+    let one = format!("({})", vec!["?"; columns].join(", "));
+    vec![one; rows].join(", ")
+}
+
+/// A unix-millisecond time as a DATETIME(6) value in UTC; NULL when absent
+/// or outside the range MySQL can store.
+fn datetime(unix_ms: Option<i64>) -> Value {
+    let Some(time) = unix_ms.and_then(DateTime::from_timestamp_millis) else {
+        return Value::NULL;
+    };
+    if !(1000..=9999).contains(&time.year()) {
+        return Value::NULL;
+    }
+    Value::Date(
+        time.year() as u16,
+        time.month() as u8,
+        time.day() as u8,
+        time.hour() as u8,
+        time.minute() as u8,
+        time.second() as u8,
+        time.timestamp_subsec_micros(),
+    )
+}
+
+/// Whether MySQL answers (for readiness checks).
+pub async fn ping(pool: &Pool) -> Result<(), StoreError> {
+    let mut conn = pool.get_conn().await?;
+    conn.ping().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_shape() {
+        assert_eq!(placeholders(2, 3), "(?, ?, ?), (?, ?, ?)");
+    }
+
+    #[test]
+    fn datetimes_are_utc_with_microseconds() {
+        assert_eq!(
+            datetime(Some(1_700_000_000_123)),
+            Value::Date(2023, 11, 14, 22, 13, 20, 123_000)
+        );
+        assert_eq!(datetime(None), Value::NULL);
+        assert_eq!(datetime(Some(-99_999_999_999_999)), Value::NULL);
+    }
+}

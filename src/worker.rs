@@ -1,0 +1,188 @@
+//! Starting and stopping a worker process: wires the actors together.
+//!
+//! This module owns start-up order (schema, pool, actors) and the graceful
+//! shutdown sequence. It must never contain job logic; it only connects the
+//! pieces and waits for the shutdown signal it is handed.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use crate::actors::db_writer::DbWriter;
+use crate::actors::monitor::Monitor;
+use crate::actors::processor::{Backoff, Processor, ProcessorEnv};
+use crate::actors::queue_reader::{QueueReader, Shutdown};
+use crate::actors::reaper::Reaper;
+use crate::actors::scheduler::Scheduler;
+use crate::config::{redact_url, Settings};
+use crate::job::EnvelopeDefaults;
+use crate::kinds::Registry;
+use crate::metrics::Metrics;
+use crate::redis_queue::{QueueError, RedisQueue};
+use crate::store::{self, StoreError};
+
+/// Why a worker could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the queue reader stopped before the shutdown finished")]
+    ReaderGone,
+}
+
+/// Longest pause between attempts to reach MySQL at start-up.
+const STARTUP_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// A unique id for this process: host, pid and a random suffix, so two
+/// workers never share a lease even in containers with equal pids.
+pub fn worker_id() -> String {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let host: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    format!(
+        "{host}-{}-{:06x}",
+        std::process::id(),
+        rand::random::<u32>() & 0xff_ffff
+    )
+}
+
+/// Runs a worker until `shutdown` resolves, then drains and hands back.
+/// Must be called inside a running actix `System`.
+pub async fn run(
+    settings: Settings,
+    registry: Registry,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), WorkerError> {
+    let settings = Arc::new(settings);
+    let worker: Arc<str> = worker_id().into();
+    log::info!(
+        target: "conveyor::worker",
+        "worker {worker} starting: redis {} mysql {} queues {:?} processors {}x{} kinds {:?}",
+        redact_url(&settings.redis.url),
+        redact_url(&settings.mysql.url),
+        settings.queues.names,
+        settings.processors.count,
+        settings.processors.concurrency,
+        registry.names()
+    );
+    let pool = store::open_pool(&settings.mysql.url, settings.mysql.pool_max)?;
+    let mut shutdown = std::pin::pin!(shutdown);
+    tokio::select! {
+        () = migrate_until_done(&pool) => {}
+        () = &mut shutdown => {
+            log::info!(target: "conveyor::worker", "stopped before start-up finished");
+            return Ok(());
+        }
+    }
+    let redis = RedisQueue::connect(
+        &settings.redis.url,
+        &settings.redis.key_prefix,
+        Duration::from_millis(settings.redis.response_timeout_ms),
+    )?;
+    let metrics = Arc::new(Metrics::default());
+    let reader = start_actors(
+        &settings,
+        registry,
+        worker.clone(),
+        pool.clone(),
+        redis,
+        metrics,
+    );
+    shutdown.await;
+    log::info!(target: "conveyor::worker", "shutdown requested");
+    let timeout = Duration::from_millis(settings.shutdown.timeout_ms);
+    let handed_back = reader
+        .send(Shutdown { timeout })
+        .await
+        .map_err(|_| WorkerError::ReaderGone)?;
+    pool.disconnect().await.ok();
+    log::info!(target: "conveyor::worker", "worker {worker} stopped ({handed_back} jobs handed back)");
+    Ok(())
+}
+
+fn start_actors(
+    settings: &Arc<Settings>,
+    registry: Registry,
+    worker: Arc<str>,
+    pool: mysql_async::Pool,
+    redis: RedisQueue,
+    metrics: Arc<Metrics>,
+) -> Addr<QueueReader> {
+    let env = Arc::new(ProcessorEnv {
+        registry,
+        defaults: EnvelopeDefaults {
+            max_attempts: settings.retry.max_attempts,
+            timeout_ms: settings.jobs.default_timeout_ms,
+            max_job_bytes: settings.limits.max_job_bytes,
+        },
+        backoff: Backoff {
+            base_ms: settings.retry.base_ms,
+            max_ms: settings.retry.max_ms,
+        },
+        metrics: metrics.clone(),
+    });
+    let processors = SyncArbiter::start(settings.processors.count, move || {
+        Processor::new(env.clone())
+    });
+    let reader = {
+        let (settings, redis, metrics) = (settings.clone(), redis.clone(), metrics.clone());
+        QueueReader::create(move |ctx| {
+            let db = DbWriter::new(
+                pool,
+                worker.clone(),
+                ctx.address().recipient(),
+                settings.db.clone(),
+                metrics.clone(),
+            )
+            .start();
+            QueueReader::new(redis, worker, settings, processors, db, metrics)
+        })
+    };
+    let queues: Vec<Arc<str>> = settings
+        .queues
+        .names
+        .iter()
+        .map(|q| q.as_str().into())
+        .collect();
+    let tick = Duration::from_millis(settings.scheduler.tick_ms);
+    Scheduler::new(redis.clone(), queues.clone(), tick, reader.clone()).start();
+    let heartbeat = Duration::from_millis(settings.recovery.heartbeat_ms);
+    Reaper::new(redis.clone(), queues.clone(), heartbeat, reader.clone()).start();
+    Monitor::new(redis, queues, metrics, settings).start();
+    reader
+}
+
+/// Applies the schema, retrying with backoff while MySQL is unreachable.
+async fn migrate_until_done(pool: &mysql_async::Pool) {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match store::migrate(pool).await {
+            Ok(version) => {
+                log::info!(target: "conveyor::worker", "schema ready (version {version})");
+                return;
+            }
+            Err(error) => {
+                log::warn!(
+                    target: "conveyor::worker",
+                    "mysql not ready, retrying in {} ms: {error}",
+                    delay.as_millis()
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(STARTUP_RETRY_MAX);
+            }
+        }
+    }
+}
