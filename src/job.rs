@@ -120,6 +120,11 @@ pub fn parse_message(
             limit: defaults.max_job_bytes,
         });
     }
+    // serde would also read a struct from a JSON array; the contract says object.
+    let first = raw.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(Malformed::Invalid("not a JSON object".to_string()));
+    }
     let envelope: Envelope =
         serde_json::from_slice(raw).map_err(|e| Malformed::Invalid(e.to_string()))?;
     validate_envelope(envelope, fallback_id, defaults)
@@ -317,7 +322,8 @@ mod tests {
     fn malformed_messages_say_why() {
         let cases = [
             ("not json", "not a valid job envelope"),
-            ("[1,2]", "not a valid job envelope"),
+            ("[1,2]", "not a JSON object"),
+            (r#"["id-1","noop"]"#, "not a JSON object"),
             (r#"{"payload":1}"#, "missing field `kind`"),
             (r#"{"kind":"noop","id":"has space"}"#, "field id"),
             (r#"{"kind":"noop","id":""}"#, "field id"),
