@@ -16,6 +16,8 @@
 //! | `P:{q}:errors` | hash | token → the last attempt's error |
 //! | `P:{q}:wip:<worker>` | hash | token → message, for the jobs one worker holds |
 //! | `P:{q}:workers` | zset | worker id → lease deadline (unix ms) |
+//! | `P:{q}:ids` | hash | job id → claim token, for claimed jobs whose message starts with `{"id":"` |
+//! | `P:{q}:accepted` | hash | job id → accepted time, for jobs the HTTP API took and no worker finished yet |
 //!
 //! A job lives in exactly one of `pending`, `ready`+`jobs`, `scheduled`+`jobs`
 //! or one worker's `wip`; every move between them is one atomic script. A job
@@ -55,6 +57,15 @@ pub struct QueueDepths {
     pub scheduled: u64,
 }
 
+/// A job's state in Redis (before its row is written).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobState {
+    /// `queued`, `running` or `retrying`.
+    pub state: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
 /// A job going back to `scheduled`: after a failed attempt, or not yet due.
 #[derive(Debug, Clone)]
 pub struct Reschedule {
@@ -75,6 +86,8 @@ pub struct QueueKeys {
     attempts: String,
     errors: String,
     workers: String,
+    ids: String,
+    accepted: String,
     /// `P:{q}:wip:`; a worker's id completes it.
     wip_prefix: String,
 }
@@ -90,6 +103,8 @@ impl QueueKeys {
             attempts: format!("{base}:attempts"),
             errors: format!("{base}:errors"),
             workers: format!("{base}:workers"),
+            ids: format!("{base}:ids"),
+            accepted: format!("{base}:accepted"),
             wip_prefix: format!("{base}:wip:"),
         }
     }
@@ -99,14 +114,27 @@ impl QueueKeys {
     }
 }
 
+/// Lua: the job id of a message that starts with `{"id":"` (as the API, the
+/// CLI and serde write envelopes), else nil. Ids cannot hold a quote, so the
+/// next quote ends it. A cheap string test: messages are never decoded in Redis.
+const LEAD_ID_LUA: &str = r#"
+local function lead_id(raw)
+  if string.sub(raw, 1, 7) == '{"id":"' then
+    local stop = string.find(raw, '"', 8, true)
+    if stop and stop > 8 and stop <= 72 then return string.sub(raw, 8, stop - 1) end
+  end
+  return nil
+end
+"#;
+
 /// Moves up to ARGV[1] jobs from `ready`, then `pending`, into this worker's
 /// `wip`, naming new messages `<nonce>-<i>`, and renews the worker's lease.
 /// Returns a flat list of (token, message, attempts, last error).
 static CLAIM: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
+    Script::new(&format!(
+        r"{LEAD_ID_LUA}
 local max = tonumber(ARGV[1])
-local out, wip = {}, {}
+local out, wip = {{}}, {{}}
 local tokens = redis.call('RPOP', KEYS[2], max)
 if tokens then
   for _, token in ipairs(tokens) do
@@ -131,9 +159,61 @@ if max > 0 then
     end
   end
 end
+local ids = {{}}
+for i = 1, #wip, 2 do
+  local id = lead_id(wip[i + 1])
+  if id then ids[#ids + 1] = id; ids[#ids + 1] = wip[i] end
+end
 if #wip > 0 then redis.call('HSET', KEYS[6], unpack(wip)) end
+if #ids > 0 then redis.call('HSET', KEYS[8], unpack(ids)) end
 redis.call('ZADD', KEYS[7], ARGV[4], ARGV[3])
 return out
+"
+    ))
+});
+
+/// Acknowledges committed jobs: removes them from this worker's `wip` with
+/// their attempt count, last error and id entries. Tokens no longer in `wip`
+/// (lease lost) are skipped. Returns how many were acknowledged.
+static ACK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r"{LEAD_ID_LUA}
+local acked = 0
+for _, token in ipairs(ARGV) do
+  local raw = redis.call('HGET', KEYS[1], token)
+  if raw then
+    redis.call('HDEL', KEYS[1], token)
+    redis.call('HDEL', KEYS[2], token)
+    redis.call('HDEL', KEYS[3], token)
+    local id = lead_id(raw)
+    if id then
+      if redis.call('HGET', KEYS[4], id) == token then redis.call('HDEL', KEYS[4], id) end
+      redis.call('HDEL', KEYS[5], id)
+    end
+    acked = acked + 1
+  end
+end
+return acked
+"
+    ))
+});
+
+/// Where a job stands in Redis, by id: (state, attempts made, last error), or nil.
+static JOB_STATE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local token = redis.call('HGET', KEYS[1], ARGV[1])
+if not token then
+  if redis.call('HEXISTS', KEYS[6], ARGV[1]) == 1 then return {'queued', '0', ''} end
+  return false
+end
+local attempts = redis.call('HGET', KEYS[4], token) or '0'
+local err = redis.call('HGET', KEYS[5], token) or ''
+local state = 'running'
+if redis.call('HEXISTS', KEYS[2], token) == 1 then
+  if tonumber(attempts) > 0 then state = 'retrying' else state = 'queued' end
+end
+return {state, attempts, err}
 ",
     )
 });
@@ -304,6 +384,7 @@ impl RedisQueue {
             .key(&keys.errors)
             .key(keys.wip(worker))
             .key(&keys.workers)
+            .key(&keys.ids)
             .arg(max)
             .arg(&nonce)
             .arg(worker)
@@ -342,13 +423,17 @@ impl RedisQueue {
             return Ok(0);
         }
         let keys = self.keys(queue);
-        let (acked, _, _): (usize, usize, usize) = redis::pipe()
-            .atomic()
-            .hdel(keys.wip(worker), tokens)
-            .hdel(&keys.attempts, tokens)
-            .hdel(&keys.errors, tokens)
-            .query_async(&mut self.conn.clone())
-            .await?;
+        let mut invocation = ACK.prepare_invoke();
+        invocation
+            .key(keys.wip(worker))
+            .key(&keys.attempts)
+            .key(&keys.errors)
+            .key(&keys.ids)
+            .key(&keys.accepted);
+        for token in tokens {
+            invocation.arg(token);
+        }
+        let acked: usize = invocation.invoke_async(&mut self.conn.clone()).await?;
         Ok(acked)
     }
 
@@ -454,6 +539,46 @@ impl RedisQueue {
             .arg(worker)
             .invoke_async(&mut self.conn.clone())
             .await?)
+    }
+
+    /// Where job `id` of `queue` stands in Redis; `None` when Redis holds
+    /// nothing of it (never seen, or finished and acknowledged).
+    pub async fn job_state(&self, queue: &str, id: &str) -> Result<Option<JobState>, QueueError> {
+        let keys = self.keys(queue);
+        let reply: Option<(String, u32, String)> = JOB_STATE
+            .key(&keys.ids)
+            .key(&keys.jobs)
+            .key(&keys.scheduled)
+            .key(&keys.attempts)
+            .key(&keys.errors)
+            .key(&keys.accepted)
+            .arg(id)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(reply.map(|(state, attempts, error)| JobState {
+            state,
+            attempts,
+            last_error: Some(error).filter(|e| !e.is_empty()),
+        }))
+    }
+
+    /// Enqueues jobs taken by the HTTP API: pushes them and records them as
+    /// accepted, atomically, so their status reads `queued` at once.
+    /// `jobs` are (id, message) pairs.
+    pub async fn accept(&self, queue: &str, jobs: &[(String, Vec<u8>)]) -> Result<(), QueueError> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let keys = self.keys(queue);
+        let now = crate::job::now_ms();
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for (id, message) in jobs {
+            pipe.hset(&keys.accepted, id, now).ignore();
+            pipe.lpush(&keys.pending, message).ignore();
+        }
+        let () = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(())
     }
 
     pub async fn depths(&self, queue: &str) -> Result<QueueDepths, QueueError> {

@@ -366,7 +366,6 @@ pub struct TestEnv {
     pub mysql_url: String,
     pub prefix: String,
     pub database: String,
-    runtime: tokio::runtime::Runtime,
 }
 
 impl TestEnv {
@@ -384,10 +383,6 @@ impl TestEnv {
             mysql_url,
             prefix: unique("t"),
             database,
-            runtime: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime"),
         }
     }
 
@@ -496,7 +491,11 @@ impl TestEnv {
     pub fn query<T: mysql_async::prelude::FromRow + Send + 'static>(&self, sql: &str) -> Vec<T> {
         let url = self.mysql_url.clone();
         let sql = sql.to_string();
-        self.runtime.block_on(async move {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
             let pool = mysql_async::Pool::new(url.as_str());
             let mut conn = pool.get_conn().await.expect("mysql connection");
             let rows = conn.query(sql).await.expect("query");

@@ -1,0 +1,216 @@
+//! The Redis scripts on their own, against a real redis-server: every move
+//! of a job between pending, a worker's hold, scheduled and ready.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use conveyor::redis_queue::{RedisQueue, Reschedule};
+use serde_json::json;
+use support::{job, TestEnv};
+
+fn queue(env: &TestEnv) -> RedisQueue {
+    RedisQueue::connect(&env.redis_url, &env.prefix, Duration::from_secs(5)).expect("redis url")
+}
+
+fn far_future() -> i64 {
+    conveyor::job::now_ms() + 60_000
+}
+
+/// Claims are FIFO, bounded by `max`, and acks remove every trace.
+#[tokio::test]
+async fn claim_is_fifo_and_ack_leaves_nothing() {
+    let env = TestEnv::new();
+    let redis = queue(&env);
+    let q: Arc<str> = "default".into();
+    let messages: Vec<String> = (0..5)
+        .map(|i| job("noop", Some(&format!("j{i}")), json!(i)))
+        .collect();
+    env.push("default", &messages);
+    let first = redis.claim(&q, "w1", 3, far_future()).await.expect("claim");
+    assert_eq!(first.len(), 3);
+    assert_eq!(first[0].raw, messages[0].as_bytes());
+    assert_eq!(first[2].raw, messages[2].as_bytes());
+    let state = redis
+        .job_state("default", "j1")
+        .await
+        .expect("state")
+        .expect("known");
+    assert_eq!(state.state, "running");
+    let rest = redis
+        .claim(&q, "w1", 10, far_future())
+        .await
+        .expect("claim");
+    assert_eq!(rest.len(), 2);
+    let tokens: Vec<String> = first
+        .iter()
+        .chain(&rest)
+        .map(|j| j.handle.token.clone())
+        .collect();
+    assert_eq!(redis.ack("default", "w1", &tokens).await.expect("ack"), 5);
+    assert_eq!(redis.job_state("default", "j1").await.expect("state"), None);
+    assert!(
+        env.leftover_keys().iter().all(|(_, n)| *n == 0),
+        "{:?}",
+        env.leftover_keys()
+    );
+}
+
+/// A failed attempt goes to scheduled with its count, comes back when due,
+/// and keeps its token (so an id-less job keeps its id).
+#[tokio::test]
+async fn rescheduled_jobs_come_back_with_their_attempts() {
+    let env = TestEnv::new();
+    let redis = queue(&env);
+    let q: Arc<str> = "default".into();
+    env.push("default", &[job("noop", Some("r1"), json!(1))]);
+    let claimed = redis.claim(&q, "w1", 1, far_future()).await.expect("claim");
+    let token = claimed[0].handle.token.clone();
+    let due = conveyor::job::now_ms() + 100;
+    let moved = redis
+        .reschedule(
+            "default",
+            "w1",
+            &[Reschedule {
+                token: token.clone(),
+                due_ms: due,
+                failure: Some((1, "boom".into())),
+            }],
+        )
+        .await
+        .expect("reschedule");
+    assert_eq!(moved, 1);
+    let state = redis
+        .job_state("default", "r1")
+        .await
+        .expect("state")
+        .expect("known");
+    assert_eq!((state.state.as_str(), state.attempts), ("retrying", 1));
+    assert_eq!(
+        redis
+            .promote_due("default", due - 50, 10)
+            .await
+            .expect("promote"),
+        0
+    );
+    assert_eq!(
+        redis
+            .promote_due("default", due, 10)
+            .await
+            .expect("promote"),
+        1
+    );
+    let again = redis.claim(&q, "w2", 5, far_future()).await.expect("claim");
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].handle.token, token);
+    assert_eq!(again[0].attempts_made, 1);
+    assert_eq!(again[0].last_error.as_deref(), Some("boom"));
+}
+
+/// An expired lease returns the worker's jobs with one more attempt; the old
+/// worker can no longer ack them (fencing).
+#[tokio::test]
+async fn expired_leases_are_reaped_and_fenced() {
+    let env = TestEnv::new();
+    let redis = queue(&env);
+    let q: Arc<str> = "default".into();
+    env.push(
+        "default",
+        &[
+            job("noop", Some("x1"), json!(1)),
+            job("noop", Some("x2"), json!(2)),
+        ],
+    );
+    let now = conveyor::job::now_ms();
+    let claimed = redis.claim(&q, "dying", 2, now + 50).await.expect("claim");
+    assert!(redis
+        .reap_expired("default", now)
+        .await
+        .expect("reap")
+        .is_empty());
+    let reaped = redis
+        .reap_expired("default", now + 100)
+        .await
+        .expect("reap");
+    assert_eq!(reaped, vec![("dying".to_string(), 2)]);
+    let tokens: Vec<String> = claimed.iter().map(|j| j.handle.token.clone()).collect();
+    assert_eq!(
+        redis.ack("default", "dying", &tokens).await.expect("ack"),
+        0
+    );
+    let recovered = redis
+        .claim(&q, "alive", 5, far_future())
+        .await
+        .expect("claim");
+    assert_eq!(recovered.len(), 2);
+    assert!(
+        recovered.iter().all(|j| j.attempts_made == 1),
+        "{recovered:?}"
+    );
+    assert!(recovered[0]
+        .last_error
+        .as_deref()
+        .unwrap_or("")
+        .contains("lease expired"));
+    assert!(!redis
+        .heartbeat("default", "dying", far_future())
+        .await
+        .expect("beat"));
+}
+
+/// Hand-back puts a worker's jobs first in line, without counting an attempt.
+#[tokio::test]
+async fn hand_back_returns_jobs_first_in_line() {
+    let env = TestEnv::new();
+    let redis = queue(&env);
+    let q: Arc<str> = "default".into();
+    env.push(
+        "default",
+        &[
+            job("noop", Some("h1"), json!(1)),
+            job("noop", Some("h2"), json!(2)),
+        ],
+    );
+    let held = redis.claim(&q, "w1", 1, far_future()).await.expect("claim");
+    assert_eq!(
+        redis.hand_back("default", "w1").await.expect("hand back"),
+        1
+    );
+    let depths = redis.depths("default").await.expect("depths");
+    assert_eq!((depths.pending, depths.running), (2, 0));
+    let next = redis.claim(&q, "w2", 1, far_future()).await.expect("claim");
+    assert_eq!(next[0].handle.token, held[0].handle.token);
+    assert_eq!(next[0].attempts_made, 0);
+}
+
+/// Jobs accepted through the API read `queued` before any worker sees them.
+#[tokio::test]
+async fn accepted_jobs_are_queued_until_acknowledged() {
+    let env = TestEnv::new();
+    let redis = queue(&env);
+    let q: Arc<str> = "default".into();
+    let message = job("noop", Some("api-1"), json!(1));
+    redis
+        .accept("default", &[("api-1".to_string(), message.into_bytes())])
+        .await
+        .expect("accept");
+    let state = redis
+        .job_state("default", "api-1")
+        .await
+        .expect("state")
+        .expect("known");
+    assert_eq!(state.state, "queued");
+    let claimed = redis.claim(&q, "w1", 1, far_future()).await.expect("claim");
+    let tokens = vec![claimed[0].handle.token.clone()];
+    redis.ack("default", "w1", &tokens).await.expect("ack");
+    assert_eq!(
+        redis.job_state("default", "api-1").await.expect("state"),
+        None
+    );
+    assert!(
+        env.leftover_keys().iter().all(|(_, n)| *n == 0),
+        "{:?}",
+        env.leftover_keys()
+    );
+}
