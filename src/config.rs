@@ -313,7 +313,7 @@ impl Settings {
     }
 }
 
-/// Rows per upsert statement at most: 11 placeholders a row stays far below
+/// Rows per upsert statement at most: 12 placeholders a row stays far below
 /// the server's 65 535 placeholder limit.
 pub const MAX_DB_BATCH: usize = 5000;
 

@@ -234,6 +234,8 @@ pub struct ResultRow {
     pub enqueued_at_ms: Option<i64>,
     pub started_at_ms: Option<i64>,
     pub finished_at_ms: i64,
+    /// The original message, kept for dead jobs so they can be retried.
+    pub message: Option<Vec<u8>>,
 }
 
 /// One `dead_letters` row: a message that could not be a job.

@@ -48,6 +48,8 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE KEY dead_letters_claim_token (claim_token),
         KEY dead_letters_received (received_at)
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+    // The original message of dead jobs, so `conveyor dead retry` can re-enqueue them.
+    r"ALTER TABLE job_results ADD COLUMN message LONGBLOB NULL AFTER worker",
 ];
 
 /// Serialises concurrent migrations of several workers starting at once.
@@ -111,8 +113,10 @@ async fn apply_migrations(conn: &mut mysql_async::Conn) -> Result<usize, StoreEr
     Ok(MIGRATIONS.len())
 }
 
-const RESULT_COLUMNS: &str =
-    "id, queue, kind, status, attempts, output, error, enqueued_at, started_at, finished_at, worker";
+const RESULT_COLUMNS: &str = "id, queue, kind, status, attempts, output, error, enqueued_at, \
+     started_at, finished_at, worker, message";
+/// Placeholders per `job_results` row: one per column above.
+const RESULT_PARAMS: usize = 12;
 
 /// On a duplicate id the newer result wins, except that a `succeeded` row is
 /// never turned back into `dead` (a stale redelivery must not undo a success).
@@ -127,6 +131,7 @@ const RESULT_UPSERT_TAIL: &str = " ON DUPLICATE KEY UPDATE
     started_at = IF(status = 'succeeded' AND VALUES(status) = 'dead', started_at, VALUES(started_at)),
     finished_at = IF(status = 'succeeded' AND VALUES(status) = 'dead', finished_at, VALUES(finished_at)),
     worker = IF(status = 'succeeded' AND VALUES(status) = 'dead', worker, VALUES(worker)),
+    message = IF(status = 'succeeded' AND VALUES(status) = 'dead', message, VALUES(message)),
     status = IF(status = 'succeeded' AND VALUES(status) = 'dead', status, VALUES(status))";
 
 /// Writes a batch of results and dead letters in one transaction.
@@ -144,9 +149,9 @@ pub async fn write_batch(
     if !rows.is_empty() {
         let sql = format!(
             "INSERT INTO job_results ({RESULT_COLUMNS}) VALUES {}{RESULT_UPSERT_TAIL}",
-            placeholders(rows.len(), 11)
+            placeholders(rows.len(), RESULT_PARAMS)
         );
-        let mut params = Vec::with_capacity(rows.len() * 11);
+        let mut params = Vec::with_capacity(rows.len() * RESULT_PARAMS);
         for row in rows {
             push_result_params(&mut params, row, worker);
         }
@@ -184,6 +189,7 @@ fn push_result_params(params: &mut Vec<Value>, row: &ResultRow, worker: &str) {
     params.push(datetime(row.started_at_ms));
     params.push(datetime(Some(row.finished_at_ms)));
     params.push(Value::from(worker));
+    params.push(row.message.clone().map_or(Value::NULL, Value::Bytes));
 }
 
 /// `(?, ?, ?), (?, ?, ?)` for `rows` rows of `columns` columns.

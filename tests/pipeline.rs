@@ -105,6 +105,12 @@ fn exhausted_retries_end_dead_with_the_last_error() {
     assert_eq!(row.attempts, 4);
     assert_eq!(row.error.as_deref(), Some("always broken"));
     assert_eq!(row.output, None);
+    let kept: Vec<Vec<u8>> = env.query("SELECT message FROM job_results WHERE id = 'hopeless'");
+    assert_eq!(
+        kept,
+        vec![envelope.to_string().into_bytes()],
+        "dead jobs keep their message"
+    );
 }
 
 /// Panicking handlers count as failed attempts and the pool keeps its size:

@@ -250,9 +250,9 @@ fn finished(
     result: Result<serde_json::Value, JobError>,
     started_at_ms: Option<i64>,
 ) -> Outcome {
-    let (status, output, error) = match result {
-        Ok(output) => (FinalStatus::Succeeded, Some(output.to_string()), None),
-        Err(error) => (FinalStatus::Dead, None, Some(error.message)),
+    let (status, output, error, message) = match result {
+        Ok(output) => (FinalStatus::Succeeded, Some(output.to_string()), None, None),
+        Err(error) => (FinalStatus::Dead, None, Some(error.message), Some(job.raw)),
     };
     Outcome::Finished(ResultRow {
         handle: job.handle,
@@ -265,6 +265,7 @@ fn finished(
         enqueued_at_ms: valid.enqueued_at_ms,
         started_at_ms,
         finished_at_ms: now_ms(),
+        message,
     })
 }
 
