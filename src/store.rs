@@ -16,6 +16,8 @@ use crate::job::{DeadLetter, ResultRow};
 pub enum StoreError {
     #[error("mysql: {0}")]
     Mysql(#[from] mysql_async::Error),
+    #[error("another process held the schema migration lock for {0} s")]
+    MigrationLock(u32),
     #[error("mysql URL {url}: {message}")]
     Url { url: String, message: String },
 }
@@ -78,12 +80,15 @@ pub fn open_pool(url: &str, pool_max: usize) -> Result<Pool, StoreError> {
 /// Returns the schema version now in place.
 pub async fn migrate(pool: &Pool) -> Result<usize, StoreError> {
     let mut conn = pool.get_conn().await?;
-    let _: Option<i64> = conn
+    let locked: Option<Option<i64>> = conn
         .exec_first(
             "SELECT GET_LOCK(?, ?)",
             (MIGRATION_LOCK, MIGRATION_LOCK_WAIT_S),
         )
         .await?;
+    if locked.flatten() != Some(1) {
+        return Err(StoreError::MigrationLock(MIGRATION_LOCK_WAIT_S));
+    }
     let result = apply_migrations(&mut conn).await;
     let _: Option<i64> = conn
         .exec_first("SELECT RELEASE_LOCK(?)", (MIGRATION_LOCK,))

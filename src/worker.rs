@@ -99,11 +99,12 @@ pub async fn run(
         worker.clone(),
         pool.clone(),
         redis,
-        metrics,
+        metrics.clone(),
     );
     shutdown.await;
     log::info!(target: "conveyor::worker", "shutdown requested");
     let timeout = Duration::from_millis(settings.shutdown.timeout_ms);
+    metrics.reader_mailbox.on_send();
     let handed_back = reader
         .send(Shutdown { timeout })
         .await
@@ -158,9 +159,23 @@ fn start_actors(
         .map(|q| q.as_str().into())
         .collect();
     let tick = Duration::from_millis(settings.scheduler.tick_ms);
-    Scheduler::new(redis.clone(), queues.clone(), tick, reader.clone()).start();
+    Scheduler::new(
+        redis.clone(),
+        queues.clone(),
+        tick,
+        reader.clone(),
+        metrics.clone(),
+    )
+    .start();
     let heartbeat = Duration::from_millis(settings.recovery.heartbeat_ms);
-    Reaper::new(redis.clone(), queues.clone(), heartbeat, reader.clone()).start();
+    Reaper::new(
+        redis.clone(),
+        queues.clone(),
+        heartbeat,
+        reader.clone(),
+        metrics.clone(),
+    )
+    .start();
     Monitor::new(redis, queues, metrics, settings).start();
     reader
 }

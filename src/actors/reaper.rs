@@ -17,6 +17,7 @@ use actix::prelude::*;
 
 use super::queue_reader::{QueueReader, Wake};
 use crate::job::now_ms;
+use crate::metrics::Metrics;
 use crate::redis_queue::RedisQueue;
 
 pub struct Reaper {
@@ -24,6 +25,7 @@ pub struct Reaper {
     queues: Vec<Arc<str>>,
     tick: Duration,
     reader: Addr<QueueReader>,
+    metrics: Arc<Metrics>,
     /// Since when Redis has answered without error; `None` after an error.
     healthy_since: Option<Instant>,
     busy: bool,
@@ -35,12 +37,14 @@ impl Reaper {
         queues: Vec<Arc<str>>,
         tick: Duration,
         reader: Addr<QueueReader>,
+        metrics: Arc<Metrics>,
     ) -> Reaper {
         Reaper {
             redis,
             queues,
             tick,
             reader,
+            metrics,
             healthy_since: Some(Instant::now()),
             busy: false,
         }
@@ -78,8 +82,8 @@ impl Reaper {
             match result {
                 Ok(recovered) => {
                     act.healthy_since.get_or_insert_with(Instant::now);
-                    if recovered > 0 {
-                        let _ = act.reader.try_send(Wake);
+                    if recovered > 0 && act.reader.try_send(Wake).is_ok() {
+                        act.metrics.reader_mailbox.on_send();
                     }
                 }
                 Err(error) => {

@@ -12,6 +12,7 @@ use actix::prelude::*;
 
 use super::queue_reader::{QueueReader, Wake};
 use crate::job::now_ms;
+use crate::metrics::Metrics;
 use crate::redis_queue::RedisQueue;
 
 /// Most jobs promoted per queue per tick; the rest go next tick.
@@ -22,6 +23,7 @@ pub struct Scheduler {
     queues: Vec<Arc<str>>,
     tick: Duration,
     reader: Addr<QueueReader>,
+    metrics: Arc<Metrics>,
     /// A promotion round is under way (slow Redis must not pile rounds up).
     busy: bool,
 }
@@ -32,12 +34,14 @@ impl Scheduler {
         queues: Vec<Arc<str>>,
         tick: Duration,
         reader: Addr<QueueReader>,
+        metrics: Arc<Metrics>,
     ) -> Scheduler {
         Scheduler {
             redis,
             queues,
             tick,
             reader,
+            metrics,
             busy: false,
         }
     }
@@ -65,10 +69,18 @@ impl Scheduler {
         ctx.spawn(round.into_actor(self).map(|promoted, act, _| {
             act.busy = false;
             if promoted > 0 {
-                // A lost wake-up only delays the claim to the reader's next look.
-                let _ = act.reader.try_send(Wake);
+                act.wake_reader();
             }
         }));
+    }
+}
+
+impl Scheduler {
+    /// A lost wake-up only delays the claim to the reader's next look.
+    fn wake_reader(&self) {
+        if self.reader.try_send(Wake).is_ok() {
+            self.metrics.reader_mailbox.on_send();
+        }
     }
 }
 
