@@ -302,6 +302,26 @@ return #entries / 2
     )
 });
 
+/// Returns the given tokens from this worker's `wip` to the front of `ready`
+/// without counting an attempt. Returns how many moved.
+static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local moved = 0
+for _, token in ipairs(ARGV) do
+  local raw = redis.call('HGET', KEYS[1], token)
+  if raw then
+    redis.call('HDEL', KEYS[1], token)
+    redis.call('HSET', KEYS[2], token, raw)
+    redis.call('RPUSH', KEYS[3], token)
+    moved = moved + 1
+  end
+end
+return moved
+",
+    )
+});
+
 /// Renews a worker's lease; returns 1 when it still had one, 0 when it had
 /// been presumed dead (its jobs recovered elsewhere).
 static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| {
@@ -526,6 +546,39 @@ impl RedisQueue {
             .chunks_exact(2)
             .map(|pair| (pair[0].clone(), pair[1].parse().unwrap_or(0)))
             .collect())
+    }
+
+    /// Claim tokens `worker` holds on `queue` according to Redis.
+    pub async fn held_tokens(&self, queue: &str, worker: &str) -> Result<Vec<String>, QueueError> {
+        let keys = self.keys(queue);
+        let tokens: Vec<String> = redis::cmd("HKEYS")
+            .arg(keys.wip(worker))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(tokens)
+    }
+
+    /// Returns `tokens` held by `worker` to the front of `queue` without
+    /// counting an attempt. Returns how many were still held.
+    pub async fn release(
+        &self,
+        queue: &str,
+        worker: &str,
+        tokens: &[String],
+    ) -> Result<usize, QueueError> {
+        if tokens.is_empty() {
+            return Ok(0);
+        }
+        let keys = self.keys(queue);
+        let mut invocation = RELEASE.prepare_invoke();
+        invocation
+            .key(keys.wip(worker))
+            .key(&keys.jobs)
+            .key(&keys.ready);
+        for token in tokens {
+            invocation.arg(token);
+        }
+        Ok(invocation.invoke_async(&mut self.conn.clone()).await?)
     }
 
     /// Hands all of `worker`'s jobs on `queue` back, first in line. Returns how many.

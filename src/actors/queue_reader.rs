@@ -56,8 +56,11 @@ pub struct QueueReader {
     processors: Addr<Processor>,
     db: Addr<DbWriter>,
     metrics: Arc<Metrics>,
-    /// Claimed and not yet acknowledged or rescheduled: the capacity in use.
-    in_flight: usize,
+    /// Jobs claimed and not yet acknowledged or rescheduled: the capacity in use.
+    held: HeldJobs,
+    /// A claim failed in a way that may have moved jobs in Redis anyway (the
+    /// reply was lost): before claiming again, hand back what we do not know.
+    claim_uncertain: bool,
     /// A claim round is under way (rounds never overlap).
     claiming: bool,
     /// Queues found empty: not claimed from until their waiter or a Wake says so.
@@ -102,7 +105,8 @@ impl QueueReader {
             processors,
             db,
             metrics,
-            in_flight: 0,
+            held: HeldJobs::default(),
+            claim_uncertain: false,
             claiming: false,
             idle: HashSet::new(),
             waiting: HashSet::new(),
@@ -125,7 +129,7 @@ impl QueueReader {
         self.settings
             .queues
             .max_in_flight
-            .saturating_sub(self.in_flight)
+            .saturating_sub(self.held.len())
     }
 
     /// Starts a claim round over every queue not known to be empty.
@@ -143,6 +147,10 @@ impl QueueReader {
             return;
         }
         self.claiming = true;
+        if self.claim_uncertain {
+            self.reconcile(ctx);
+            return;
+        }
         let redis = self.redis.clone();
         let worker = self.worker.clone();
         let mut room = self.room();
@@ -196,8 +204,48 @@ impl QueueReader {
         }
     }
 
+    /// After an uncertain claim: jobs in this worker's `wip` that it does not
+    /// know were claimed by a request whose reply was lost. Hand them back
+    /// (no attempt counted) so they do not sit there until this worker dies.
+    fn reconcile(&mut self, ctx: &mut Context<Self>) {
+        let redis = self.redis.clone();
+        let worker = self.worker.clone();
+        let known: Vec<(Arc<str>, HashSet<String>)> = self
+            .queues
+            .iter()
+            .map(|q| (q.clone(), self.held.tokens_of(q)))
+            .collect();
+        let round = async move {
+            let mut released = 0;
+            for (queue, known) in known {
+                let unknown: Vec<String> = redis
+                    .held_tokens(&queue, &worker)
+                    .await?
+                    .into_iter()
+                    .filter(|token| !known.contains(token))
+                    .collect();
+                released += redis.release(&queue, &worker, &unknown).await?;
+            }
+            Ok::<usize, QueueError>(released)
+        };
+        ctx.spawn(round.into_actor(self).map(|result, act, ctx| {
+            act.claiming = false;
+            match result {
+                Ok(released) => {
+                    act.claim_uncertain = false;
+                    if released > 0 {
+                        log::warn!(target: "conveyor::queue_reader", "{released} jobs claimed while the connection failed were handed back to their queue");
+                    }
+                    act.claim(ctx);
+                }
+                Err(error) => act.redis_failed(&error.to_string(), ctx),
+            }
+        }));
+    }
+
     /// Pauses claiming after a Redis error, doubling the pause each time.
     fn redis_failed(&mut self, error: &str, ctx: &mut Context<Self>) {
+        self.claim_uncertain = true;
         self.claim_failures += 1;
         let doublings = self.claim_failures.min(16) - 1;
         let delay = (CLAIM_RETRY_BASE * 2u32.pow(doublings)).min(MAX_REDIS_BACKOFF);
@@ -205,7 +253,7 @@ impl QueueReader {
             target: "conveyor::queue_reader",
             "claiming failed, retrying in {} ms ({} jobs in flight are safe): {error}",
             delay.as_millis(),
-            self.in_flight
+            self.held.len()
         );
         self.paused = true;
         ctx.run_later(delay, |act, ctx| {
@@ -257,7 +305,9 @@ impl QueueReader {
         if jobs.is_empty() {
             return;
         }
-        self.in_flight += jobs.len();
+        for job in &jobs {
+            self.held.add(&job.handle);
+        }
         Metrics::add(&self.metrics.claimed_total, jobs.len() as u64);
         self.publish_in_flight();
         let mut rest = jobs;
@@ -357,12 +407,14 @@ impl QueueReader {
         if report.lease_lost > 0 {
             log::error!(
                 target: "conveyor::queue_reader",
-                "{} jobs were no longer held by this worker (its lease expired and another worker recovered them); not acknowledged here",
+                "{} jobs were no longer held by this worker (recovered by another worker after its lease expired, or already moved by an earlier try); left as they are",
                 report.lease_lost
             );
         }
         Metrics::add(&self.metrics.acked_total, report.acked as u64);
-        self.in_flight = self.in_flight.saturating_sub(report.done());
+        for handle in &report.done {
+            self.held.remove(handle);
+        }
         self.publish_in_flight();
         let failed = !report.unsent_acks.is_empty() || !report.unsent_reschedules.is_empty();
         self.unsent_acks.extend(report.unsent_acks);
@@ -375,7 +427,7 @@ impl QueueReader {
         } else {
             self.flush_redis_writes(ctx);
         }
-        if self.in_flight == 0 {
+        if self.held.is_empty() {
             for waiter in self.drained.drain(..) {
                 let _ = waiter.send(());
             }
@@ -386,7 +438,7 @@ impl QueueReader {
     fn publish_in_flight(&self) {
         self.metrics
             .in_flight
-            .store(self.in_flight as u64, std::sync::atomic::Ordering::Relaxed);
+            .store(self.held.len() as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Renews this worker's lease on every queue.
@@ -410,11 +462,11 @@ impl QueueReader {
             lost
         };
         ctx.spawn(beat.into_actor(self).map(|lost, act, _| {
-            if !lost.is_empty() && act.in_flight > 0 {
+            if !lost.is_empty() && !act.held.is_empty() {
                 log::error!(
                     target: "conveyor::queue_reader",
                     "lease on queue(s) {lost:?} had expired: another worker may have recovered this worker's {} jobs; they may run twice (still one row each)",
-                    act.in_flight
+                    act.held.len()
                 );
             }
         }));
@@ -437,23 +489,56 @@ fn requeue_unrun(handles: Vec<JobHandle>, reason: &str) -> Vec<Outcome> {
         .collect()
 }
 
+/// Claim tokens this worker holds, by queue.
+#[derive(Default)]
+struct HeldJobs {
+    tokens: HashMap<Arc<str>, HashSet<String>>,
+    count: usize,
+}
+
+impl HeldJobs {
+    fn add(&mut self, handle: &JobHandle) {
+        let tokens = self.tokens.entry(handle.queue.clone()).or_default();
+        if tokens.insert(handle.token.clone()) {
+            self.count += 1;
+        }
+    }
+
+    fn remove(&mut self, handle: &JobHandle) {
+        let removed = self
+            .tokens
+            .get_mut(&handle.queue)
+            .is_some_and(|tokens| tokens.remove(&handle.token));
+        if removed {
+            self.count -= 1;
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.count
+    }
+
+    fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    fn tokens_of(&self, queue: &str) -> HashSet<String> {
+        self.tokens.get(queue).cloned().unwrap_or_default()
+    }
+}
+
 /// What one round of acknowledgements and reschedules achieved.
 #[derive(Default)]
 struct RedisWriteReport {
     acked: usize,
-    rescheduled: usize,
-    /// Jobs this worker no longer held (recovered elsewhere): done for us.
+    /// Jobs whose ack or reschedule Redis took: no longer ours to track.
+    done: Vec<JobHandle>,
+    /// Jobs this worker no longer held (recovered elsewhere, or moved by an
+    /// earlier try whose reply was lost): done for us all the same.
     lease_lost: usize,
     unsent_acks: Vec<JobHandle>,
     unsent_reschedules: Vec<(Arc<str>, Reschedule)>,
     error: Option<String>,
-}
-
-impl RedisWriteReport {
-    /// Jobs that left this worker's capacity.
-    fn done(&self) -> usize {
-        self.acked + self.rescheduled + self.lease_lost
-    }
 }
 
 async fn write_to_redis(
@@ -470,6 +555,7 @@ async fn write_to_redis(
                 let held = held.min(tokens.len());
                 report.acked += held;
                 report.lease_lost += tokens.len() - held;
+                report.done.extend(handles);
             }
             Err(error) => {
                 report.error = Some(error.to_string());
@@ -481,9 +567,13 @@ async fn write_to_redis(
         let jobs: Vec<Reschedule> = items.iter().map(|(_, r)| r.clone()).collect();
         match redis.reschedule(&queue, worker, &jobs).await {
             Ok(moved) => {
-                let moved = moved.min(jobs.len());
-                report.rescheduled += moved;
-                report.lease_lost += jobs.len() - moved;
+                report.lease_lost += jobs.len() - moved.min(jobs.len());
+                report
+                    .done
+                    .extend(items.into_iter().map(|(queue, r)| JobHandle {
+                        queue,
+                        token: r.token,
+                    }));
             }
             Err(error) => {
                 report.error = Some(error.to_string());
@@ -546,10 +636,10 @@ impl Handler<Shutdown> for QueueReader {
             target: "conveyor::queue_reader",
             "shutting down: claiming stopped; waiting up to {} ms for {} in-flight jobs",
             msg.timeout.as_millis(),
-            self.in_flight
+            self.held.len()
         );
         let (tx, rx) = oneshot::channel();
-        if self.in_flight == 0 {
+        if self.held.is_empty() {
             let _ = tx.send(());
         } else {
             self.drained.push(tx);

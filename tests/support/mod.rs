@@ -505,10 +505,15 @@ impl TestEnv {
         })
     }
 
+    fn has_results_table(&self) -> bool {
+        !self
+            .query::<String>("SHOW TABLES LIKE 'job_results'")
+            .is_empty()
+    }
+
     /// Rows of job_results (0 when the table does not exist yet).
     pub fn count_rows(&self) -> i64 {
-        let tables: Vec<String> = self.query("SHOW TABLES LIKE 'job_results'");
-        if tables.is_empty() {
+        if !self.has_results_table() {
             return 0;
         }
         self.query::<i64>("SELECT COUNT(*) FROM job_results")
@@ -523,7 +528,11 @@ impl TestEnv {
         });
     }
 
+    /// Every job_results row (none when the table does not exist yet).
     pub fn rows(&self) -> Vec<ResultRow> {
+        if !self.has_results_table() {
+            return Vec::new();
+        }
         type Raw = (
             String,
             String,
