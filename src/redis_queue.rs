@@ -665,6 +665,48 @@ impl RedisQueue {
         Ok(())
     }
 
+    /// Workers holding a lease on `queue`, with their lease deadlines (unix ms).
+    pub async fn workers(&self, queue: &str) -> Result<Vec<(String, i64)>, QueueError> {
+        let keys = self.keys(queue);
+        let workers: Vec<(String, i64)> = redis::cmd("ZRANGE")
+            .arg(&keys.workers)
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(workers)
+    }
+
+    /// Deletes every key of `queue` (benchmarks and tests); workers holding
+    /// its jobs must be stopped first.
+    pub async fn delete_queue(&self, queue: &str) -> Result<(), QueueError> {
+        let keys = self.keys(queue);
+        let workers: Vec<String> = redis::cmd("ZRANGE")
+            .arg(&keys.workers)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let mut doomed: Vec<String> = workers.iter().map(|w| keys.wip(w)).collect();
+        doomed.extend([
+            keys.pending.clone(),
+            keys.ready.clone(),
+            keys.jobs.clone(),
+            keys.scheduled.clone(),
+            keys.attempts.clone(),
+            keys.errors.clone(),
+            keys.workers.clone(),
+            keys.ids.clone(),
+            keys.accepted.clone(),
+        ]);
+        let _: () = redis::cmd("DEL")
+            .arg(doomed)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
     /// A connection of its own for blocking waits (a blocking command would
     /// stall every other command on the shared connection).
     pub async fn waiter(&self) -> Result<MultiplexedConnection, QueueError> {

@@ -223,6 +223,41 @@ fn datetime(unix_ms: Option<i64>) -> Value {
     )
 }
 
+/// Rows of `job_results` in `queue` (benchmarks and tools).
+pub async fn count_queue_rows(pool: &Pool, queue: &str) -> Result<u64, StoreError> {
+    let mut conn = pool.get_conn().await?;
+    let count: Option<u64> = conn
+        .exec_first("SELECT COUNT(*) FROM job_results WHERE queue = ?", (queue,))
+        .await?;
+    Ok(count.unwrap_or(0))
+}
+
+/// Ids of `queue`'s rows finished at or after `since_ms` (unix ms).
+pub async fn ids_finished_since(
+    pool: &Pool,
+    queue: &str,
+    since_ms: i64,
+) -> Result<Vec<String>, StoreError> {
+    let mut conn = pool.get_conn().await?;
+    Ok(conn
+        .exec(
+            "SELECT id FROM job_results WHERE queue = ? AND finished_at >= ?",
+            (queue, datetime(Some(since_ms))),
+        )
+        .await?)
+}
+
+/// Deletes every row of `queue` from both tables. Returns rows deleted.
+pub async fn delete_queue_rows(pool: &Pool, queue: &str) -> Result<u64, StoreError> {
+    let mut conn = pool.get_conn().await?;
+    conn.exec_drop("DELETE FROM job_results WHERE queue = ?", (queue,))
+        .await?;
+    let results = conn.affected_rows();
+    conn.exec_drop("DELETE FROM dead_letters WHERE queue = ?", (queue,))
+        .await?;
+    Ok(results + conn.affected_rows())
+}
+
 /// Whether MySQL answers (for readiness checks).
 pub async fn ping(pool: &Pool) -> Result<(), StoreError> {
     let mut conn = pool.get_conn().await?;

@@ -1,6 +1,7 @@
 //! Subcommands of the `conveyor` binary. Each loads the settings, then calls
 //! the library; errors are `anyhow` here and nowhere else.
 
+mod bench;
 mod enqueue;
 mod stats;
 
@@ -38,6 +39,8 @@ enum Command {
     Enqueue(enqueue::EnqueueArgs),
     /// Show queue depths.
     Stats(stats::StatsArgs),
+    /// Run the performance workloads against the configured Redis and MySQL.
+    Bench(bench::BenchArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -47,6 +50,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => block_on(migrate(settings)),
         Command::Enqueue(args) => block_on(enqueue::run(settings, args)),
         Command::Stats(args) => block_on(stats::run(settings, args)),
+        Command::Bench(args) => block_on(bench::run(settings, cli.config, args)),
     }
 }
 
