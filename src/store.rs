@@ -232,19 +232,17 @@ pub async fn count_queue_rows(pool: &Pool, queue: &str) -> Result<u64, StoreErro
     Ok(count.unwrap_or(0))
 }
 
-/// Ids of `queue`'s rows finished at or after `since_ms` (unix ms).
-pub async fn ids_finished_since(
-    pool: &Pool,
-    queue: &str,
-    since_ms: i64,
-) -> Result<Vec<String>, StoreError> {
+/// Which of `ids` have a `job_results` row.
+pub async fn existing_ids(pool: &Pool, ids: &[String]) -> Result<Vec<String>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut conn = pool.get_conn().await?;
-    Ok(conn
-        .exec(
-            "SELECT id FROM job_results WHERE queue = ? AND finished_at >= ?",
-            (queue, datetime(Some(since_ms))),
-        )
-        .await?)
+    let sql = format!(
+        "SELECT id FROM job_results WHERE id IN ({})",
+        vec!["?"; ids.len()].join(", ")
+    );
+    Ok(conn.exec(sql, ids.to_vec()).await?)
 }
 
 /// Deletes every row of `queue` from both tables. Returns rows deleted.

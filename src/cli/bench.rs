@@ -10,7 +10,7 @@
 //! The worker runs as a separate `conveyor worker` process (so its RSS and
 //! CPU are its own), configured like this process plus the bench's overrides.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -215,7 +215,7 @@ impl Bench {
         let started = Instant::now();
         let (sent, seen) = tokio::join!(
             produce_steadily(&self.redis, &queue, self.args.w3_rate, total),
-            watch_commits(&self.pool, &queue, total, &progress),
+            watch_commits(&self.pool, total, &progress),
         );
         let sent = sent?;
         let seen = seen?;
@@ -459,38 +459,38 @@ async fn produce_steadily(
     Ok(sent)
 }
 
-/// Polls MySQL for new rows of `queue`; returns id → time first seen (ms).
+/// Polls MySQL (by primary key) for the rows of jobs not yet seen; returns
+/// id → time first seen (ms). Ids are `w3-<n>` in enqueue order.
 async fn watch_commits(
     pool: &Pool,
-    queue: &str,
     total: usize,
     progress: &ProgressBar,
 ) -> anyhow::Result<HashMap<String, i64>> {
     let mut seen: HashMap<String, i64> = HashMap::with_capacity(total);
     let started = Instant::now();
-    let mut window_start = now_ms() - 1000;
+    let mut next_unseen = 0;
     while seen.len() < total {
-        anyhow::ensure!(
-            started.elapsed() < WORKLOAD_TIMEOUT,
-            "W3: only {} rows",
-            seen.len()
-        );
-        let ids = store::ids_finished_since(pool, queue, window_start).await?;
-        let now = now_ms();
-        let fresh: HashSet<String> = ids
-            .into_iter()
+        anyhow::ensure!(started.elapsed() < WORKLOAD_TIMEOUT, "W3: only {} rows", seen.len());
+        let window: Vec<String> = (next_unseen..total.min(next_unseen + WATCH_WINDOW))
+            .map(|i| format!("w3-{i}"))
             .filter(|id| !seen.contains_key(id))
             .collect();
-        for id in fresh {
+        let found = store::existing_ids(pool, &window).await?;
+        let now = now_ms();
+        for id in found {
             seen.insert(id, now);
         }
-        // Rows finish before they commit; a window of a few seconds catches late commits.
-        window_start = now - 5_000;
+        while next_unseen < total && seen.contains_key(&format!("w3-{next_unseen}")) {
+            next_unseen += 1;
+        }
         progress.set_position(seen.len() as u64);
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
     Ok(seen)
 }
+
+/// Ids looked up per poll: more than are ever in flight at W3's rates.
+const WATCH_WINDOW: usize = 2000;
 
 /// Nearest-rank percentile of sorted values.
 fn percentile(sorted: &[f64], p: f64) -> f64 {
