@@ -231,6 +231,16 @@ impl Settings {
         positive("scheduler.tick_ms", self.scheduler.tick_ms)?;
         positive("metrics.log_interval_ms", self.metrics.log_interval_ms)?;
         positive("redis.response_timeout_ms", self.redis.response_timeout_ms)?;
+        if self.queues.claim_batch > crate::redis_queue::MAX_SCRIPT_BATCH {
+            return Err(invalid(
+                "queues.claim_batch",
+                format!(
+                    "must be at most {}, got {}",
+                    crate::redis_queue::MAX_SCRIPT_BATCH,
+                    self.queues.claim_batch
+                ),
+            ));
+        }
         if self.db.batch_size > MAX_DB_BATCH {
             return Err(invalid(
                 "db.batch_size",

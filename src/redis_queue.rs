@@ -172,31 +172,40 @@ return out
     ))
 });
 
-/// Acknowledges committed jobs: removes them from this worker's `wip` with
-/// their attempt count, last error and id entries. Tokens no longer in `wip`
-/// (lease lost) are skipped. Returns how many were acknowledged.
+/// Acknowledges committed jobs (ARGV: tokens): removes them from this
+/// worker's `wip` with their attempt count, last error and id entries, in a
+/// few bulk commands. Tokens no longer in `wip` (lease lost) are left alone.
+/// Returns how many were acknowledged.
 static ACK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r"{LEAD_ID_LUA}
-local acked = 0
-for _, token in ipairs(ARGV) do
-  local raw = redis.call('HGET', KEYS[1], token)
+local raws = redis.call('HMGET', KEYS[1], unpack(ARGV))
+local held, ids = {{}}, {{}}
+for i = 1, #ARGV do
+  local raw = raws[i]
   if raw then
-    redis.call('HDEL', KEYS[1], token)
-    redis.call('HDEL', KEYS[2], token)
-    redis.call('HDEL', KEYS[3], token)
+    held[#held + 1] = ARGV[i]
     local id = lead_id(raw)
-    if id then
-      if redis.call('HGET', KEYS[4], id) == token then redis.call('HDEL', KEYS[4], id) end
-      redis.call('HDEL', KEYS[5], id)
-    end
-    acked = acked + 1
+    if id then ids[#ids + 1] = id end
   end
 end
-return acked
+if #held > 0 then
+  redis.call('HDEL', KEYS[1], unpack(held))
+  redis.call('HDEL', KEYS[2], unpack(held))
+  redis.call('HDEL', KEYS[3], unpack(held))
+end
+if #ids > 0 then
+  redis.call('HDEL', KEYS[4], unpack(ids))
+  redis.call('HDEL', KEYS[5], unpack(ids))
+end
+return #held
 "
     ))
 });
+
+/// Most tokens or fields one script call takes (Lua's `unpack` has a limit
+/// of about 8 000 values).
+pub const MAX_SCRIPT_BATCH: usize = 1000;
 
 /// Where a job stands in Redis, by id: (state, attempts made, last error), or nil.
 static JOB_STATE: LazyLock<Script> = LazyLock::new(|| {
@@ -443,17 +452,21 @@ impl RedisQueue {
             return Ok(0);
         }
         let keys = self.keys(queue);
-        let mut invocation = ACK.prepare_invoke();
-        invocation
-            .key(keys.wip(worker))
-            .key(&keys.attempts)
-            .key(&keys.errors)
-            .key(&keys.ids)
-            .key(&keys.accepted);
-        for token in tokens {
-            invocation.arg(token);
+        let mut acked = 0;
+        for chunk in tokens.chunks(MAX_SCRIPT_BATCH) {
+            let mut invocation = ACK.prepare_invoke();
+            invocation
+                .key(keys.wip(worker))
+                .key(&keys.attempts)
+                .key(&keys.errors)
+                .key(&keys.ids)
+                .key(&keys.accepted);
+            for token in chunk {
+                invocation.arg(token);
+            }
+            let held: usize = invocation.invoke_async(&mut self.conn.clone()).await?;
+            acked += held;
         }
-        let acked: usize = invocation.invoke_async(&mut self.conn.clone()).await?;
         Ok(acked)
     }
 

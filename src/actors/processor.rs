@@ -121,7 +121,7 @@ async fn run_batch(env: &ProcessorEnv, jobs: Vec<ClaimedJob>) -> Vec<Outcome> {
 /// Decides one job's outcome.
 pub async fn run_job(env: &ProcessorEnv, job: ClaimedJob) -> Outcome {
     let started_ms = now_ms();
-    let valid = match parse_message(&job.raw, &job.handle.token, &env.defaults) {
+    let mut valid = match parse_message(&job.raw, &job.handle.token, &env.defaults) {
         Ok(valid) => valid,
         Err(reason) => {
             return Outcome::Malformed(DeadLetter {
@@ -160,7 +160,8 @@ pub async fn run_job(env: &ProcessorEnv, job: ClaimedJob) -> Outcome {
                 max_attempts: valid.max_attempts,
                 deadline: Instant::now() + Duration::from_millis(valid.timeout_ms),
             };
-            run_handler(env, handler, ctx, valid.payload.clone(), valid.timeout_ms).await
+            let payload = std::mem::take(&mut valid.payload);
+            run_handler(env, handler, ctx, payload, valid.timeout_ms).await
         }
     };
     decide(env, job, valid, attempt, result, started_ms)

@@ -470,7 +470,11 @@ async fn watch_commits(
     let started = Instant::now();
     let mut next_unseen = 0;
     while seen.len() < total {
-        anyhow::ensure!(started.elapsed() < WORKLOAD_TIMEOUT, "W3: only {} rows", seen.len());
+        anyhow::ensure!(
+            started.elapsed() < WORKLOAD_TIMEOUT,
+            "W3: only {} rows",
+            seen.len()
+        );
         let window: Vec<String> = (next_unseen..total.min(next_unseen + WATCH_WINDOW))
             .map(|i| format!("w3-{i}"))
             .filter(|id| !seen.contains_key(id))
