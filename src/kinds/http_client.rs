@@ -151,21 +151,34 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     #[error(
-        "refused to connect to {ip} for host {host}: it is {class}; set \
+        "refused to connect to {ip}{}: it is {class}; set \
          kinds.http.allow_private = true or add {host} to kinds.http.allow_hosts \
-         to allow it"
+         to allow it",
+        for_host(.host, .ip)
     )]
     Address {
         host: String,
         ip: IpAddr,
         class: AddressClass,
     },
+    /// A redirect hop the guard refused (the first URL was fine).
+    #[error("redirected to {to}: {refusal}")]
+    Redirect { to: String, refusal: Box<Refusal> },
     #[error("unsupported URL scheme {0:?}: only http and https")]
     Scheme(String),
     #[error("URL has no host")]
     NoHost,
     #[error("more than kinds.http.max_redirects ({0}) redirects")]
     TooManyRedirects(usize),
+}
+
+/// ` for host <name>`, unless the host is the address itself.
+fn for_host(host: &str, ip: &IpAddr) -> String {
+    if host.parse::<IpAddr>().ok() == Some(*ip) {
+        String::new()
+    } else {
+        format!(" for host {host}")
+    }
 }
 
 /// Decides which addresses may be reached.
@@ -269,6 +282,9 @@ impl Resolve for GuardedResolver {
 
 // ---------------------------------------------------------------- requests
 
+/// The methods a payload may use.
+const METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+
 /// One request as a payload describes it, validated.
 #[derive(Debug, Clone)]
 pub struct RequestSpec {
@@ -313,9 +329,11 @@ impl RequestSpec {
             Some("PATCH") => Method::PATCH,
             Some("DELETE") => Method::DELETE,
             Some("OPTIONS") => Method::OPTIONS,
-            Some(other) => return Err(invalid(format!(
-                "method must be one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, got {other:?}"
-            ))),
+            Some(other) => {
+                return Err(invalid(format!(
+                    "method must be one of {METHODS}, got {other:?}"
+                )))
+            }
         };
         let mut header_map = HeaderMap::with_capacity(headers.len());
         for (name, value) in headers {
@@ -512,7 +530,13 @@ impl HttpKinds {
             }
             match guard.check_url(attempt.url()) {
                 Ok(()) => attempt.follow(),
-                Err(refused) => attempt.error(refused),
+                Err(refused) => {
+                    let to = display_url(attempt.url());
+                    attempt.error(Refusal::Redirect {
+                        to,
+                        refusal: Box::new(refused),
+                    })
+                }
             }
         });
         reqwest::Client::builder()
