@@ -34,8 +34,8 @@ struct ServerState {
 /// An actix-web app on 127.0.0.1:0, in a thread with its own actix System.
 ///
 /// Routes: `/page` (HTML), `/json`, `/echo` (method, content type, a header
-/// and the body back as JSON), `/text`, `/calc/{op}` (POST `{"a","b"}` →
-/// a JSON number, 400 on division by zero, 200 ms each), `/status/{code}/{tag}`,
+/// and the body back as JSON), `/text`, `/calc/{op}[/{delay_ms}]` (POST
+/// `{"a","b"}` → a JSON number, 400 on division by zero, 200 ms each), `/status/{code}/{tag}`,
 /// `/limited/{tag}` (429 with `Retry-After: 1` the first time, then 200),
 /// `/big/{n}` and `/big-stream/{n}` (n bytes with and without
 /// Content-Length), `/slow/{ms}`, `/redirect/{host}/{tag}` (302 to
@@ -137,7 +137,16 @@ async fn route(req: HttpRequest, body: web::Bytes, state: web::Data<ServerState>
             "token": header(&req, "x-token"),
             "body": String::from_utf8_lossy(&body),
         })),
-        "calc" => calc(segments.get(1).copied().unwrap_or(""), &body, &state).await,
+        "calc" => {
+            let delay_ms = segments.get(2).and_then(|s| s.parse().ok());
+            calc(
+                segments.get(1).copied().unwrap_or(""),
+                delay_ms,
+                &body,
+                &state,
+            )
+            .await
+        }
         "status" => HttpResponse::build(
             actix_web::http::StatusCode::from_u16(number(1) as u16).expect("status code"),
         )
@@ -182,11 +191,15 @@ fn header(req: &HttpRequest, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The four calculator services: 200 ms each, so overlapping calls show.
-async fn calc(op: &str, body: &[u8], state: &ServerState) -> HttpResponse {
+/// The four calculator services: 200 ms each unless the path names another
+/// delay (`/calc/add/0`), so overlapping calls show.
+async fn calc(op: &str, delay_ms: Option<u64>, body: &[u8], state: &ServerState) -> HttpResponse {
     let now = state.calc_now.fetch_add(1, Ordering::SeqCst) + 1;
     state.calc_max.fetch_max(now, Ordering::SeqCst);
-    actix_rt::time::sleep(Duration::from_millis(200)).await;
+    let delay = Duration::from_millis(delay_ms.unwrap_or(200));
+    if !delay.is_zero() {
+        actix_rt::time::sleep(delay).await;
+    }
     state.calc_now.fetch_sub(1, Ordering::SeqCst);
     let Ok(input) = serde_json::from_slice::<Value>(body) else {
         return HttpResponse::BadRequest().json(json!({ "error": "body must be JSON" }));
@@ -222,12 +235,22 @@ fn error_of(row: &support::ResultRow) -> &str {
 }
 
 fn calculator_requests(server: &TestServer, a: f64, b: f64) -> Vec<Value> {
+    calculator_requests_with_delay(server, a, b, None)
+}
+
+fn calculator_requests_with_delay(
+    server: &TestServer,
+    a: f64,
+    b: f64,
+    delay_ms: Option<u64>,
+) -> Vec<Value> {
+    let suffix = delay_ms.map_or(String::new(), |ms| format!("/{ms}"));
     ["add", "subtract", "multiply", "divide"]
         .into_iter()
         .map(|op| {
             json!({
                 "name": op,
-                "url": server.url(&format!("/calc/{op}")),
+                "url": server.url(&format!("/calc/{op}{suffix}")),
                 "method": "POST",
                 "body": { "a": a, "b": b },
             })
@@ -791,4 +814,90 @@ fn redirects_are_limited() {
         error_of(&three).contains("kinds.http.max_redirects (2)"),
         "{three:?}"
     );
+}
+
+// ---------------------------------------------------------------- throughput
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Throughput of 5,000 `gather` jobs of four requests each against the local
+/// server (20,000 requests, loopback only). Not run by default:
+///
+/// ```text
+/// CARGO_TARGET_DIR=... cargo test --release --test http_kinds gather_throughput -- --ignored --nocapture
+/// ```
+///
+/// `BENCH_JOBS` (5000), `BENCH_PROCESSORS` (4), `BENCH_CONCURRENCY` (50),
+/// `BENCH_DELAY_MS` (0, the services' latency) and `BENCH_TAIL_EVERY` (0:
+/// every n-th job's services take `BENCH_TAIL_MS`, 1000, instead) change
+/// the run.
+#[test]
+#[ignore]
+fn gather_throughput() {
+    let jobs: usize = env_or("BENCH_JOBS", 5000);
+    let processors: usize = env_or("BENCH_PROCESSORS", 4);
+    let concurrency: usize = env_or("BENCH_CONCURRENCY", 50);
+    let delay_ms: u64 = env_or("BENCH_DELAY_MS", 0);
+    let tail_every: usize = env_or("BENCH_TAIL_EVERY", 0);
+    let tail_ms: u64 = env_or("BENCH_TAIL_MS", 1000);
+    let server = TestServer::start();
+    let env = TestEnv::new();
+    let messages: Vec<String> = (0..jobs)
+        .map(|i| {
+            let slow = tail_every > 0 && i % tail_every == tail_every - 1;
+            let delay = if slow { tail_ms } else { delay_ms };
+            let requests = calculator_requests_with_delay(&server, i as f64, 4.0, Some(delay));
+            job(
+                "gather",
+                Some(&format!("g-{i:05}")),
+                json!({ "requests": requests }),
+            )
+        })
+        .collect();
+    env.push("default", &messages);
+    let processors_text = processors.to_string();
+    let concurrency_text = concurrency.to_string();
+    let begun = Instant::now();
+    let mut worker = env.worker(&[
+        ALLOW_PRIVATE,
+        ("CONVEYOR__PROCESSORS__COUNT", &processors_text),
+        ("CONVEYOR__PROCESSORS__CONCURRENCY", &concurrency_text),
+        ("CONVEYOR__METRICS__LOG_INTERVAL_MS", "1000"),
+        ("RUST_LOG", "warn"),
+    ]);
+    support::wait_until("every gather row", Duration::from_secs(600), || {
+        env.count_rows() >= jobs as i64
+    });
+    let wall = begun.elapsed();
+    let span_ms: Vec<(i64, i64)> = env.query(
+        "SELECT COUNT(*), CAST((UNIX_TIMESTAMP(MAX(finished_at)) - UNIX_TIMESTAMP(MIN(started_at))) * 1000 AS SIGNED)
+         FROM job_results WHERE status = 'succeeded'",
+    );
+    let (succeeded, span_ms) = span_ms[0];
+    assert_eq!(succeeded, jobs as i64, "{}", worker.log());
+    let sample = env.row("g-00010");
+    assert_eq!(sample.output.expect("output")["divide"]["body"], json!(2.5));
+    assert_eq!(server.total_hits(), jobs * 4);
+    let tail = if tail_every > 0 {
+        format!(" (every {tail_every}th job: {tail_ms} ms)")
+    } else {
+        String::new()
+    };
+    println!(
+        "gather throughput: {jobs} jobs x 4 requests, processors {processors}x{concurrency}, \
+         service delay {delay_ms} ms{tail}: {:.0} jobs/s ({:.0} requests/s) first start to last finish \
+         over {span_ms} ms; {:.0} jobs/s wall clock including worker start-up ({:.2} s); \
+         most calculator requests at once: {}",
+        jobs as f64 * 1000.0 / span_ms.max(1) as f64,
+        jobs as f64 * 4000.0 / span_ms.max(1) as f64,
+        jobs as f64 / wall.as_secs_f64(),
+        wall.as_secs_f64(),
+        server.state.calc_max.load(Ordering::SeqCst),
+    );
+    assert_eq!(worker.stop(), 0);
 }
