@@ -51,7 +51,7 @@
 mod fail;
 mod gather;
 mod http;
-pub mod http_client;
+mod http_client;
 mod noop;
 mod sleep;
 mod stats;
