@@ -440,6 +440,10 @@ pub fn display_url(url: &Url) -> String {
     }
 }
 
+/// Longest `Retry-After` taken at its word: one day (`retry.max_ms` caps
+/// it further).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
+
 /// `Retry-After` in seconds (an HTTP date is ignored: the backoff applies).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let seconds: u64 = headers
@@ -449,7 +453,7 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .trim()
         .parse()
         .ok()?;
-    Some(Duration::from_secs(seconds))
+    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
 }
 
 // ---------------------------------------------------------------- the client
@@ -895,6 +899,11 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(RETRY_AFTER, HeaderValue::from_static(" 3 "));
         assert_eq!(retry_after(&headers), Some(Duration::from_secs(3)));
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("18446744073709551615"),
+        );
+        assert_eq!(retry_after(&headers), Some(MAX_RETRY_AFTER));
         headers.insert(
             RETRY_AFTER,
             HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
