@@ -528,7 +528,8 @@ fn gather_calls_four_services_at_once() {
         &[job(
             "gather",
             Some("calc"),
-            json!({ "requests": calculator_requests(&server, 7.0, 2.0) }),
+            // A second each: the four overlap even on a busy machine.
+            json!({ "requests": calculator_requests_with_delay(&server, 7.0, 2.0, Some(1000)) }),
         )],
     );
     let _worker = env.worker(&[ALLOW_PRIVATE]);
