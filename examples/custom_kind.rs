@@ -19,8 +19,9 @@ struct Text {
     text: String,
 }
 
-fn registry() -> Registry {
-    let mut registry = Registry::with_builtins();
+fn registry(settings: &Settings) -> Registry {
+    // The built-in kinds, `http` and `gather` configured by `[kinds.http]`.
+    let mut registry = Registry::with_builtins_configured(&settings.kinds);
     // CPU-bound: runs on a processor thread, one job after another.
     registry.register_blocking("word_count", |ctx, payload| {
         let Text { text } = payload_as("word_count", payload)?;
@@ -43,11 +44,12 @@ fn registry() -> Registry {
 fn main() -> anyhow::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let settings = Settings::load(None)?;
+    let registry = registry(&settings);
     actix_rt::System::new().block_on(async move {
         let stop = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        conveyor::worker::run(settings, registry(), stop).await
+        conveyor::worker::run(settings, registry, stop).await
     })?;
     Ok(())
 }

@@ -149,13 +149,15 @@ pub struct ApiSettings {
     pub max_body_bytes: usize,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// Settings of the built-in kinds (`[kinds.*]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KindSettings {
     pub http: HttpKindSettings,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// `[kinds.http]`: limits and the address guard of the `http` and `gather` kinds.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpKindSettings {
     pub max_body_bytes: usize,
@@ -163,6 +165,21 @@ pub struct HttpKindSettings {
     pub max_redirects: usize,
     pub allow_private: bool,
     pub allow_hosts: Vec<String>,
+    pub max_gather_requests: usize,
+}
+
+impl Default for HttpKindSettings {
+    /// The values of `config/default.toml` (a unit test keeps them equal).
+    fn default() -> HttpKindSettings {
+        HttpKindSettings {
+            max_body_bytes: 10 * 1024 * 1024,
+            connect_timeout_ms: 5000,
+            max_redirects: 5,
+            allow_private: false,
+            allow_hosts: Vec::new(),
+            max_gather_requests: 50,
+        }
+    }
 }
 
 /// Keys whose environment value is a comma-separated list.
@@ -267,6 +284,33 @@ impl Settings {
                 ),
             ));
         }
+        positive(
+            "kinds.http.max_body_bytes",
+            self.kinds.http.max_body_bytes as u64,
+        )?;
+        positive(
+            "kinds.http.connect_timeout_ms",
+            self.kinds.http.connect_timeout_ms,
+        )?;
+        positive(
+            "kinds.http.max_gather_requests",
+            self.kinds.http.max_gather_requests as u64,
+        )?;
+        if let Some(bad) = self
+            .kinds
+            .http
+            .allow_hosts
+            .iter()
+            .find(|host| !is_plain_host(host))
+        {
+            return Err(invalid(
+                "kinds.http.allow_hosts",
+                format!(
+                    "entries must be bare host names or IP addresses \
+                     (no scheme, port, path or wildcard), got {bad:?}"
+                ),
+            ));
+        }
         if self.retry.base_ms > self.retry.max_ms {
             return Err(invalid(
                 "retry.base_ms",
@@ -321,6 +365,25 @@ impl Settings {
     pub fn lease(&self) -> Duration {
         Duration::from_millis(self.recovery.lease_ms)
     }
+}
+
+/// Whether `host` is a bare host name or IP address, as `allow_hosts` needs:
+/// `api.example.com`, `localhost`, `10.0.0.5` or `::1` (brackets allowed).
+/// Names are ASCII (write internationalised names in their `xn--` form).
+fn is_plain_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if bare.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    let name = host.strip_suffix('.').unwrap_or(host);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
 }
 
 /// Rows per upsert statement at most: 12 placeholders a row stays far below
@@ -455,6 +518,37 @@ mod tests {
     fn unknown_key_is_rejected() {
         let err = load(&[("CONVEYOR__PROCESSORS__COUNTT", "3")]).unwrap_err();
         assert!(err.to_string().contains("countt"), "{err}");
+    }
+
+    #[test]
+    fn http_kind_defaults_match_the_default_file() {
+        let settings = load(&[]).expect("defaults load");
+        assert_eq!(settings.kinds, KindSettings::default());
+    }
+
+    #[test]
+    fn http_kind_settings_are_validated() {
+        let err = load(&[("CONVEYOR__KINDS__HTTP__MAX_BODY_BYTES", "0")]).unwrap_err();
+        assert!(
+            err.to_string().starts_with("kinds.http.max_body_bytes"),
+            "{err}"
+        );
+        let err =
+            load(&[("CONVEYOR__KINDS__HTTP__ALLOW_HOSTS", "ok.example,http://x")]).unwrap_err();
+        assert!(
+            err.to_string().starts_with("kinds.http.allow_hosts"),
+            "{err}"
+        );
+        let settings = load(&[
+            (
+                "CONVEYOR__KINDS__HTTP__ALLOW_HOSTS",
+                "localhost,10.0.0.5,::1",
+            ),
+            ("CONVEYOR__KINDS__HTTP__ALLOW_PRIVATE", "true"),
+        ])
+        .expect("valid hosts");
+        assert_eq!(settings.kinds.http.allow_hosts.len(), 3);
+        assert!(settings.kinds.http.allow_private);
     }
 
     #[test]

@@ -55,8 +55,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn run_worker(settings: Settings) -> anyhow::Result<()> {
+    let registry = Registry::with_builtins_configured(&settings.kinds);
     actix_rt::System::new().block_on(async move {
-        conveyor::worker::run(settings, Registry::with_builtins(), shutdown_signal()).await
+        conveyor::worker::run(settings, registry, shutdown_signal()).await
     })?;
     Ok(())
 }

@@ -28,8 +28,30 @@
 //!
 //! Then hand the registry to [`crate::worker::run`]; `examples/custom_kind.rs`
 //! is a complete worker.
+//!
+//! # Built-in kinds
+//!
+//! [`Registry::with_builtins_configured`] registers `noop`, `sleep`, `fail`,
+//! `stats`, `http` and `gather`, the last two with the `[kinds.http]`
+//! settings (address guard, body cap, redirects); `docs/kinds.md` describes
+//! each. [`Registry::with_builtins`] does the same with the default settings.
+//!
+//! ```
+//! use conveyor::config::Settings;
+//! use conveyor::kinds::Registry;
+//!
+//! let settings = Settings::load(None).expect("valid settings");
+//! let registry = Registry::with_builtins_configured(&settings.kinds);
+//! assert_eq!(
+//!     registry.names(),
+//!     ["fail", "gather", "http", "noop", "sleep", "stats"]
+//! );
+//! ```
 
 mod fail;
+mod gather;
+mod http;
+mod http_client;
 mod noop;
 mod sleep;
 mod stats;
@@ -42,6 +64,8 @@ use std::time::{Duration, Instant};
 use futures::future::LocalBoxFuture;
 use futures::FutureExt;
 use serde_json::Value;
+
+use crate::config::KindSettings;
 
 /// What a handler knows about the job it runs.
 #[derive(Debug, Clone)]
@@ -149,13 +173,29 @@ impl Registry {
         Registry::default()
     }
 
-    /// The built-in kinds: `noop`, `sleep`, `fail`, `stats`.
+    /// The built-in kinds with the default `[kinds.*]` settings (requests to
+    /// private addresses refused); see [`Registry::with_builtins_configured`].
     pub fn with_builtins() -> Registry {
+        Registry::with_builtins_configured(&KindSettings::default())
+    }
+
+    /// The built-in kinds — `noop`, `sleep`, `fail`, `stats`, `http`,
+    /// `gather` — with `settings` (the `[kinds.*]` section of the
+    /// configuration, e.g. `&settings.kinds`).
+    pub fn with_builtins_configured(settings: &KindSettings) -> Registry {
         let mut registry = Registry::new();
         registry.register_blocking("noop", noop::run);
         registry.register_async("sleep", sleep::run);
         registry.register_blocking("fail", fail::run);
         registry.register_blocking("stats", stats::run);
+        let client = http_client::HttpKinds::new(&settings.http);
+        let http_client = client.clone();
+        registry.register_async("http", move |ctx, payload| {
+            http::run(http_client.clone(), ctx, payload)
+        });
+        registry.register_async("gather", move |ctx, payload| {
+            gather::run(client.clone(), ctx, payload)
+        });
         registry
     }
 
