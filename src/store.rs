@@ -139,8 +139,10 @@ const RESULT_UPSERT_TAIL: &str = " ON DUPLICATE KEY UPDATE
     message = IF(status = 'succeeded' AND VALUES(status) = 'dead', message, VALUES(message)),
     status = IF(status = 'succeeded' AND VALUES(status) = 'dead', status, VALUES(status))";
 
-/// Writes a batch of results and dead letters in one transaction.
-/// Idempotent: writing the same batch twice leaves the same rows.
+/// Writes a batch of results and dead letters atomically: one autocommit
+/// statement when the batch holds only one kind of row (one round trip), a
+/// transaction when it holds both. Idempotent: writing the same batch twice
+/// leaves the same rows.
 pub async fn write_batch(
     pool: &Pool,
     worker: &str,
@@ -148,37 +150,57 @@ pub async fn write_batch(
     letters: &[DeadLetter],
 ) -> Result<(), StoreError> {
     let mut conn = pool.get_conn().await?;
-    let mut tx = conn
-        .start_transaction(mysql_async::TxOpts::default())
-        .await?;
-    if !rows.is_empty() {
-        let sql = format!(
-            "INSERT INTO job_results ({RESULT_COLUMNS}) VALUES {}{RESULT_UPSERT_TAIL}",
-            placeholders(rows.len(), RESULT_PARAMS)
-        );
-        let mut params = Vec::with_capacity(rows.len() * RESULT_PARAMS);
-        for row in rows {
-            push_result_params(&mut params, row, worker);
+    match (rows.is_empty(), letters.is_empty()) {
+        (true, true) => {}
+        (false, true) => upsert_results(&mut conn, worker, rows).await?,
+        (true, false) => insert_dead_letters(&mut conn, letters).await?,
+        (false, false) => {
+            let mut tx = conn
+                .start_transaction(mysql_async::TxOpts::default())
+                .await?;
+            upsert_results(&mut tx, worker, rows).await?;
+            insert_dead_letters(&mut tx, letters).await?;
+            tx.commit().await?;
         }
-        tx.exec_drop(sql, Params::Positional(params)).await?;
     }
-    if !letters.is_empty() {
-        let sql = format!(
-            "INSERT INTO dead_letters (claim_token, queue, raw, reason, received_at) VALUES {}
-             ON DUPLICATE KEY UPDATE claim_token = claim_token",
-            placeholders(letters.len(), 5)
-        );
-        let mut params = Vec::with_capacity(letters.len() * 5);
-        for letter in letters {
-            params.push(Value::from(letter.handle.token.as_str()));
-            params.push(Value::from(&*letter.handle.queue));
-            params.push(Value::Bytes(letter.raw.clone()));
-            params.push(Value::from(letter.reason.as_str()));
-            params.push(datetime(Some(letter.received_at_ms)));
-        }
-        tx.exec_drop(sql, Params::Positional(params)).await?;
+    Ok(())
+}
+
+async fn upsert_results(
+    conn: &mut impl Queryable,
+    worker: &str,
+    rows: &[ResultRow],
+) -> Result<(), StoreError> {
+    let sql = format!(
+        "INSERT INTO job_results ({RESULT_COLUMNS}) VALUES {}{RESULT_UPSERT_TAIL}",
+        placeholders(rows.len(), RESULT_PARAMS)
+    );
+    let mut params = Vec::with_capacity(rows.len() * RESULT_PARAMS);
+    for row in rows {
+        push_result_params(&mut params, row, worker);
     }
-    tx.commit().await?;
+    conn.exec_drop(sql, Params::Positional(params)).await?;
+    Ok(())
+}
+
+async fn insert_dead_letters(
+    conn: &mut impl Queryable,
+    letters: &[DeadLetter],
+) -> Result<(), StoreError> {
+    let sql = format!(
+        "INSERT INTO dead_letters (claim_token, queue, raw, reason, received_at) VALUES {}
+         ON DUPLICATE KEY UPDATE claim_token = claim_token",
+        placeholders(letters.len(), 5)
+    );
+    let mut params = Vec::with_capacity(letters.len() * 5);
+    for letter in letters {
+        params.push(Value::from(letter.handle.token.as_str()));
+        params.push(Value::from(&*letter.handle.queue));
+        params.push(Value::Bytes(letter.raw.clone()));
+        params.push(Value::from(letter.reason.as_str()));
+        params.push(datetime(Some(letter.received_at_ms)));
+    }
+    conn.exec_drop(sql, Params::Positional(params)).await?;
     Ok(())
 }
 
