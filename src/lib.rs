@@ -15,7 +15,8 @@
 //! - [`kinds`]: the handler registry and the built-in kinds; add your own here.
 //! - [`actors`]: QueueReader, Processor pool, DbWriter, Scheduler, Reaper, Monitor.
 //! - [`worker`]: wiring the actors together, start-up and graceful shutdown.
-//! - [`metrics`]: the atomic counters the actors share.
+//! - [`metrics`]: the atomic counters the actors share, and their Prometheus collectors.
+//! - [`intake`]: submitted JSON (API bodies, `enqueue --file` lines) → messages (no I/O).
 //!
 //! # Message flow
 //!
@@ -31,6 +32,7 @@
 
 pub mod actors;
 pub mod config;
+pub mod intake;
 pub mod job;
 pub mod kinds;
 pub mod metrics;

@@ -598,6 +598,36 @@ impl RedisQueue {
         })
     }
 
+    /// Workers holding a lease on `queue`: (worker id, lease deadline in
+    /// unix ms), soonest deadline first. A deadline in the past belongs to a
+    /// worker presumed dead whose jobs are about to be recovered.
+    pub async fn workers(&self, queue: &str) -> Result<Vec<(String, i64)>, QueueError> {
+        let keys = self.keys(queue);
+        let leases: Vec<(String, f64)> = redis::cmd("ZRANGE")
+            .arg(&keys.workers)
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(leases
+            .into_iter()
+            .map(|(worker, deadline)| (worker, deadline as i64))
+            .collect())
+    }
+
+    /// Whether Redis answers (for readiness checks).
+    pub async fn ping(&self) -> Result<(), QueueError> {
+        let reply: String = redis::cmd("PING")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        if reply == "PONG" {
+            Ok(())
+        } else {
+            Err(QueueError::Protocol(format!("PING answered {reply:?}")))
+        }
+    }
+
     /// Pushes messages onto `queue` as any producer would (`LPUSH`).
     pub async fn push(&self, queue: &str, messages: &[Vec<u8>]) -> Result<(), QueueError> {
         if messages.is_empty() {
