@@ -17,6 +17,7 @@
 //! - [`worker`]: wiring the actors together, start-up and graceful shutdown.
 //! - [`metrics`]: the atomic counters the actors share, and their Prometheus collectors.
 //! - [`intake`]: submitted JSON (API bodies, `enqueue --file` lines) → messages (no I/O).
+//! - [`api`]: the HTTP API (actix-web), alone or inside a worker.
 //!
 //! # Message flow
 //!
@@ -31,6 +32,7 @@
 //! inside an actix system; `examples/custom_kind.rs` is a complete program.
 
 pub mod actors;
+pub mod api;
 pub mod config;
 pub mod intake;
 pub mod job;
