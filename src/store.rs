@@ -233,6 +233,19 @@ pub async fn ping(pool: &Pool) -> Result<(), StoreError> {
 /// `DATE_FORMAT` pattern of RFC 3339 UTC times with microseconds.
 const RFC3339_UTC: &str = "'%Y-%m-%dT%H:%i:%s.%fZ'";
 
+/// MySQL's "table doesn't exist": the schema has not been created yet.
+const ER_NO_SUCH_TABLE: u16 = 1146;
+
+/// A read of a table that does not exist yet (no worker has migrated) finds nothing.
+fn nothing_if_no_table<T: Default>(result: Result<T, mysql_async::Error>) -> Result<T, StoreError> {
+    match result {
+        Err(mysql_async::Error::Server(error)) if error.code == ER_NO_SUCH_TABLE => {
+            Ok(T::default())
+        }
+        other => Ok(other?),
+    }
+}
+
 /// A `job_results` row as the API and the CLI show it; times are RFC 3339 UTC.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct JobRecord {
@@ -316,16 +329,18 @@ pub async fn find_result(
         sql.push_str(" AND queue = ?");
         params.push(Value::from(queue));
     }
-    let row: Option<RecordRow> = conn.exec_first(sql, Params::Positional(params)).await?;
+    let row: Option<RecordRow> =
+        nothing_if_no_table(conn.exec_first(sql, Params::Positional(params)).await)?;
     Ok(row.map(record_from))
 }
 
 /// Dead `job_results` rows per queue.
 pub async fn dead_counts(pool: &Pool) -> Result<Vec<(String, u64)>, StoreError> {
     let mut conn = pool.get_conn().await?;
-    Ok(conn
-        .query("SELECT queue, COUNT(*) FROM job_results WHERE status = 'dead' GROUP BY queue")
-        .await?)
+    nothing_if_no_table(
+        conn.query("SELECT queue, COUNT(*) FROM job_results WHERE status = 'dead' GROUP BY queue")
+            .await,
+    )
 }
 
 /// Which dead jobs (or dead letters) a `conveyor dead` command acts on.
@@ -421,7 +436,7 @@ pub async fn list_dead(pool: &Pool, filter: &DeadFilter) -> Result<Vec<DeadJob>,
         record_columns()
     );
     let mut conn = pool.get_conn().await?;
-    let rows: Vec<DeadRow> = conn.exec(sql, Params::Positional(params)).await?;
+    let rows: Vec<DeadRow> = nothing_if_no_table(conn.exec(sql, Params::Positional(params)).await)?;
     Ok(rows.into_iter().map(dead_job_from).collect())
 }
 
@@ -468,11 +483,13 @@ pub async fn purge_dead(pool: &Pool, filter: &DeadFilter) -> Result<u64, StoreEr
     let (clause, mut params) = dead_where(filter, false);
     let tail = order_and_limit(filter, false, &mut params);
     let mut conn = pool.get_conn().await?;
-    conn.exec_drop(
-        format!("DELETE FROM job_results{clause}{tail}"),
-        Params::Positional(params),
-    )
-    .await?;
+    nothing_if_no_table(
+        conn.exec_drop(
+            format!("DELETE FROM job_results{clause}{tail}"),
+            Params::Positional(params),
+        )
+        .await,
+    )?;
     Ok(conn.affected_rows())
 }
 
@@ -489,7 +506,7 @@ pub async fn list_dead_letters(
     );
     let mut conn = pool.get_conn().await?;
     let rows: Vec<(u64, String, String, Vec<u8>, String, String)> =
-        conn.exec(sql, Params::Positional(params)).await?;
+        nothing_if_no_table(conn.exec(sql, Params::Positional(params)).await)?;
     Ok(rows
         .into_iter()
         .map(
@@ -510,11 +527,13 @@ pub async fn purge_dead_letters(pool: &Pool, filter: &DeadFilter) -> Result<u64,
     let (clause, mut params) = dead_where(filter, true);
     let tail = order_and_limit(filter, true, &mut params);
     let mut conn = pool.get_conn().await?;
-    conn.exec_drop(
-        format!("DELETE FROM dead_letters{clause}{tail}"),
-        Params::Positional(params),
-    )
-    .await?;
+    nothing_if_no_table(
+        conn.exec_drop(
+            format!("DELETE FROM dead_letters{clause}{tail}"),
+            Params::Positional(params),
+        )
+        .await,
+    )?;
     Ok(conn.affected_rows())
 }
 
