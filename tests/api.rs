@@ -224,6 +224,15 @@ fn the_token_guards_every_route_but_health() {
         .get(format!("{}/queues", api.base))
         .basic_auth("u", Some("s3cret-token"));
     assert_eq!(anonymous.send(basic).status, 401);
+    let lowercase = anonymous
+        .client()
+        .get(format!("{}/queues", api.base))
+        .header("authorization", "bearer s3cret-token");
+    assert_eq!(
+        anonymous.send(lowercase).status,
+        200,
+        "the scheme is case-insensitive"
+    );
     let right = Http::new(&api.base).with_token("s3cret-token");
     assert_eq!(right.get("/queues").status, 200);
     assert_eq!(right.post("/jobs", r#"{"kind":"noop"}"#).status, 202);

@@ -143,9 +143,10 @@ impl ApiState {
         let Some(token) = &self.inner.token else {
             return true;
         };
+        // The scheme is case-insensitive (RFC 7235); the token is not.
         let presented = header
-            .and_then(|h| h.strip_prefix(b"Bearer "))
-            .unwrap_or_default();
+            .filter(|h| h.len() > 7 && h[..7].eq_ignore_ascii_case(b"bearer "))
+            .map_or(&[][..], |h| &h[7..]);
         bool::from(presented.ct_eq(token.as_slice()))
     }
 
