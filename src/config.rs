@@ -435,6 +435,11 @@ pub fn redact_url(raw: &str) -> String {
     }
 }
 
+/// Free text (an error message) with any `user:password@` of a URL in it masked.
+pub fn redact_text(text: &str) -> String {
+    redact_secrets_in(text)
+}
+
 /// Masks `user:password@` in free text that may quote a URL.
 fn redact_secrets_in(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

@@ -15,7 +15,9 @@
 //! - [`kinds`]: the handler registry and the built-in kinds; add your own here.
 //! - [`actors`]: QueueReader, Processor pool, DbWriter, Scheduler, Reaper, Monitor.
 //! - [`worker`]: wiring the actors together, start-up and graceful shutdown.
-//! - [`metrics`]: the atomic counters the actors share.
+//! - [`metrics`]: the atomic counters the actors share, and their Prometheus collectors.
+//! - [`intake`]: submitted JSON (API bodies, `enqueue --file` lines) → messages (no I/O).
+//! - [`api`]: the HTTP API (actix-web), alone or inside a worker.
 //!
 //! # Message flow
 //!
@@ -30,7 +32,9 @@
 //! inside an actix system; `examples/custom_kind.rs` is a complete program.
 
 pub mod actors;
+pub mod api;
 pub mod config;
+pub mod intake;
 pub mod job;
 pub mod kinds;
 pub mod metrics;

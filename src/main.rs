@@ -12,6 +12,10 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.downcast_ref::<cli::NothingMatched>().is_some() => {
+            eprintln!("{error}");
+            ExitCode::from(1)
+        }
         Err(error) => {
             log::error!(target: "conveyor", "{error:#}");
             eprintln!("error: {error:#}");

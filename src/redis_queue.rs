@@ -664,6 +664,36 @@ impl RedisQueue {
         })
     }
 
+    /// Workers holding a lease on `queue`: (worker id, lease deadline in
+    /// unix ms), soonest deadline first. A deadline in the past belongs to a
+    /// worker presumed dead whose jobs are about to be recovered.
+    pub async fn workers(&self, queue: &str) -> Result<Vec<(String, i64)>, QueueError> {
+        let keys = self.keys(queue);
+        let leases: Vec<(String, f64)> = redis::cmd("ZRANGE")
+            .arg(&keys.workers)
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(leases
+            .into_iter()
+            .map(|(worker, deadline)| (worker, deadline as i64))
+            .collect())
+    }
+
+    /// Whether Redis answers (for readiness checks).
+    pub async fn ping(&self) -> Result<(), QueueError> {
+        let reply: String = redis::cmd("PING")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        if reply == "PONG" {
+            Ok(())
+        } else {
+            Err(QueueError::Protocol(format!("PING answered {reply:?}")))
+        }
+    }
+
     /// Pushes messages onto `queue` as any producer would (`LPUSH`).
     pub async fn push(&self, queue: &str, messages: &[Vec<u8>]) -> Result<(), QueueError> {
         if messages.is_empty() {
@@ -678,30 +708,12 @@ impl RedisQueue {
         Ok(())
     }
 
-    /// Workers holding a lease on `queue`, with their lease deadlines (unix ms).
-    pub async fn workers(&self, queue: &str) -> Result<Vec<(String, i64)>, QueueError> {
-        let keys = self.keys(queue);
-        let workers: Vec<(String, i64)> = redis::cmd("ZRANGE")
-            .arg(&keys.workers)
-            .arg(0)
-            .arg(-1)
-            .arg("WITHSCORES")
-            .query_async(&mut self.conn.clone())
-            .await?;
-        Ok(workers)
-    }
-
     /// Deletes every key of `queue` (benchmarks and tests); workers holding
     /// its jobs must be stopped first.
     pub async fn delete_queue(&self, queue: &str) -> Result<(), QueueError> {
         let keys = self.keys(queue);
-        let workers: Vec<String> = redis::cmd("ZRANGE")
-            .arg(&keys.workers)
-            .arg(0)
-            .arg(-1)
-            .query_async(&mut self.conn.clone())
-            .await?;
-        let mut doomed: Vec<String> = workers.iter().map(|w| keys.wip(w)).collect();
+        let workers = self.workers(queue).await?;
+        let mut doomed: Vec<String> = workers.iter().map(|(w, _)| keys.wip(w)).collect();
         doomed.extend([
             keys.pending.clone(),
             keys.ready.clone(),

@@ -32,6 +32,10 @@ pub enum WorkerError {
     Store(#[from] StoreError),
     #[error("the queue reader stopped before the shutdown finished")]
     ReaderGone,
+    #[error(transparent)]
+    Api(#[from] crate::api::ApiStartError),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
 }
 
 /// Longest pause between attempts to reach MySQL at start-up.
@@ -78,12 +82,15 @@ pub async fn run(
         settings.processors.concurrency,
         registry.names()
     );
+    let metrics = Arc::new(Metrics::with_prometheus(&registry.names())?);
+    let api = crate::api::start_in_worker(&settings, &metrics)?;
     let pool = store::open_pool(&settings.mysql.url, settings.mysql.pool_max)?;
     let mut shutdown = std::pin::pin!(shutdown);
     tokio::select! {
         () = migrate_until_done(&pool) => {}
         () = &mut shutdown => {
             log::info!(target: "conveyor::worker", "stopped before start-up finished");
+            stop_api(api).await;
             return Ok(());
         }
     }
@@ -92,7 +99,6 @@ pub async fn run(
         &settings.redis.key_prefix,
         Duration::from_millis(settings.redis.response_timeout_ms),
     )?;
-    let metrics = Arc::new(Metrics::default());
     let reader = start_actors(
         &settings,
         registry,
@@ -105,10 +111,8 @@ pub async fn run(
     log::info!(target: "conveyor::worker", "shutdown requested");
     let timeout = Duration::from_millis(settings.shutdown.timeout_ms);
     metrics.reader_mailbox.on_send();
-    let handed_back = reader
-        .send(Shutdown { timeout })
-        .await
-        .map_err(|_| WorkerError::ReaderGone)?;
+    let (handed_back, ()) = futures::join!(reader.send(Shutdown { timeout }), stop_api(api));
+    let handed_back = handed_back.map_err(|_| WorkerError::ReaderGone)?;
     pool.disconnect().await.ok();
     log::info!(target: "conveyor::worker", "worker {worker} stopped ({handed_back} jobs handed back)");
     Ok(())
@@ -178,6 +182,13 @@ fn start_actors(
     .start();
     Monitor::new(redis, queues, metrics, settings).start();
     reader
+}
+
+/// Stops the embedded API, letting requests in progress finish.
+async fn stop_api(api: Option<actix_web::dev::ServerHandle>) {
+    if let Some(handle) = api {
+        handle.stop(true).await;
+    }
 }
 
 /// Applies the schema, retrying with backoff while MySQL is unreachable.

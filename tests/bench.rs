@@ -33,9 +33,15 @@ fn bench_runs_every_workload_and_cleans_up() {
     let code = bench.wait_exit(std::time::Duration::from_secs(180));
     let output = bench.log();
     assert_eq!(code, 0, "{output}");
-    let json_start = output.find('[').expect("JSON output");
+    // The pretty-printed JSON array opens on a line of its own; log lines come before it.
+    let json_start = output
+        .find("\n[\n")
+        .map(|i| i + 1)
+        .or_else(|| output.starts_with("[\n").then_some(0));
+    let json_text = &output[json_start.expect("JSON output")..];
+    let json_end = json_text.find("\n]").expect("end of the JSON array") + 2;
     let reports: Vec<serde_json::Value> =
-        serde_json::from_str(&output[json_start..]).expect("valid JSON");
+        serde_json::from_str(&json_text[..json_end]).expect("valid JSON");
     let jobs: Vec<u64> = reports
         .iter()
         .map(|r| r["jobs"].as_u64().unwrap_or(0))

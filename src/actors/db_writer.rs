@@ -125,6 +125,7 @@ async fn write_until_committed(
     settings: DbSettings,
     metrics: Arc<Metrics>,
 ) -> Vec<JobHandle> {
+    let begun = std::time::Instant::now();
     let mut delay = Duration::from_millis(settings.retry_base_ms);
     let mut failures = 0u32;
     loop {
@@ -147,6 +148,7 @@ async fn write_until_committed(
     if failures > 0 {
         log::info!(target: "conveyor::db_writer", "batch committed after {failures} failed attempts; MySQL is back");
     }
+    metrics.record_db_batch(rows.len() + letters.len(), begun.elapsed().as_secs_f64());
     Metrics::add(&metrics.db_batches_total, 1);
     Metrics::add(
         &metrics.committed_total,

@@ -230,6 +230,7 @@ fn decide(
                 Retry::After(Some(delay)) => (delay.as_millis() as u64).min(env.backoff.max_ms),
                 _ => env.backoff.delay_ms(attempt),
             };
+            env.metrics.record_retry(&valid.kind, &job.handle.queue);
             Outcome::Retry {
                 handle: job.handle,
                 due_ms: now_ms() + delay_ms as i64,

@@ -380,6 +380,10 @@ impl QueueReader {
                 _ => &self.metrics.dead_letters_total,
             };
             Metrics::add(counter, 1);
+            match outcome {
+                Outcome::Finished(row) => self.metrics.record_final(row),
+                other => self.metrics.record_dead_letter(&other.handle().queue),
+            }
         }
     }
 

@@ -1,7 +1,9 @@
 //! Subcommands of the `conveyor` binary. Each loads the settings, then calls
 //! the library; errors are `anyhow` here and nowhere else.
 
+mod api;
 mod bench;
+mod dead;
 mod enqueue;
 mod stats;
 
@@ -35,13 +37,22 @@ enum Command {
     /// Create or upgrade the MySQL schema, then exit.
     #[command(after_help = "Example:\n  conveyor migrate --config prod.toml")]
     Migrate,
-    /// Push one job onto a queue.
+    /// Push one job, or a JSON-lines file of jobs, onto a queue.
     Enqueue(enqueue::EnqueueArgs),
-    /// Show queue depths.
+    /// Show queue depths, dead jobs and worker leases.
     Stats(stats::StatsArgs),
     /// Run the performance workloads against the configured Redis and MySQL.
     Bench(bench::BenchArgs),
+    /// Serve the HTTP API alone (no worker).
+    Api(api::ApiArgs),
+    /// List, show, retry or purge dead jobs and dead letters.
+    Dead(dead::DeadArgs),
 }
+
+/// A command found nothing to act on (exit code 1, not an error).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NothingMatched(pub String);
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load(cli.config.as_deref())?;
@@ -51,6 +62,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Enqueue(args) => block_on(enqueue::run(settings, args)),
         Command::Stats(args) => block_on(stats::run(settings, args)),
         Command::Bench(args) => block_on(bench::run(settings, cli.config, args)),
+        Command::Api(args) => block_on(api::run(settings, args)),
+        Command::Dead(args) => block_on(dead::run(settings, args)),
     }
 }
 

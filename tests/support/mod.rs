@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 
+pub mod http;
+
 /// How long a server may take to answer after it was started.
 const SERVER_START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -427,8 +429,10 @@ impl TestEnv {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(self.worker_env())
             .envs(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
-            .stdout(log.reopen().expect("log"))
-            .stderr(log.reopen().expect("log"));
+            // Append mode: stdout and stderr share the file without
+            // overwriting each other.
+            .stdout(append_to(log.path()))
+            .stderr(append_to(log.path()));
         ConveyorProcess {
             child: Some(spawn(command)),
             log,
@@ -574,6 +578,13 @@ impl TestEnv {
     pub fn dead_letters(&self) -> Vec<(Vec<u8>, String)> {
         self.query("SELECT raw, reason FROM dead_letters ORDER BY id")
     }
+}
+
+fn append_to(path: &Path) -> fs::File {
+    fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .expect("log file opens for appending")
 }
 
 /// A running `conveyor` process whose output goes to a temp file.

@@ -1,0 +1,87 @@
+//! The API's errors and their JSON bodies: `{"error": "...", "field": ...}`.
+//!
+//! This module owns the mapping from failures to HTTP status codes. It must
+//! never let a password reach a response body: Redis and MySQL messages are
+//! redacted.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+use crate::config::redact_text;
+use crate::intake::Rejected;
+use crate::redis_queue::QueueError;
+use crate::store::StoreError;
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body or a parameter breaks a rule (400); names the field.
+    #[error("{0}")]
+    Invalid(#[from] Rejected),
+    /// The body is over `api.max_body_bytes` (413).
+    #[error("request body is over api.max_body_bytes = {0} bytes")]
+    TooLarge(usize),
+    /// The body could not be read (400).
+    #[error("reading the request body failed: {0}")]
+    Body(String),
+    /// No such job (404).
+    #[error("no job {0:?} in {1}")]
+    NotFound(String, String),
+    /// No such route (404).
+    #[error("no route {0}")]
+    NoRoute(String),
+    /// `api.token` is set and the request did not carry it (401).
+    #[error("missing or wrong bearer token (Authorization: Bearer <api.token>)")]
+    Unauthorized,
+    /// Redis failed (503); a batch may have been accepted into some queues.
+    #[error("redis unavailable: {0}")]
+    Redis(#[from] QueueError),
+    /// MySQL failed (503).
+    #[error("mysql unavailable: {0}")]
+    Mysql(#[from] StoreError),
+    /// A batch that Redis took only in part (503).
+    #[error("redis unavailable: {error}; accepted into queues {accepted:?} only")]
+    Partial {
+        error: QueueError,
+        accepted: Vec<String>,
+    },
+    /// The metrics could not be encoded (500).
+    #[error("metrics encoding failed: {0}")]
+    Metrics(String),
+}
+
+impl ApiError {
+    fn field(&self) -> Option<&str> {
+        match self {
+            ApiError::Invalid(rejected) => rejected.field.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Invalid(_) | ApiError::Body(_) => StatusCode::BAD_REQUEST,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotFound(..) | ApiError::NoRoute(_) => StatusCode::NOT_FOUND,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Redis(_) | ApiError::Mysql(_) | ApiError::Partial { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Metrics(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        if matches!(self, ApiError::Unauthorized) {
+            response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        response.json(json!({
+            "error": redact_text(&self.to_string()),
+            "field": self.field(),
+        }))
+    }
+}

@@ -1,0 +1,161 @@
+//! `POST /jobs`, `POST /jobs/batch` and `GET /jobs/{id}`.
+//!
+//! This module owns intake over HTTP and the status lookup order: Redis
+//! first, then MySQL, where a final row wins. A job is acknowledged in Redis
+//! only after its row commits, so a job that leaves Redis between the two
+//! reads is found in MySQL: the lookup never answers a false 404. It must
+//! never push a message that [`crate::intake`] did not produce.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Value};
+
+use super::{read_body, ApiError, ApiState};
+use crate::intake::{self, Rejected, Submission};
+use crate::job::{is_valid_job_id, is_valid_queue_name};
+use crate::redis_queue::JobState;
+use crate::store::{self, JobRecord};
+
+pub async fn submit(
+    state: web::Data<ApiState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_body(&req, payload, state.settings().api.max_body_bytes).await?;
+    let job = intake::parse_one(&body, &state.rules())?;
+    state
+        .redis()
+        .accept(&job.queue, &[(job.id.clone(), job.message)])
+        .await?;
+    state.metrics().accepted(&job.queue, 1);
+    Ok(HttpResponse::Accepted().json(json!({ "id": job.id, "queue": job.queue })))
+}
+
+pub async fn submit_batch(
+    state: web::Data<ApiState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let body = read_body(&req, payload, state.settings().api.max_body_bytes).await?;
+    let jobs = intake::parse_batch(&body, &state.rules())?;
+    let receipts: Vec<Value> = jobs
+        .iter()
+        .map(|job| json!({ "id": job.id, "queue": job.queue }))
+        .collect();
+    accept_by_queue(&state, jobs).await?;
+    Ok(HttpResponse::Accepted().json(receipts))
+}
+
+type IdAndMessage = (String, Vec<u8>);
+
+/// Accepts a batch queue by queue, keeping each queue's order. Each queue's
+/// part is atomic; a Redis failure after some queues took theirs says which.
+async fn accept_by_queue(state: &ApiState, jobs: Vec<Submission>) -> Result<(), ApiError> {
+    let mut groups: Vec<(String, Vec<IdAndMessage>)> = Vec::new();
+    for job in jobs {
+        match groups.iter_mut().find(|(queue, _)| *queue == job.queue) {
+            Some((_, group)) => group.push((job.id, job.message)),
+            None => groups.push((job.queue, vec![(job.id, job.message)])),
+        }
+    }
+    let mut accepted = Vec::new();
+    for (queue, group) in groups {
+        if let Err(error) = state.redis().accept(&queue, &group).await {
+            return Err(if accepted.is_empty() {
+                ApiError::Redis(error)
+            } else {
+                ApiError::Partial { error, accepted }
+            });
+        }
+        state.metrics().accepted(&queue, group.len());
+        accepted.push(queue);
+    }
+    Ok(())
+}
+
+pub async fn status(
+    state: web::Data<ApiState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    if !is_valid_job_id(&id) {
+        return Err(invalid("id", "must be 1-64 chars of [A-Za-z0-9_.:-]"));
+    }
+    let narrowed = queue_param(req.query_string())?;
+    let queues: Vec<String> = match &narrowed {
+        Some(queue) => vec![queue.clone()],
+        None => state.settings().queues.names.clone(),
+    };
+    let mut in_redis: Option<(String, JobState)> = None;
+    for queue in queues {
+        if let Some(found) = state.redis().job_state(&queue, &id).await? {
+            in_redis = Some((queue, found));
+            break;
+        }
+    }
+    if let Some(row) = store::find_result(state.pool(), &id, narrowed.as_deref()).await? {
+        return Ok(HttpResponse::Ok().json(final_view(row)));
+    }
+    match in_redis {
+        Some((queue, found)) => Ok(HttpResponse::Ok().json(redis_view(&id, &queue, found))),
+        None => Err(ApiError::NotFound(
+            id,
+            narrowed.map_or_else(
+                || "any configured queue".to_string(),
+                |q| format!("queue {q}"),
+            ),
+        )),
+    }
+}
+
+/// The optional `?queue=` parameter.
+fn queue_param(query: &str) -> Result<Option<String>, ApiError> {
+    let queue = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == "queue")
+        .map(|(_, value)| value.into_owned());
+    match queue {
+        Some(queue) if !is_valid_queue_name(&queue) => {
+            Err(invalid("queue", "must be 1-64 chars of [A-Za-z0-9_.-]"))
+        }
+        other => Ok(other),
+    }
+}
+
+fn invalid(field: &str, reason: &str) -> ApiError {
+    ApiError::Invalid(Rejected {
+        field: Some(field.to_string()),
+        reason: reason.to_string(),
+    })
+}
+
+fn final_view(row: JobRecord) -> Value {
+    let output = row
+        .output
+        .as_deref()
+        .map(|text| serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.into())));
+    json!({
+        "id": row.id,
+        "queue": row.queue,
+        "status": row.status,
+        "attempts": row.attempts,
+        "output": output,
+        "error": row.error,
+        "enqueued_at": row.enqueued_at,
+        "started_at": row.started_at,
+        "finished_at": row.finished_at,
+    })
+}
+
+fn redis_view(id: &str, queue: &str, state: JobState) -> Value {
+    json!({
+        "id": id,
+        "queue": queue,
+        "status": state.state,
+        "attempts": state.attempts,
+        "output": null,
+        "error": state.last_error,
+        "enqueued_at": null,
+        "started_at": null,
+        "finished_at": null,
+    })
+}

@@ -1,0 +1,109 @@
+//! `GET /queues`, `/health`, `/ready` and `/metrics`: what operators and
+//! orchestrators poll.
+//!
+//! This module owns the health semantics (`/health`: the process answers;
+//! `/ready`: Redis and MySQL answer within [`READY_TIMEOUT`]). It must never
+//! change anything it reads.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use actix_web::{web, HttpResponse};
+use prometheus::{Encoder, TextEncoder};
+use serde_json::{json, Map, Value};
+
+use super::{ApiError, ApiState};
+use crate::config::redact_text;
+use crate::store;
+
+/// Longest a readiness check waits for Redis or MySQL.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub async fn queues(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    let mut out = Map::new();
+    let mut depths = Vec::new();
+    for queue in &state.settings().queues.names {
+        depths.push((queue.clone(), state.redis().depths(queue).await?));
+    }
+    let dead: HashMap<String, u64> = store::dead_counts(state.pool())
+        .await?
+        .into_iter()
+        .collect();
+    for (queue, d) in depths {
+        let dead = dead.get(&queue).copied().unwrap_or(0);
+        out.insert(
+            queue,
+            json!({ "pending": d.pending, "running": d.running, "scheduled": d.scheduled, "dead": dead }),
+        );
+    }
+    Ok(HttpResponse::Ok().json(Value::Object(out)))
+}
+
+pub async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+pub async fn ready(state: web::Data<ApiState>) -> HttpResponse {
+    let redis = within(READY_TIMEOUT, async {
+        state.redis().ping().await.map_err(|e| e.to_string())
+    });
+    let mysql = within(READY_TIMEOUT, async {
+        store::ping(state.pool()).await.map_err(|e| e.to_string())
+    });
+    let (redis, mysql) = futures::join!(redis, mysql);
+    let report = |result: &Result<(), String>| match result {
+        Ok(()) => "ok".to_string(),
+        Err(error) => redact_text(error),
+    };
+    let failed: Vec<&str> = [("redis", &redis), ("mysql", &mysql)]
+        .into_iter()
+        .filter(|(_, result)| result.is_err())
+        .map(|(name, _)| name)
+        .collect();
+    let mut body = json!({ "redis": report(&redis), "mysql": report(&mysql) });
+    if failed.is_empty() {
+        return HttpResponse::Ok().json(body);
+    }
+    body["error"] = json!(format!("not ready: {} unreachable", failed.join(" and ")));
+    HttpResponse::ServiceUnavailable().json(body)
+}
+
+async fn within(
+    limit: Duration,
+    check: impl std::future::Future<Output = Result<(), String>>,
+) -> Result<(), String> {
+    tokio::time::timeout(limit, check)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {} ms", limit.as_millis())))
+}
+
+pub async fn metrics(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    let refresh = async {
+        for queue in &state.settings().queues.names {
+            match state.redis().depths(queue).await {
+                Ok(depths) => state.metrics().set_depths(queue, &depths),
+                Err(error) => {
+                    state.metrics().clear_depths(queue);
+                    log::debug!(target: "conveyor::api", "queue depth of {queue} unknown: {error}");
+                }
+            }
+        }
+    };
+    if tokio::time::timeout(READY_TIMEOUT, refresh).await.is_err() {
+        for queue in &state.settings().queues.names {
+            state.metrics().clear_depths(queue);
+        }
+    }
+    let mut families = state.metrics().gather();
+    if let Some(worker) = state.worker_metrics() {
+        families.extend(worker.gather());
+    }
+    let encoder = TextEncoder::new();
+    let mut text = Vec::new();
+    encoder
+        .encode(&families, &mut text)
+        .map_err(|e| ApiError::Metrics(e.to_string()))?;
+    Ok(HttpResponse::Ok()
+        .content_type(encoder.format_type())
+        .body(text))
+}
