@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -27,8 +28,10 @@ use conveyor::job::now_ms;
 use conveyor::redis_queue::RedisQueue;
 use conveyor::store;
 
-/// How often completion is polled in MySQL.
-const POLL: Duration = Duration::from_millis(20);
+/// How often completion is polled (in Redis).
+const POLL: Duration = Duration::from_millis(10);
+/// Pause after a workload's cleanup (InnoDB purges deleted rows in the background).
+const SETTLE: Duration = Duration::from_secs(3);
 /// Messages per LPUSH when preloading.
 const PUSH_CHUNK: usize = 1000;
 /// Longest a workload may run before the bench gives up on it.
@@ -213,9 +216,10 @@ impl Bench {
         let total = (self.args.w3_rate * self.args.w3_seconds) as usize;
         let progress = progress_bar(total as u64, "W3 steady load");
         let started = Instant::now();
+        let pushed = AtomicUsize::new(0);
         let (sent, seen) = tokio::join!(
-            produce_steadily(&self.redis, &queue, self.args.w3_rate, total),
-            watch_commits(&self.pool, total, &progress),
+            produce_steadily(&self.redis, &queue, self.args.w3_rate, total, &pushed),
+            watch_commits(&self.pool, total, &pushed, &progress),
         );
         let sent = sent?;
         let seen = seen?;
@@ -273,14 +277,14 @@ impl Bench {
         let window = Duration::from_secs(self.args.w4_seconds);
         let mut done = 0;
         while started.elapsed() < window && done < n as u64 {
-            done = store::count_queue_rows(&self.pool, &queue).await?;
+            done = self.finished(&queue, n).await?;
             progress.set_position(done);
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         let rss_after_run_mb = worker.usage().rss_mb;
         let processed_in_window = done;
         while done < n as u64 && started.elapsed() < WORKLOAD_TIMEOUT {
-            done = store::count_queue_rows(&self.pool, &queue).await?;
+            done = self.finished(&queue, n).await?;
             progress.set_position(done);
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
@@ -368,9 +372,11 @@ impl Bench {
             );
             anyhow::ensure!(worker.is_running(), "{label}: the worker exited");
             tokio::time::sleep(POLL).await;
-            done = store::count_queue_rows(&self.pool, queue).await?;
+            done = self.finished(queue, n).await?;
             progress.set_position(done);
         }
+        let rows = store::count_queue_rows(&self.pool, queue).await?;
+        anyhow::ensure!(rows == n as u64, "{label}: {rows} rows for {n} jobs");
         let seconds = started.elapsed().as_secs_f64();
         progress.finish_and_clear();
         let usage = worker.usage();
@@ -387,9 +393,21 @@ impl Bench {
         })
     }
 
+    /// Jobs of `queue` finished, out of `n`: those no longer in Redis. A job
+    /// leaves Redis only after its row is committed, so this counts committed
+    /// rows without loading MySQL with polling queries.
+    async fn finished(&self, queue: &str, n: usize) -> anyhow::Result<u64> {
+        let depths = self.redis.depths(queue).await?;
+        let waiting = depths.pending + depths.running + depths.scheduled;
+        Ok((n as u64).saturating_sub(waiting))
+    }
+
+    /// Deletes the workload's queue and rows, then lets MySQL purge the
+    /// deleted rows before the next workload starts timing.
     async fn cleanup(&self, queue: &str) -> anyhow::Result<()> {
         self.redis.delete_queue(queue).await?;
         store::delete_queue_rows(&self.pool, queue).await?;
+        tokio::time::sleep(SETTLE).await;
         Ok(())
     }
 }
@@ -438,6 +456,7 @@ async fn produce_steadily(
     queue: &str,
     rate: u64,
     total: usize,
+    pushed: &AtomicUsize,
 ) -> anyhow::Result<Vec<(String, i64)>> {
     let mut sent = Vec::with_capacity(total);
     let started = Instant::now();
@@ -455,15 +474,17 @@ async fn produce_steadily(
             sent.push((id, at));
         }
         redis.push(queue, &messages).await?;
+        pushed.store(sent.len(), Ordering::Release);
     }
     Ok(sent)
 }
 
-/// Polls MySQL (by primary key) for the rows of jobs not yet seen; returns
+/// Polls MySQL (by primary key) for the rows of jobs pushed and not yet seen; returns
 /// id → time first seen (ms). Ids are `w3-<n>` in enqueue order.
 async fn watch_commits(
     pool: &Pool,
     total: usize,
+    pushed: &AtomicUsize,
     progress: &ProgressBar,
 ) -> anyhow::Result<HashMap<String, i64>> {
     let mut seen: HashMap<String, i64> = HashMap::with_capacity(total);
@@ -475,7 +496,8 @@ async fn watch_commits(
             "W3: only {} rows",
             seen.len()
         );
-        let window: Vec<String> = (next_unseen..total.min(next_unseen + WATCH_WINDOW))
+        let sent = pushed.load(Ordering::Acquire);
+        let window: Vec<String> = (next_unseen..sent.min(next_unseen + WATCH_WINDOW))
             .map(|i| format!("w3-{i}"))
             .filter(|id| !seen.contains_key(id))
             .collect();
