@@ -55,6 +55,8 @@ pub struct Metrics {
     pub in_flight: AtomicU64,
     /// Jobs inside a processor right now.
     pub running: AtomicU64,
+    /// Claimed jobs waiting in the feed for a processor slot.
+    pub feed_depth: AtomicU64,
     /// Final outcomes waiting in the DbWriter for their batch.
     pub db_buffered: AtomicU64,
     /// Batches being written to MySQL now.

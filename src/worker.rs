@@ -11,8 +11,9 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use crate::actors::db_writer::DbWriter;
+use crate::actors::job_feed::JobFeed;
 use crate::actors::monitor::Monitor;
-use crate::actors::processor::{Backoff, Processor, ProcessorEnv};
+use crate::actors::processor::{Backoff, Processor, ProcessorEnv, ProcessorPool};
 use crate::actors::queue_reader::{QueueReader, Shutdown};
 use crate::actors::reaper::Reaper;
 use crate::actors::scheduler::Scheduler;
@@ -122,10 +123,16 @@ fn start_actors(
     settings: &Arc<Settings>,
     registry: Registry,
     worker: Arc<str>,
-    pool: mysql_async::Pool,
+    mysql: mysql_async::Pool,
     redis: RedisQueue,
     metrics: Arc<Metrics>,
 ) -> Addr<QueueReader> {
+    let feed = Arc::new(JobFeed::new(
+        settings.processors.count,
+        settings.processors.concurrency,
+        metrics.clone(),
+    ));
+    let (outcome_tx, outcome_rx) = tokio::sync::mpsc::unbounded_channel();
     let env = Arc::new(ProcessorEnv {
         registry,
         defaults: EnvelopeDefaults {
@@ -138,15 +145,23 @@ fn start_actors(
             max_ms: settings.retry.max_ms,
         },
         metrics: metrics.clone(),
+        feed: feed.clone(),
+        concurrency: settings.processors.concurrency,
+        outcomes: outcome_tx,
     });
-    let processors = SyncArbiter::start(settings.processors.count, move || {
+    let addr = SyncArbiter::start(settings.processors.count, move || {
         Processor::new(env.clone())
     });
+    let processors = ProcessorPool {
+        addr,
+        feed,
+        outcomes: outcome_rx,
+    };
     let reader = {
         let (settings, redis, metrics) = (settings.clone(), redis.clone(), metrics.clone());
         QueueReader::create(move |ctx| {
             let db = DbWriter::new(
-                pool,
+                mysql,
                 worker.clone(),
                 ctx.address().recipient(),
                 settings.db.clone(),

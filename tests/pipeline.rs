@@ -381,3 +381,24 @@ fn custom_kind_example_handles_its_kind() {
         Some(json!({ "words": 6, "distinct": 4 }))
     );
 }
+
+/// A slow job holds only its own slot: quick jobs keep flowing through the
+/// other slots of the same processor thread while it runs.
+#[test]
+fn a_slow_job_does_not_hold_the_other_slots() {
+    let env = TestEnv::new();
+    let mut jobs = vec![job("sleep", Some("slow"), json!({ "ms": 4000 }))];
+    jobs.extend((0..30).map(|i| job("sleep", Some(&format!("quick-{i:02}")), json!({ "ms": 50 }))));
+    env.push("default", &jobs);
+    let _worker = env.worker(&[
+        ("CONVEYOR__PROCESSORS__COUNT", "1"),
+        ("CONVEYOR__PROCESSORS__CONCURRENCY", "4"),
+    ]);
+    env.wait_for_rows(30, WAIT);
+    let rows = env.rows();
+    assert!(
+        rows.iter().all(|r| r.id != "slow"),
+        "the quick jobs waited for the slow one"
+    );
+    env.wait_for_rows(31, WAIT);
+}

@@ -1,8 +1,8 @@
 //! The actors of a worker process, and how messages flow between them.
 //!
 //! ```text
-//!  Redis ──claim──► QueueReader ──RunBatch──► Processor × N (SyncArbiter)
-//!          ◄─ack───      ▲   │ ◄──outcomes───┘
+//!  Redis ──claim──► QueueReader ──JobFeed + Drain──► Processor × N (SyncArbiter)
+//!          ◄─ack───      ▲   │ ◄──────outcomes (channel)───┘
 //!                        │   └──Record──► DbWriter ──upsert──► MySQL
 //!                        └────Committed───────┘
 //!  Scheduler (due retries → ready) · Reaper (expired leases → ready) · Monitor (log line)
@@ -10,6 +10,7 @@
 //!
 //! - [`queue_reader::QueueReader`]: claims, dispatches, routes outcomes, acks after commit.
 //! - [`processor::Processor`]: runs jobs; one OS thread each, with its own async runtime.
+//! - [`job_feed::JobFeed`]: claimed jobs waiting for a processor slot.
 //! - [`db_writer::DbWriter`]: batched, retried, idempotent writes to MySQL.
 //! - [`scheduler::Scheduler`]: promotes due retries and `run_at` jobs.
 //! - [`reaper::Reaper`]: recovers jobs of workers whose lease expired.
@@ -18,6 +19,7 @@
 //! Each message type is defined beside the actor that handles it.
 
 pub mod db_writer;
+pub mod job_feed;
 pub mod monitor;
 pub mod processor;
 pub mod queue_reader;

@@ -90,9 +90,10 @@ impl Monitor {
         }
         let _ = write!(
             line,
-            " | in_flight={}/{} running={}/{} db_buffered={} db_flushing={}",
+            " | in_flight={}/{} feed={} running={}/{} db_buffered={} db_flushing={}",
             Metrics::get(&m.in_flight),
             self.max_in_flight,
+            Metrics::get(&m.feed_depth),
             Metrics::get(&m.running),
             self.processor_slots,
             Metrics::get(&m.db_buffered),

@@ -1,10 +1,14 @@
-//! Processor: one thread of the SyncArbiter pool; runs batches of claimed jobs.
+//! Processor: one thread of the SyncArbiter pool; runs claimed jobs from the feed.
 //!
 //! It owns: parsing each message, running its handler under `catch_unwind`
 //! and the job's deadline, and deciding the outcome (succeeded, retry with
-//! backoff, dead, dead letter, deferred). Each thread has its own
-//! current-thread tokio runtime so I/O kinds of one batch overlap, while CPU
-//! kinds run one after another.
+//! backoff, dead, dead letter, deferred). A `Drain` message starts a thread
+//! (the QueueReader sends one per idle thread when jobs arrive); the thread
+//! then keeps up to `processors.concurrency` jobs running on its own
+//! current-thread tokio runtime, taking new jobs from the [`JobFeed`] as slots
+//! free up, so I/O kinds overlap, CPU kinds run one after another, and one
+//! slow job never holds the other slots idle. Outcomes go back to the
+//! QueueReader over a channel as they finish.
 //!
 //! It must never talk to Redis or MySQL, and never let a panic escape a job:
 //! actix does not restart a SyncArbiter thread that panicked, so an escaped
@@ -15,12 +19,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use futures::FutureExt;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use rand::Rng;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
+use super::job_feed::JobFeed;
 use crate::job::{
-    now_ms, parse_message, ClaimedJob, DeadLetter, EnvelopeDefaults, FinalStatus, Outcome,
-    ResultRow, ValidJob,
+    now_ms, parse_message, ClaimedJob, DeadLetter, EnvelopeDefaults, FinalStatus, JobHandle,
+    Outcome, ResultRow, ValidJob,
 };
 use crate::kinds::{Handler as KindHandler, JobContext, JobError, Registry, Retry};
 use crate::metrics::Metrics;
@@ -46,18 +53,32 @@ impl Backoff {
     }
 }
 
-/// What every processor thread needs; shared read-only.
+/// What every processor thread needs; shared.
 pub struct ProcessorEnv {
     pub registry: Registry,
     pub defaults: EnvelopeDefaults,
     pub backoff: Backoff,
     pub metrics: Arc<Metrics>,
+    /// Where claimed jobs wait for a slot.
+    pub feed: Arc<JobFeed>,
+    /// Jobs one thread runs at once (`processors.concurrency`).
+    pub concurrency: usize,
+    /// Where outcomes go (the QueueReader).
+    pub outcomes: UnboundedSender<Vec<Outcome>>,
 }
 
-/// Run these jobs; answers with one outcome per job, in any order.
+/// What the QueueReader holds of the pool: its address, the feed it fills
+/// and the channel the outcomes come back on.
+pub struct ProcessorPool {
+    pub addr: Addr<Processor>,
+    pub feed: Arc<JobFeed>,
+    pub outcomes: UnboundedReceiver<Vec<Outcome>>,
+}
+
+/// Run jobs from the feed until it is empty and nothing is running.
 #[derive(Message)]
-#[rtype(result = "Vec<Outcome>")]
-pub struct RunBatch(pub Vec<ClaimedJob>);
+#[rtype(result = "()")]
+pub struct Drain;
 
 pub struct Processor {
     env: Arc<ProcessorEnv>,
@@ -80,42 +101,86 @@ impl Actor for Processor {
     type Context = SyncContext<Self>;
 }
 
-impl Handler<RunBatch> for Processor {
-    type Result = MessageResult<RunBatch>;
+impl Handler<Drain> for Processor {
+    type Result = ();
 
-    fn handle(&mut self, msg: RunBatch, ctx: &mut SyncContext<Self>) -> Self::Result {
+    fn handle(&mut self, _: Drain, ctx: &mut SyncContext<Self>) {
         let env = self.env.clone();
         env.metrics.processor_mailbox.on_handle();
-        let count = msg.0.len() as u64;
-        Metrics::add(&env.metrics.running, count);
-        let jobs = msg.0;
-        let fallback: Vec<_> = jobs.iter().map(|j| j.handle.clone()).collect();
-        let batch = AssertUnwindSafe(|| self.runtime.block_on(run_batch(&env, jobs)));
-        let outcomes = match std::panic::catch_unwind(batch) {
-            Ok(outcomes) => outcomes,
-            Err(_) => {
-                // Every job already runs under catch_unwind; reaching this means
-                // the processor itself broke. Retry the batch and start afresh.
-                log::error!(target: "conveyor::processor", "processor failed outside a job; restarting it");
-                ctx.stop();
-                fallback
-                    .into_iter()
-                    .map(|handle| Outcome::Retry {
-                        handle,
-                        due_ms: now_ms(),
-                        attempts: 0,
-                        error: "processor failed outside the job".to_string(),
-                    })
-                    .collect()
-            }
-        };
-        Metrics::sub(&env.metrics.running, count);
-        MessageResult(outcomes)
+        env.feed.begin();
+        let mut in_hand: Vec<JobHandle> = Vec::new();
+        let drain = AssertUnwindSafe(|| self.runtime.block_on(drain(&env, &mut in_hand)));
+        if std::panic::catch_unwind(drain).is_err() {
+            // Every job already runs under catch_unwind; reaching this means
+            // the processor itself broke. Retry its jobs and start afresh.
+            log::error!(target: "conveyor::processor", "processor failed outside a job; restarting it");
+            env.feed.abandon();
+            Metrics::sub(&env.metrics.running, in_hand.len() as u64);
+            let retries = in_hand
+                .into_iter()
+                .map(|handle| Outcome::Retry {
+                    handle,
+                    due_ms: now_ms(),
+                    attempts: 0,
+                    error: "processor failed outside the job".to_string(),
+                })
+                .collect();
+            report(&env, retries);
+            ctx.stop();
+        }
     }
 }
 
-async fn run_batch(env: &ProcessorEnv, jobs: Vec<ClaimedJob>) -> Vec<Outcome> {
-    futures::future::join_all(jobs.into_iter().map(|job| run_job(env, job))).await
+/// Keeps up to `concurrency` jobs running, taking new ones from the feed as
+/// slots free up or jobs arrive, until the feed is empty and nothing runs.
+/// `in_hand` holds the handles of jobs taken and not yet reported.
+async fn drain(env: &ProcessorEnv, in_hand: &mut Vec<JobHandle>) {
+    let mut running = FuturesUnordered::new();
+    loop {
+        let arrivals = env.feed.notified();
+        tokio::pin!(arrivals);
+        arrivals.as_mut().enable();
+        let room = env.concurrency.saturating_sub(running.len());
+        for job in env.feed.take(room) {
+            in_hand.push(job.handle.clone());
+            Metrics::add(&env.metrics.running, 1);
+            running.push(run_job(env, job));
+        }
+        if running.is_empty() {
+            if env.feed.leave_if_empty() {
+                return;
+            }
+            continue;
+        }
+        let mut done = Vec::new();
+        if running.len() < env.concurrency {
+            tokio::select! {
+                Some(outcome) = running.next() => done.push(outcome),
+                () = &mut arrivals => {}
+            }
+        } else if let Some(outcome) = running.next().await {
+            done.push(outcome);
+        }
+        while let Some(Some(outcome)) = running.next().now_or_never() {
+            done.push(outcome);
+        }
+        if !done.is_empty() {
+            in_hand.retain(|handle| !done.iter().any(|o| o.handle() == handle));
+            Metrics::sub(&env.metrics.running, done.len() as u64);
+            report(env, done);
+        }
+    }
+}
+
+/// Sends outcomes to the QueueReader. If it is gone the worker is stopping:
+/// the jobs stay held in Redis and return to their queue.
+fn report(env: &ProcessorEnv, outcomes: Vec<Outcome>) {
+    if outcomes.is_empty() {
+        return;
+    }
+    if env.outcomes.send(outcomes).is_err() {
+        log::warn!(target: "conveyor::processor", "queue reader gone; outcomes dropped, their jobs stay in redis");
+    }
 }
 
 /// Decides one job's outcome.

@@ -18,10 +18,12 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use redis::aio::MultiplexedConnection;
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::oneshot;
 
 use super::db_writer::{Committed, DbWriter, Record};
-use super::processor::{Processor, RunBatch};
+use super::job_feed::JobFeed;
+use super::processor::{Drain, Processor, ProcessorPool};
 use crate::config::Settings;
 use crate::job::{now_ms, ClaimedJob, FinalStatus, JobHandle, Outcome};
 use crate::metrics::Metrics;
@@ -54,6 +56,10 @@ pub struct QueueReader {
     settings: Arc<Settings>,
     queues: Vec<Arc<str>>,
     processors: Addr<Processor>,
+    /// Claimed jobs on their way to a processor slot.
+    feed: Arc<JobFeed>,
+    /// Outcomes from the processors; taken into a stream when the actor starts.
+    outcomes: Option<UnboundedReceiver<Vec<Outcome>>>,
     db: Addr<DbWriter>,
     metrics: Arc<Metrics>,
     /// Jobs claimed and not yet acknowledged or rescheduled: the capacity in use.
@@ -87,7 +93,7 @@ impl QueueReader {
         redis: RedisQueue,
         worker: Arc<str>,
         settings: Arc<Settings>,
-        processors: Addr<Processor>,
+        pool: ProcessorPool,
         db: Addr<DbWriter>,
         metrics: Arc<Metrics>,
     ) -> QueueReader {
@@ -102,7 +108,9 @@ impl QueueReader {
             worker,
             settings,
             queues,
-            processors,
+            processors: pool.addr,
+            feed: pool.feed,
+            outcomes: Some(pool.outcomes),
             db,
             metrics,
             held: HeldJobs::default(),
@@ -300,7 +308,8 @@ impl QueueReader {
         }));
     }
 
-    /// Sends claimed jobs to the pool in batches of `processors.concurrency`.
+    /// Puts claimed jobs in the feed and wakes as many idle processor
+    /// threads as they need; busy threads take them as slots free up.
     fn dispatch(&mut self, jobs: Vec<ClaimedJob>, ctx: &mut Context<Self>) {
         if jobs.is_empty() {
             return;
@@ -310,22 +319,27 @@ impl QueueReader {
         }
         Metrics::add(&self.metrics.claimed_total, jobs.len() as u64);
         self.publish_in_flight();
-        let mut rest = jobs;
-        while !rest.is_empty() {
-            let tail = rest.split_off(rest.len().min(self.settings.processors.concurrency));
-            let batch = std::mem::replace(&mut rest, tail);
-            let handles: Vec<JobHandle> = batch.iter().map(|j| j.handle.clone()).collect();
+        let wakes = self.feed.push(jobs);
+        for _ in 0..wakes {
             self.metrics.processor_mailbox.on_send();
-            let run = self.processors.send(RunBatch(batch));
-            ctx.spawn(run.into_actor(self).map(move |result, act, ctx| {
-                let outcomes = result.unwrap_or_else(|error| {
-                    act.metrics.processor_mailbox.on_handle();
-                    log::error!(target: "conveyor::queue_reader", "processor pool refused a batch ({error}); its {} jobs will run again", handles.len());
-                    requeue_unrun(handles, &error.to_string())
-                });
-                act.route(outcomes, ctx);
-            }));
+            if let Err(error) = self.processors.try_send(Drain) {
+                self.metrics.processor_mailbox.on_handle();
+                self.pool_unavailable(&error.to_string(), ctx);
+                return;
+            }
         }
+    }
+
+    /// The processor pool cannot take work: retry what waits in the feed.
+    fn pool_unavailable(&mut self, error: &str, ctx: &mut Context<Self>) {
+        let stranded: Vec<JobHandle> = self
+            .feed
+            .take(usize::MAX)
+            .into_iter()
+            .map(|job| job.handle)
+            .collect();
+        log::error!(target: "conveyor::queue_reader", "processor pool unavailable ({error}); {} jobs will run again", stranded.len());
+        self.route(requeue_unrun(stranded, error), ctx);
     }
 
     /// Final outcomes go to the DbWriter; the others back to Redis.
@@ -603,11 +617,25 @@ impl Actor for QueueReader {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some(mut outcomes) = self.outcomes.take() {
+            ctx.add_stream(futures::stream::poll_fn(move |cx| outcomes.poll_recv(cx)));
+        }
         let heartbeat = Duration::from_millis(self.settings.recovery.heartbeat_ms);
         self.heartbeat(ctx);
         ctx.run_interval(heartbeat, |act, ctx| act.heartbeat(ctx));
         self.claim(ctx);
     }
+}
+
+/// Outcomes of finished jobs, from the processor threads.
+impl StreamHandler<Vec<Outcome>> for QueueReader {
+    fn handle(&mut self, outcomes: Vec<Outcome>, ctx: &mut Self::Context) {
+        self.route(outcomes, ctx);
+    }
+
+    /// The processors are gone (the system is stopping); the reader goes on
+    /// until its shutdown sequence ends.
+    fn finished(&mut self, _: &mut Self::Context) {}
 }
 
 impl Handler<Wake> for QueueReader {
@@ -652,6 +680,8 @@ impl Handler<Shutdown> for QueueReader {
             let _ = tokio::time::timeout(msg.timeout, rx).await;
         };
         Box::pin(drain.into_actor(self).then(|_, act, _| {
+            // Jobs still waiting for a slot go back with the rest, in Redis.
+            act.feed.clear();
             let redis = act.redis.clone();
             let worker = act.worker.clone();
             let queues = act.queues.clone();
