@@ -41,6 +41,9 @@ pub struct DbWriter {
     letters: Vec<DeadLetter>,
     /// Batches being written now.
     flushing: usize,
+    /// The pending flush of a partial batch, armed while rows wait (an idle
+    /// writer sets no timers, so an idle worker costs no CPU).
+    flush_timer: Option<SpawnHandle>,
 }
 
 impl DbWriter {
@@ -60,6 +63,7 @@ impl DbWriter {
             rows: Vec::new(),
             letters: Vec::new(),
             flushing: 0,
+            flush_timer: None,
         }
     }
 
@@ -68,8 +72,20 @@ impl DbWriter {
     }
 
     /// Starts as many batch writes as the limits allow; with `partial`, a
-    /// batch smaller than `db.batch_size` goes too (the flush timer).
+    /// batch smaller than `db.batch_size` goes too (the flush timer). Rows
+    /// left waiting arm the timer.
     fn flush(&mut self, ctx: &mut Context<Self>, partial: bool) {
+        self.start_writes(ctx, partial);
+        if self.buffered() > 0 && self.flush_timer.is_none() {
+            let wait = Duration::from_millis(self.settings.flush_ms);
+            self.flush_timer = Some(ctx.run_later(wait, |act, ctx| {
+                act.flush_timer = None;
+                act.flush(ctx, true);
+            }));
+        }
+    }
+
+    fn start_writes(&mut self, ctx: &mut Context<Self>, partial: bool) {
         while self.flushing < self.settings.max_concurrent_flushes {
             let ready = self.buffered();
             if ready == 0 || (!partial && ready < self.settings.batch_size) {
@@ -163,11 +179,6 @@ async fn write_until_committed(
 impl Actor for DbWriter {
     type Context = Context<Self>;
 
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(Duration::from_millis(self.settings.flush_ms), |act, ctx| {
-            act.flush(ctx, true)
-        });
-    }
 }
 
 impl Handler<Record> for DbWriter {
