@@ -543,14 +543,20 @@ fn dead_job_from(row: DeadRow) -> DeadJob {
     }
 }
 
-/// Deletes the dead jobs matching `filter`; never a succeeded row. Returns how many.
-pub async fn purge_dead(pool: &Pool, filter: &DeadFilter) -> Result<u64, StoreError> {
-    let (clause, mut params) = dead_where(filter, false);
-    let tail = order_and_limit(filter, false, &mut params);
+/// Deletes the dead jobs matching `filter` (never a succeeded row), or with
+/// `letters` the dead letters matching it. Returns how many.
+pub async fn purge(pool: &Pool, filter: &DeadFilter, letters: bool) -> Result<u64, StoreError> {
+    let (clause, mut params) = dead_where(filter, letters);
+    let tail = order_and_limit(filter, letters, &mut params);
+    let table = if letters {
+        "dead_letters"
+    } else {
+        "job_results"
+    };
     let mut conn = pool.get_conn().await?;
     nothing_if_no_table(
         conn.exec_drop(
-            format!("DELETE FROM job_results{clause}{tail}"),
+            format!("DELETE FROM {table}{clause}{tail}"),
             Params::Positional(params),
         )
         .await,
@@ -585,21 +591,6 @@ pub async fn list_dead_letters(
             },
         )
         .collect())
-}
-
-/// Deletes the dead letters matching `filter`. Returns how many.
-pub async fn purge_dead_letters(pool: &Pool, filter: &DeadFilter) -> Result<u64, StoreError> {
-    let (clause, mut params) = dead_where(filter, true);
-    let tail = order_and_limit(filter, true, &mut params);
-    let mut conn = pool.get_conn().await?;
-    nothing_if_no_table(
-        conn.exec_drop(
-            format!("DELETE FROM dead_letters{clause}{tail}"),
-            Params::Positional(params),
-        )
-        .await,
-    )?;
-    Ok(conn.affected_rows())
 }
 
 #[cfg(test)]

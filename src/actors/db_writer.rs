@@ -178,7 +178,6 @@ async fn write_until_committed(
 
 impl Actor for DbWriter {
     type Context = Context<Self>;
-
 }
 
 impl Handler<Record> for DbWriter {

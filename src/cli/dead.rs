@@ -184,12 +184,9 @@ async fn dispatch(
         DeadCommand::Purge { ids, filter, all } => {
             require_selection(&filter, &ids, all)?;
             let selected = filter.to_filter(ids, None);
-            let purged = if filter.letters {
-                store::purge_dead_letters(pool, &selected).await
-            } else {
-                store::purge_dead(pool, &selected).await
-            }
-            .with_context(|| format!("deleting from {}", redact_url(&settings.mysql.url)))?;
+            let purged = store::purge(pool, &selected, filter.letters)
+                .await
+                .with_context(|| format!("deleting from {}", redact_url(&settings.mysql.url)))?;
             if purged == 0 {
                 return Err(NothingMatched("nothing matched: no rows purged".into()).into());
             }
@@ -427,7 +424,7 @@ async fn retry_letters(
             ids: chunk.iter().map(|l| l.id.to_string()).collect(),
             ..DeadFilter::default()
         };
-        store::purge_dead_letters(pool, &pushed)
+        store::purge(pool, &pushed, true)
             .await
             .with_context(|| format!("deleting retried letters from {}", mysql()))?;
         for letter in chunk {

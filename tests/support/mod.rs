@@ -92,6 +92,22 @@ fn signal(child: &Child, signal: i32) {
     }
 }
 
+/// SIGKILL and reap, if still running.
+fn kill_now(child: &mut Option<Child>) {
+    if let Some(mut child) = child.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// SIGTERM and wait for a clean exit, if still running.
+fn stop_cleanly(child: &mut Option<Child>) {
+    if let Some(mut child) = child.take() {
+        signal(&child, libc::SIGTERM);
+        let _ = child.wait();
+    }
+}
+
 fn unique(prefix: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     format!(
@@ -153,10 +169,7 @@ impl RedisServer {
 
     /// Stops the server the clean way (it writes its AOF).
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            signal(&child, libc::SIGTERM);
-            let _ = child.wait();
-        }
+        stop_cleanly(&mut self.child);
     }
 
     /// Starts it again on the same port and data dir.
@@ -175,10 +188,7 @@ impl RedisServer {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill_now(&mut self.child);
     }
 }
 
@@ -312,10 +322,7 @@ impl MariaDb {
 
     /// Stops the server cleanly (SIGTERM, waits for exit).
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            signal(&child, libc::SIGTERM);
-            let _ = child.wait();
-        }
+        stop_cleanly(&mut self.child);
     }
 
     pub fn restart(&mut self) {
@@ -326,10 +333,7 @@ impl MariaDb {
 
 impl Drop for MariaDb {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill_now(&mut self.child);
     }
 }
 
@@ -631,10 +635,7 @@ impl ConveyorProcess {
     }
 
     pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill_now(&mut self.child);
     }
 
     /// Waits for the process to exit; its exit code (or 128+signal).
