@@ -438,3 +438,41 @@ fn jobs_claimed_by_a_lost_reply_are_handed_back() {
         .log()
         .contains("1 jobs claimed while the connection failed were handed back"));
 }
+
+/// MySQL answering slowly (a table lock holds every write for seconds):
+/// the worker waits, keeps its pid, and finishes everything once.
+#[test]
+fn slow_mysql_delays_but_loses_nothing() {
+    let w = world();
+    let count = 2000;
+    let mut worker = start(&w.env, &[]);
+    worker.wait_for_log("schema ready", WAIT);
+    // Hold a write lock on job_results for 4 s from another session.
+    let locker = w.mysql.root_sql_background(&format!(
+        "USE {}; LOCK TABLES job_results WRITE; SELECT SLEEP(4); UNLOCK TABLES;",
+        w.env.database
+    ));
+    std::thread::sleep(Duration::from_millis(500));
+    w.env.push("default", &mixed_jobs(count));
+    locker.wait();
+    assert_all_done_once(&w.env, count);
+    assert!(worker.is_running(), "{}", worker.log());
+}
+
+/// Redis answering slowly (`DEBUG SLEEP` blocks it for 3 s) mid-run.
+#[test]
+fn slow_redis_delays_but_loses_nothing() {
+    let w = world();
+    let count = 2000;
+    w.env.push("default", &mixed_jobs(count));
+    let mut worker = start(&w.env, &[]);
+    support::wait_until("some rows", WAIT, || w.env.count_rows() >= 100);
+    let mut conn = w.env.redis();
+    let _: () = redis::cmd("DEBUG")
+        .arg("SLEEP")
+        .arg(3)
+        .query(&mut conn)
+        .expect("DEBUG SLEEP");
+    assert_all_done_once(&w.env, count);
+    assert!(worker.is_running(), "{}", worker.log());
+}

@@ -151,6 +151,8 @@ impl RedisServer {
                 "--appendfsync",
                 "everysec",
             ])
+            // Lets fault tests make the server slow (`DEBUG SLEEP`); it listens on loopback only.
+            .args(["--enable-debug-command", "yes"])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         self.child = Some(spawn(command));
@@ -312,6 +314,18 @@ impl MariaDb {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// Runs SQL as root in the background (e.g. to hold a lock for a while).
+    pub fn root_sql_background(&self, sql: &str) -> Background {
+        let mut command = Command::new("mariadb");
+        command
+            .arg("--no-defaults")
+            .arg(format!("--socket={}", self.socket().display()))
+            .args(["-uroot", "-N", "-B", "-e", sql])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        Background(spawn(command))
+    }
+
     /// A new empty database and the URL of the test user for it.
     pub fn create_database(&self) -> (String, String) {
         let name = unique("conveyor_test_");
@@ -334,6 +348,16 @@ impl MariaDb {
 impl Drop for MariaDb {
     fn drop(&mut self) {
         kill_now(&mut self.child);
+    }
+}
+
+/// A helper process a test started and waits for.
+pub struct Background(Child);
+
+impl Background {
+    /// Waits for the process to finish.
+    pub fn wait(mut self) {
+        let _ = self.0.wait();
     }
 }
 
