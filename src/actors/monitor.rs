@@ -127,14 +127,8 @@ impl Monitor {
             Metrics::get(&m.panics_total),
         );
         log::info!(target: "conveyor::mailbox", "{line}");
-        for (name, depth) in mailboxes {
-            if depth > self.high_water {
-                log::warn!(
-                    target: "conveyor::mailbox",
-                    "mailbox of {name} holds {depth} messages, above metrics.mailbox_high_water = {}: it cannot keep up",
-                    self.high_water
-                );
-            }
+        for warning in high_water_warnings(&mailboxes, self.high_water) {
+            log::warn!(target: "conveyor::mailbox", "{warning}");
         }
         self.last = Snapshot {
             at: Instant::now(),
@@ -144,10 +138,36 @@ impl Monitor {
     }
 }
 
+/// One warning per mailbox deeper than `high_water`.
+fn high_water_warnings(mailboxes: &[(&str, u64)], high_water: u64) -> Vec<String> {
+    mailboxes
+        .iter()
+        .filter(|(_, depth)| *depth > high_water)
+        .map(|(name, depth)| {
+            format!("mailbox of {name} holds {depth} messages, above metrics.mailbox_high_water = {high_water}: it cannot keep up")
+        })
+        .collect()
+}
+
 impl Actor for Monitor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.run_interval(self.interval, |act, ctx| act.report(ctx));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_mailboxes_above_the_high_water_mark_warn() {
+        let mailboxes = [("queue_reader", 3), ("processors", 201), ("db_writer", 200)];
+        let warnings = high_water_warnings(&mailboxes, 200);
+        assert_eq!(
+            warnings,
+            vec!["mailbox of processors holds 201 messages, above metrics.mailbox_high_water = 200: it cannot keep up"]
+        );
     }
 }
