@@ -2,8 +2,8 @@
 //!
 //! It owns this worker's side of the job lifecycle in Redis: claiming in
 //! batches up to its free capacity (`queues.max_in_flight` minus jobs not yet
-//! acknowledged), waking without spinning when a queue was empty, sending
-//! batches of `processors.concurrency` jobs to the pool, routing outcomes
+//! acknowledged), waking without spinning when a queue was empty, putting
+//! claimed jobs in the job feed and waking idle processor threads, routing outcomes
 //! (final ones to the DbWriter, retries and deferrals back to Redis),
 //! acknowledging jobs once their rows are committed, renewing the worker's
 //! lease, and the quiet → drain → hand-back sequence of a graceful shutdown.
