@@ -340,6 +340,89 @@ fn finished(
 mod tests {
     use super::*;
 
+    fn env_with(registry: Registry) -> ProcessorEnv {
+        let metrics = Arc::new(Metrics::default());
+        let (outcomes, _) = tokio::sync::mpsc::unbounded_channel();
+        ProcessorEnv {
+            registry,
+            defaults: EnvelopeDefaults {
+                max_attempts: 3,
+                timeout_ms: 30_000,
+                max_job_bytes: 1 << 20,
+            },
+            backoff: Backoff {
+                base_ms: 10,
+                max_ms: 100,
+            },
+            feed: Arc::new(JobFeed::new(1, 1, metrics.clone())),
+            metrics,
+            concurrency: 1,
+            outcomes,
+        }
+    }
+
+    fn claimed(raw: &str) -> ClaimedJob {
+        ClaimedJob {
+            handle: JobHandle {
+                queue: "q".into(),
+                token: "tok-1".into(),
+            },
+            raw: raw.as_bytes().to_vec(),
+            attempts_made: 0,
+            last_error: None,
+            claimed_at_ms: 0,
+        }
+    }
+
+    fn run(env: &ProcessorEnv, raw: &str) -> Outcome {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(run_job(env, claimed(raw)))
+    }
+
+    /// A CPU handler that returns after its deadline is a timed-out attempt.
+    #[test]
+    fn blocking_handler_past_its_deadline_times_out() {
+        let mut registry = Registry::new();
+        registry.register_blocking("busy", |_, _| {
+            std::thread::sleep(Duration::from_millis(50));
+            Ok(serde_json::Value::Null)
+        });
+        let env = env_with(registry);
+        match run(&env, r#"{"kind":"busy","timeout_ms":10}"#) {
+            Outcome::Retry {
+                error, attempts, ..
+            } => {
+                assert_eq!(attempts, 1);
+                assert!(error.contains("timed out after 10 ms"), "{error}");
+            }
+            other => panic!("expected a retry, got {other:?}"),
+        }
+    }
+
+    /// A CPU handler that checks its deadline stops early with a timeout.
+    #[test]
+    fn blocking_handler_can_check_its_deadline() {
+        let mut registry = Registry::new();
+        registry.register_blocking("loop", |ctx, _| loop {
+            ctx.check_deadline()?;
+            std::thread::sleep(Duration::from_millis(1));
+        });
+        let env = env_with(registry);
+        let started = Instant::now();
+        let outcome = run(&env, r#"{"kind":"loop","timeout_ms":20,"max_attempts":1}"#);
+        assert!(started.elapsed() < Duration::from_secs(2));
+        match outcome {
+            Outcome::Finished(row) => {
+                assert_eq!(row.status, FinalStatus::Dead);
+                assert!(row.error.unwrap_or_default().contains("timed out"));
+            }
+            other => panic!("expected a dead row, got {other:?}"),
+        }
+    }
+
     #[test]
     fn backoff_grows_and_is_capped() {
         let backoff = Backoff {

@@ -12,6 +12,9 @@
 //! drop an acknowledgement or reschedule that failed: both are retried until
 //! Redis takes them (until then the job is safe in this worker's `wip`).
 
+mod claiming;
+mod ledger;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,13 +24,14 @@ use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::oneshot;
 
+use self::ledger::{hand_back_all, write_to_redis, HeldJobs, RedisWriteReport};
 use super::db_writer::{Committed, DbWriter, Record};
 use super::job_feed::JobFeed;
 use super::processor::{Drain, Processor, ProcessorPool};
 use crate::config::Settings;
 use crate::job::{now_ms, ClaimedJob, FinalStatus, JobHandle, Outcome};
 use crate::metrics::Metrics;
-use crate::redis_queue::{wait_for_message, QueueError, RedisQueue, Reschedule};
+use crate::redis_queue::{RedisQueue, Reschedule};
 
 /// How often failed acknowledgements and reschedules are tried again.
 const REDIS_RETRY_INTERVAL: Duration = Duration::from_millis(250);
@@ -138,174 +142,6 @@ impl QueueReader {
             .queues
             .max_in_flight
             .saturating_sub(self.held.len())
-    }
-
-    /// Starts a claim round over every queue not known to be empty.
-    fn claim(&mut self, ctx: &mut Context<Self>) {
-        if self.quiet || self.claiming || self.paused || self.room() == 0 {
-            return;
-        }
-        let active: Vec<Arc<str>> = self
-            .queues
-            .iter()
-            .filter(|q| !self.idle.contains(*q))
-            .cloned()
-            .collect();
-        if active.is_empty() {
-            return;
-        }
-        self.claiming = true;
-        if self.claim_uncertain {
-            self.reconcile(ctx);
-            return;
-        }
-        let redis = self.redis.clone();
-        let worker = self.worker.clone();
-        let mut room = self.room();
-        let batch = self.settings.queues.claim_batch;
-        let deadline = self.lease_deadline();
-        let round = async move {
-            let mut results: ClaimRound = Vec::with_capacity(active.len());
-            for queue in active {
-                let asked = room.min(batch);
-                if asked == 0 {
-                    break;
-                }
-                let claimed = redis.claim(&queue, &worker, asked, deadline).await;
-                if let Ok(jobs) = &claimed {
-                    room -= jobs.len();
-                }
-                results.push((queue, asked, claimed.map_err(|e| e.to_string())));
-            }
-            results
-        };
-        ctx.spawn(round.into_actor(self).map(|results, act, ctx| {
-            act.claiming = false;
-            act.finish_claim_round(results, ctx);
-        }));
-    }
-
-    fn finish_claim_round(&mut self, results: ClaimRound, ctx: &mut Context<Self>) {
-        let mut claimed_any = false;
-        for (queue, asked, result) in results {
-            match result {
-                Ok(jobs) => {
-                    if self.claim_failures > 0 {
-                        log::info!(target: "conveyor::queue_reader", "redis is reachable again; claiming resumed");
-                        self.claim_failures = 0;
-                    }
-                    if jobs.len() < asked {
-                        self.idle.insert(queue.clone());
-                        self.wait_for_jobs(queue, ctx);
-                    }
-                    claimed_any |= !jobs.is_empty();
-                    self.dispatch(jobs, ctx);
-                }
-                Err(error) => {
-                    self.redis_failed(&error, ctx);
-                    return;
-                }
-            }
-        }
-        if claimed_any {
-            self.claim(ctx);
-        }
-    }
-
-    /// After an uncertain claim: jobs in this worker's `wip` that it does not
-    /// know were claimed by a request whose reply was lost. Hand them back
-    /// (no attempt counted) so they do not sit there until this worker dies.
-    fn reconcile(&mut self, ctx: &mut Context<Self>) {
-        let redis = self.redis.clone();
-        let worker = self.worker.clone();
-        let known: Vec<(Arc<str>, HashSet<String>)> = self
-            .queues
-            .iter()
-            .map(|q| (q.clone(), self.held.tokens_of(q)))
-            .collect();
-        let round = async move {
-            let mut released = 0;
-            for (queue, known) in known {
-                let unknown: Vec<String> = redis
-                    .held_tokens(&queue, &worker)
-                    .await?
-                    .into_iter()
-                    .filter(|token| !known.contains(token))
-                    .collect();
-                released += redis.release(&queue, &worker, &unknown).await?;
-            }
-            Ok::<usize, QueueError>(released)
-        };
-        ctx.spawn(round.into_actor(self).map(|result, act, ctx| {
-            act.claiming = false;
-            match result {
-                Ok(released) => {
-                    act.claim_uncertain = false;
-                    if released > 0 {
-                        log::warn!(target: "conveyor::queue_reader", "{released} jobs claimed while the connection failed were handed back to their queue");
-                    }
-                    act.claim(ctx);
-                }
-                Err(error) => act.redis_failed(&error.to_string(), ctx),
-            }
-        }));
-    }
-
-    /// Pauses claiming after a Redis error, doubling the pause each time.
-    fn redis_failed(&mut self, error: &str, ctx: &mut Context<Self>) {
-        self.claim_uncertain = true;
-        self.claim_failures += 1;
-        let doublings = self.claim_failures.min(16) - 1;
-        let delay = (CLAIM_RETRY_BASE * 2u32.pow(doublings)).min(MAX_REDIS_BACKOFF);
-        log::warn!(
-            target: "conveyor::queue_reader",
-            "claiming failed, retrying in {} ms ({} jobs in flight are safe): {error}",
-            delay.as_millis(),
-            self.held.len()
-        );
-        self.paused = true;
-        ctx.run_later(delay, |act, ctx| {
-            act.paused = false;
-            act.claim(ctx);
-        });
-    }
-
-    /// Blocks on `queue`'s own connection until a message arrives (or
-    /// `queues.idle_wait_ms` passes), then claims again.
-    fn wait_for_jobs(&mut self, queue: Arc<str>, ctx: &mut Context<Self>) {
-        if self.quiet || !self.waiting.insert(queue.clone()) {
-            return;
-        }
-        let spare = self.waiter_conns.remove(&queue);
-        let redis = self.redis.clone();
-        let keys = redis.keys(&queue);
-        let timeout = Duration::from_millis(self.settings.queues.idle_wait_ms);
-        let wait = async move {
-            let mut conn = match spare {
-                Some(conn) => conn,
-                None => redis.waiter().await?,
-            };
-            wait_for_message(&mut conn, &keys, timeout).await?;
-            Ok::<_, QueueError>(conn)
-        };
-        ctx.spawn(wait.into_actor(self).map(move |result, act, ctx| {
-            act.waiting.remove(&queue);
-            match result {
-                Ok(conn) => {
-                    act.waiter_conns.insert(queue.clone(), conn);
-                    act.idle.remove(&queue);
-                    act.claim(ctx);
-                }
-                Err(error) => {
-                    log::debug!(target: "conveyor::queue_reader", "waiting on queue {queue} failed: {error}");
-                    // The claim path reports Redis trouble and backs off; look again soon.
-                    ctx.run_later(MAX_REDIS_BACKOFF / 5, move |act, ctx| {
-                        act.idle.remove(&queue);
-                        act.claim(ctx);
-                    });
-                }
-            }
-        }));
     }
 
     /// Puts claimed jobs in the feed and wakes as many idle processor
@@ -507,112 +343,6 @@ fn requeue_unrun(handles: Vec<JobHandle>, reason: &str) -> Vec<Outcome> {
         .collect()
 }
 
-/// Claim tokens this worker holds, by queue.
-#[derive(Default)]
-struct HeldJobs {
-    tokens: HashMap<Arc<str>, HashSet<String>>,
-    count: usize,
-}
-
-impl HeldJobs {
-    fn add(&mut self, handle: &JobHandle) {
-        let tokens = self.tokens.entry(handle.queue.clone()).or_default();
-        if tokens.insert(handle.token.clone()) {
-            self.count += 1;
-        }
-    }
-
-    fn remove(&mut self, handle: &JobHandle) {
-        let removed = self
-            .tokens
-            .get_mut(&handle.queue)
-            .is_some_and(|tokens| tokens.remove(&handle.token));
-        if removed {
-            self.count -= 1;
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.count
-    }
-
-    fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
-    fn tokens_of(&self, queue: &str) -> HashSet<String> {
-        self.tokens.get(queue).cloned().unwrap_or_default()
-    }
-}
-
-/// What one round of acknowledgements and reschedules achieved.
-#[derive(Default)]
-struct RedisWriteReport {
-    acked: usize,
-    /// Jobs whose ack or reschedule Redis took: no longer ours to track.
-    done: Vec<JobHandle>,
-    /// Jobs this worker no longer held (recovered elsewhere, or moved by an
-    /// earlier try whose reply was lost): done for us all the same.
-    lease_lost: usize,
-    unsent_acks: Vec<JobHandle>,
-    unsent_reschedules: Vec<(Arc<str>, Reschedule)>,
-    error: Option<String>,
-}
-
-async fn write_to_redis(
-    redis: &RedisQueue,
-    worker: &str,
-    acks: Vec<JobHandle>,
-    reschedules: Vec<(Arc<str>, Reschedule)>,
-) -> RedisWriteReport {
-    let mut report = RedisWriteReport::default();
-    for (queue, handles) in group_by_queue(acks, |h| h.queue.clone()) {
-        let tokens: Vec<String> = handles.iter().map(|h| h.token.clone()).collect();
-        match redis.ack(&queue, worker, &tokens).await {
-            Ok(held) => {
-                let held = held.min(tokens.len());
-                report.acked += held;
-                report.lease_lost += tokens.len() - held;
-                report.done.extend(handles);
-            }
-            Err(error) => {
-                report.error = Some(error.to_string());
-                report.unsent_acks.extend(handles);
-            }
-        }
-    }
-    for (queue, items) in group_by_queue(reschedules, |(q, _)| q.clone()) {
-        let jobs: Vec<Reschedule> = items.iter().map(|(_, r)| r.clone()).collect();
-        match redis.reschedule(&queue, worker, &jobs).await {
-            Ok(moved) => {
-                report.lease_lost += jobs.len() - moved.min(jobs.len());
-                report
-                    .done
-                    .extend(items.into_iter().map(|(queue, r)| JobHandle {
-                        queue,
-                        token: r.token,
-                    }));
-            }
-            Err(error) => {
-                report.error = Some(error.to_string());
-                report.unsent_reschedules.extend(items);
-            }
-        }
-    }
-    report
-}
-
-fn group_by_queue<T>(
-    items: Vec<T>,
-    queue_of: impl Fn(&T) -> Arc<str>,
-) -> HashMap<Arc<str>, Vec<T>> {
-    let mut groups: HashMap<Arc<str>, Vec<T>> = HashMap::new();
-    for item in items {
-        groups.entry(queue_of(&item)).or_default().push(item);
-    }
-    groups
-}
-
 impl Actor for QueueReader {
     type Context = Context<Self>;
 
@@ -688,22 +418,4 @@ impl Handler<Shutdown> for QueueReader {
             async move { hand_back_all(&redis, &worker, &queues).await }.into_actor(act)
         }))
     }
-}
-
-/// Returns every job this worker holds to the front of its queue.
-async fn hand_back_all(redis: &RedisQueue, worker: &str, queues: &[Arc<str>]) -> usize {
-    let mut handed_back = 0;
-    for queue in queues {
-        match redis.hand_back(queue, worker).await {
-            Ok(n) => handed_back += n,
-            Err(error) => log::error!(
-                target: "conveyor::queue_reader",
-                "could not hand jobs of queue {queue} back ({error}); another worker recovers them when this worker's lease expires"
-            ),
-        }
-    }
-    if handed_back > 0 {
-        log::warn!(target: "conveyor::queue_reader", "shutdown: {handed_back} unfinished jobs handed back to their queues");
-    }
-    handed_back
 }
