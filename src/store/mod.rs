@@ -3,6 +3,17 @@
 //! This module owns the MySQL/MariaDB schema and the idempotent writes that
 //! turn at-least-once delivery into exactly one row per job. It must never
 //! know about actors or Redis, and never build SQL from values (placeholders only).
+//!
+//! # Layout
+//!
+//! - this file: the pool, the migrations and the batch writes of results and
+//!   dead letters;
+//! - `lookup`: reading `job_results` rows (a job by id), and the helpers of
+//!   benchmarks and tools;
+//! - `dead`: dead jobs and dead letters, listed and purged by filter.
+
+mod dead;
+mod lookup;
 
 use chrono::{DateTime, Datelike, Timelike};
 use mysql_async::prelude::*;
@@ -10,6 +21,11 @@ use mysql_async::{Opts, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts, Va
 
 use crate::config::redact_url;
 use crate::job::{DeadLetter, ResultRow};
+
+pub use dead::{
+    dead_counts, list_dead, list_dead_letters, purge, DeadFilter, DeadJob, DeadLetterRecord,
+};
+pub use lookup::{count_queue_rows, delete_queue_rows, existing_ids, find_result, JobRecord};
 
 /// A MySQL operation that failed; the rows it carried are still owed.
 #[derive(Debug, thiserror::Error)]
@@ -252,42 +268,6 @@ fn datetime(unix_ms: Option<i64>) -> Value {
     )
 }
 
-/// Rows of `job_results` in `queue` (benchmarks and tools).
-pub async fn count_queue_rows(pool: &Pool, queue: &str) -> Result<u64, StoreError> {
-    let mut conn = pool.get_conn().await?;
-    let count: Option<u64> = conn
-        .exec_first(
-            "SELECT COUNT(*) FROM job_results WHERE status IN ('succeeded', 'dead') AND queue = ?",
-            (queue,),
-        )
-        .await?;
-    Ok(count.unwrap_or(0))
-}
-
-/// Which of `ids` have a `job_results` row.
-pub async fn existing_ids(pool: &Pool, ids: &[String]) -> Result<Vec<String>, StoreError> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut conn = pool.get_conn().await?;
-    let sql = format!(
-        "SELECT id FROM job_results WHERE id IN ({})",
-        vec!["?"; ids.len()].join(", ")
-    );
-    Ok(conn.exec(sql, ids.to_vec()).await?)
-}
-
-/// Deletes every row of `queue` from both tables. Returns rows deleted.
-pub async fn delete_queue_rows(pool: &Pool, queue: &str) -> Result<u64, StoreError> {
-    let mut conn = pool.get_conn().await?;
-    conn.exec_drop("DELETE FROM job_results WHERE queue = ?", (queue,))
-        .await?;
-    let results = conn.affected_rows();
-    conn.exec_drop("DELETE FROM dead_letters WHERE queue = ?", (queue,))
-        .await?;
-    Ok(results + conn.affected_rows())
-}
-
 /// Whether MySQL answers (for readiness checks).
 pub async fn ping(pool: &Pool) -> Result<(), StoreError> {
     let mut conn = pool.get_conn().await?;
@@ -295,327 +275,9 @@ pub async fn ping(pool: &Pool) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// `DATE_FORMAT` pattern of RFC 3339 UTC times with microseconds.
-const RFC3339_UTC: &str = "'%Y-%m-%dT%H:%i:%s.%fZ'";
-
-/// MySQL's "table doesn't exist": the schema has not been created yet.
-const ER_NO_SUCH_TABLE: u16 = 1146;
-
-/// A read of a table that does not exist yet (no worker has migrated) finds nothing.
-fn nothing_if_no_table<T: Default>(result: Result<T, mysql_async::Error>) -> Result<T, StoreError> {
-    match result {
-        Err(mysql_async::Error::Server(error)) if error.code == ER_NO_SUCH_TABLE => {
-            Ok(T::default())
-        }
-        other => Ok(other?),
-    }
-}
-
-/// A `job_results` row as the API and the CLI show it; times are RFC 3339 UTC.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct JobRecord {
-    pub id: String,
-    pub queue: String,
-    pub kind: String,
-    pub status: String,
-    pub attempts: u32,
-    /// The handler's output as JSON text.
-    pub output: Option<String>,
-    pub error: Option<String>,
-    pub enqueued_at: Option<String>,
-    pub started_at: Option<String>,
-    pub finished_at: Option<String>,
-    pub worker: String,
-}
-
-type RecordRow = (
-    String,
-    String,
-    String,
-    String,
-    u32,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    String,
-);
-
-fn record_columns() -> String {
-    let time = |column: &str| format!("DATE_FORMAT({column}, {RFC3339_UTC})");
-    format!(
-        "id, queue, kind, status, attempts, CAST(output AS CHAR), error, {}, {}, {}, worker",
-        time("enqueued_at"),
-        time("started_at"),
-        time("finished_at")
-    )
-}
-
-fn record_from(row: RecordRow) -> JobRecord {
-    let (
-        id,
-        queue,
-        kind,
-        status,
-        attempts,
-        output,
-        error,
-        enqueued_at,
-        started_at,
-        finished_at,
-        worker,
-    ) = row;
-    JobRecord {
-        id,
-        queue,
-        kind,
-        status,
-        attempts,
-        output,
-        error,
-        enqueued_at,
-        started_at,
-        finished_at,
-        worker,
-    }
-}
-
-/// The final row of job `id` (in `queue`, when given), if it has one.
-pub async fn find_result(
-    pool: &Pool,
-    id: &str,
-    queue: Option<&str>,
-) -> Result<Option<JobRecord>, StoreError> {
-    let mut conn = pool.get_conn().await?;
-    let mut sql = format!("SELECT {} FROM job_results WHERE id = ?", record_columns());
-    let mut params = vec![Value::from(id)];
-    if let Some(queue) = queue {
-        sql.push_str(" AND queue = ?");
-        params.push(Value::from(queue));
-    }
-    let row: Option<RecordRow> =
-        nothing_if_no_table(conn.exec_first(sql, Params::Positional(params)).await)?;
-    Ok(row.map(record_from))
-}
-
-/// Dead `job_results` rows per queue.
-pub async fn dead_counts(pool: &Pool) -> Result<Vec<(String, u64)>, StoreError> {
-    let mut conn = pool.get_conn().await?;
-    nothing_if_no_table(
-        conn.query("SELECT queue, COUNT(*) FROM job_results WHERE status = 'dead' GROUP BY queue")
-            .await,
-    )
-}
-
-/// Which dead jobs (or dead letters) a `conveyor dead` command acts on.
-#[derive(Debug, Clone, Default)]
-pub struct DeadFilter {
-    /// Only these ids (job ids; the numeric ids of dead letters).
-    pub ids: Vec<String>,
-    /// Only this kind (dead jobs only: dead letters have no kind).
-    pub kind: Option<String>,
-    pub queue: Option<String>,
-    /// Only rows finished (received, for dead letters) before this unix ms.
-    pub before_ms: Option<i64>,
-    /// At most this many rows, oldest first.
-    pub limit: Option<u64>,
-}
-
-/// A dead job with the message it was enqueued with (NULL for rows written
-/// before the schema kept it).
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeadJob {
-    pub record: JobRecord,
-    pub message: Option<Vec<u8>>,
-}
-
-/// A `dead_letters` row; `received_at` is RFC 3339 UTC.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeadLetterRecord {
-    pub id: u64,
-    pub claim_token: String,
-    pub queue: String,
-    pub raw: Vec<u8>,
-    pub reason: String,
-    pub received_at: String,
-}
-
-/// `WHERE ...` of a filter over job_results (`letters` false) or dead_letters.
-/// Only fixed fragments and placeholders: values travel as parameters.
-fn dead_where(filter: &DeadFilter, letters: bool) -> (String, Vec<Value>) {
-    let mut clauses: Vec<String> = Vec::new();
-    let mut params = Vec::new();
-    if !letters {
-        clauses.push("status = 'dead'".to_string());
-    }
-    if !filter.ids.is_empty() {
-        clauses.push(format!(
-            "id IN ({})",
-            vec!["?"; filter.ids.len()].join(", ")
-        ));
-        params.extend(filter.ids.iter().map(|id| Value::from(id.as_str())));
-    }
-    if let Some(kind) = &filter.kind {
-        clauses.push("kind = ?".to_string());
-        params.push(Value::from(kind.as_str()));
-    }
-    if let Some(queue) = &filter.queue {
-        clauses.push("queue = ?".to_string());
-        params.push(Value::from(queue.as_str()));
-    }
-    if let Some(before) = filter.before_ms {
-        clauses.push(format!("{} < ?", time_column(letters)));
-        params.push(datetime(Some(before)));
-    }
-    if clauses.is_empty() {
-        clauses.push("TRUE".to_string());
-    }
-    (format!(" WHERE {}", clauses.join(" AND ")), params)
-}
-
-fn time_column(letters: bool) -> &'static str {
-    if letters {
-        "received_at"
-    } else {
-        "finished_at"
-    }
-}
-
-/// `ORDER BY ... LIMIT ?`: oldest first, bounded when the filter says so.
-fn order_and_limit(filter: &DeadFilter, letters: bool, params: &mut Vec<Value>) -> String {
-    let mut tail = format!(" ORDER BY {}, id", time_column(letters));
-    if let Some(limit) = filter.limit {
-        tail.push_str(" LIMIT ?");
-        params.push(Value::from(limit));
-    }
-    tail
-}
-
-/// Dead jobs matching `filter`, oldest first.
-pub async fn list_dead(pool: &Pool, filter: &DeadFilter) -> Result<Vec<DeadJob>, StoreError> {
-    let (clause, mut params) = dead_where(filter, false);
-    let tail = order_and_limit(filter, false, &mut params);
-    let sql = format!(
-        "SELECT {}, message FROM job_results{clause}{tail}",
-        record_columns()
-    );
-    let mut conn = pool.get_conn().await?;
-    let rows: Vec<DeadRow> = nothing_if_no_table(conn.exec(sql, Params::Positional(params)).await)?;
-    Ok(rows.into_iter().map(dead_job_from).collect())
-}
-
-type DeadRow = (
-    String,
-    String,
-    String,
-    String,
-    u32,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    String,
-    Option<Vec<u8>>,
-);
-
-fn dead_job_from(row: DeadRow) -> DeadJob {
-    let (
-        id,
-        queue,
-        kind,
-        status,
-        attempts,
-        output,
-        error,
-        enqueued,
-        started,
-        finished,
-        worker,
-        message,
-    ) = row;
-    DeadJob {
-        record: record_from((
-            id, queue, kind, status, attempts, output, error, enqueued, started, finished, worker,
-        )),
-        message,
-    }
-}
-
-/// Deletes the dead jobs matching `filter` (never a succeeded row), or with
-/// `letters` the dead letters matching it. Returns how many.
-pub async fn purge(pool: &Pool, filter: &DeadFilter, letters: bool) -> Result<u64, StoreError> {
-    let (clause, mut params) = dead_where(filter, letters);
-    let tail = order_and_limit(filter, letters, &mut params);
-    let table = if letters {
-        "dead_letters"
-    } else {
-        "job_results"
-    };
-    let mut conn = pool.get_conn().await?;
-    nothing_if_no_table(
-        conn.exec_drop(
-            format!("DELETE FROM {table}{clause}{tail}"),
-            Params::Positional(params),
-        )
-        .await,
-    )?;
-    Ok(conn.affected_rows())
-}
-
-/// Dead letters matching `filter` (its `kind` is ignored), oldest first.
-pub async fn list_dead_letters(
-    pool: &Pool,
-    filter: &DeadFilter,
-) -> Result<Vec<DeadLetterRecord>, StoreError> {
-    let (clause, mut params) = dead_where(filter, true);
-    let tail = order_and_limit(filter, true, &mut params);
-    let sql = format!(
-        "SELECT id, claim_token, queue, raw, reason, DATE_FORMAT(received_at, {RFC3339_UTC})
-         FROM dead_letters{clause}{tail}"
-    );
-    let mut conn = pool.get_conn().await?;
-    let rows: Vec<(u64, String, String, Vec<u8>, String, String)> =
-        nothing_if_no_table(conn.exec(sql, Params::Positional(params)).await)?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(id, claim_token, queue, raw, reason, received_at)| DeadLetterRecord {
-                id,
-                claim_token,
-                queue,
-                raw,
-                reason,
-                received_at,
-            },
-        )
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dead_filters_use_placeholders_only() {
-        let filter = DeadFilter {
-            ids: vec!["a".into(), "b".into()],
-            kind: Some("k'; DROP TABLE x".into()),
-            queue: Some("q".into()),
-            before_ms: Some(1_700_000_000_000),
-            limit: Some(5),
-        };
-        let (clause, mut params) = dead_where(&filter, false);
-        let tail = order_and_limit(&filter, false, &mut params);
-        assert_eq!(
-            format!("{clause}{tail}"),
-            " WHERE status = 'dead' AND id IN (?, ?) AND kind = ? AND queue = ? AND finished_at < ? ORDER BY finished_at, id LIMIT ?"
-        );
-        assert_eq!(params.len(), 6);
-        let (clause, _) = dead_where(&DeadFilter::default(), true);
-        assert_eq!(clause, " WHERE TRUE");
-    }
 
     #[test]
     fn placeholders_shape() {

@@ -1,0 +1,196 @@
+//! Why a request failed, and whether trying again can help: [`HttpError`],
+//! its classification into a [`JobError`], and the form of a URL an error
+//! may show.
+//!
+//! This module owns which failures are retryable. It must never put a URL's
+//! credentials or query string into a message (messages end up in the
+//! results table), and never call a refusal by the guard retryable.
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::{StatusCode, Url};
+
+use super::guard::{find_refusal, Refusal};
+use crate::kinds::JobError;
+
+/// Why a request did not produce a 2xx response with a body under the cap.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("{url}: {refusal}")]
+    Refused { url: String, refusal: Refusal },
+    #[error("{url}: HTTP {status}")]
+    Status {
+        url: String,
+        status: StatusCode,
+        retry_after: Option<Duration>,
+    },
+    #[error("{url}: response body over kinds.http.max_body_bytes ({limit} bytes)")]
+    BodyTooLarge { url: String, limit: usize },
+    #[error("{url}: request timed out at the job's deadline (timeout_ms), after {waited_ms} ms")]
+    Deadline { url: String, waited_ms: u64 },
+    #[error("{url}: {detail}")]
+    Transport {
+        url: String,
+        detail: String,
+        permanent: bool,
+    },
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+}
+
+impl HttpError {
+    /// The response status, when there was a response.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            HttpError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Whether trying again cannot help.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            HttpError::Refused { .. } | HttpError::BodyTooLarge { .. } => true,
+            HttpError::Status { status, .. } => !is_retryable_status(*status),
+            HttpError::Transport { permanent, .. } => *permanent,
+            HttpError::Deadline { .. } | HttpError::Client(_) => false,
+        }
+    }
+
+    /// The failure as a job error, its message prefixed with `context`:
+    /// 5xx, 429 (with `Retry-After` seconds), timeouts and connection errors
+    /// are retryable; refusals, other statuses and oversized bodies are not.
+    pub fn to_job_error(&self, context: &str) -> JobError {
+        let message = format!("{context}{self}");
+        match self {
+            _ if self.is_permanent() => JobError::permanent(message),
+            HttpError::Status {
+                retry_after: Some(delay),
+                ..
+            } => JobError::retry_after(message, *delay),
+            _ => JobError::retryable(message),
+        }
+    }
+}
+
+/// 5xx and 429 may pass; every other non-2xx status will not.
+fn is_retryable_status(status: StatusCode) -> bool {
+    status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS
+}
+
+/// `scheme://host[:port]/path` of `url`: no credentials, query or fragment,
+/// which may hold secrets and must not reach the results table.
+pub fn display_url(url: &Url) -> String {
+    let host = url.host_str().unwrap_or("");
+    match url.port() {
+        Some(port) => format!("{}://{host}:{port}{}", url.scheme(), url.path()),
+        None => format!("{}://{host}{}", url.scheme(), url.path()),
+    }
+}
+
+/// Longest `Retry-After` taken at its word: one day (`retry.max_ms` caps
+/// it further).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
+
+/// `Retry-After` in seconds (an HTTP date is ignored: the backoff applies).
+pub(super) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let seconds: u64 = headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
+}
+
+/// Classifies a reqwest error: a refusal by the guard (from the resolver or
+/// the redirect policy) and malformed requests are permanent; connection
+/// failures, timeouts and broken bodies are retryable.
+pub(super) fn transport_error(url: &str, error: reqwest::Error) -> HttpError {
+    if let Some(refusal) = find_refusal(&error) {
+        return HttpError::Refused {
+            url: url.to_string(),
+            refusal: refusal.clone(),
+        };
+    }
+    let permanent = error.is_builder() || error.is_redirect();
+    HttpError::Transport {
+        url: url.to_string(),
+        detail: error_chain(&error.without_url()),
+        permanent,
+    }
+}
+
+/// An error and its causes, `outer: inner: innermost`, without repeats.
+pub(super) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = Some(error);
+    while let Some(error) = current {
+        let text = error.to_string();
+        if !parts.iter().any(|part| part.contains(&text)) {
+            parts.push(text);
+        }
+        current = error.source();
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    fn url(text: &str) -> Url {
+        Url::parse(text).expect("a URL")
+    }
+    #[test]
+    fn urls_in_errors_lose_credentials_and_queries() {
+        assert_eq!(
+            display_url(&url(
+                "https://user:pw@api.example.com:8443/v1/x?token=s3cret#f"
+            )),
+            "https://api.example.com:8443/v1/x"
+        );
+    }
+
+    #[test]
+    fn statuses_are_classified() {
+        let error = |status: u16, retry_after: Option<Duration>| HttpError::Status {
+            url: "http://h/".into(),
+            status: StatusCode::from_u16(status).expect("status"),
+            retry_after,
+        };
+        assert!(error(404, None).to_job_error("").is_permanent());
+        assert!(error(400, None).to_job_error("").is_permanent());
+        assert!(error(304, None).to_job_error("").is_permanent());
+        assert!(!error(500, None).to_job_error("").is_permanent());
+        assert!(!error(503, None).to_job_error("").is_permanent());
+        let limited = error(429, Some(Duration::from_secs(2))).to_job_error("x: ");
+        assert_eq!(
+            limited,
+            JobError::retry_after(
+                "x: http://h/: HTTP 429 Too Many Requests",
+                Duration::from_secs(2)
+            )
+        );
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_only() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static(" 3 "));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(3)));
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("18446744073709551615"),
+        );
+        assert_eq!(retry_after(&headers), Some(MAX_RETRY_AFTER));
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&headers), None);
+    }
+}

@@ -1,0 +1,265 @@
+//! Every call that moves a job between a queue's keys: producers' pushes,
+//! claims, acknowledgements, reschedules, promotions, lease renewal,
+//! recovery of dead workers' jobs and hand-back.
+//!
+//! This module owns the Rust side of those moves. It must never move a job
+//! except through one atomic script or pipeline (a job is always in exactly
+//! one place), and never remove a job but in [`RedisQueue::ack`], which comes
+//! after its row is committed.
+
+use std::sync::Arc;
+
+use super::scripts::{ACK, CLAIM, HAND_BACK, HEARTBEAT, PROMOTE, REAP, RELEASE, RESCHEDULE};
+use super::{QueueError, RedisQueue, Reschedule, MAX_SCRIPT_BATCH};
+use crate::job::{ClaimedJob, JobHandle};
+
+impl RedisQueue {
+    /// Claims up to `max` jobs of `queue` for `worker`, renewing its lease to `lease_deadline_ms`.
+    pub async fn claim(
+        &self,
+        queue: &Arc<str>,
+        worker: &str,
+        max: usize,
+        lease_deadline_ms: i64,
+    ) -> Result<Vec<ClaimedJob>, QueueError> {
+        let keys = self.keys(queue);
+        let nonce = format!("{:016x}", rand::random::<u64>());
+        let reply: Vec<Vec<u8>> = CLAIM
+            .key(&keys.pending)
+            .key(&keys.ready)
+            .key(&keys.jobs)
+            .key(&keys.attempts)
+            .key(&keys.errors)
+            .key(keys.wip(worker))
+            .key(&keys.workers)
+            .key(&keys.ids)
+            .arg(max)
+            .arg(&nonce)
+            .arg(worker)
+            .arg(lease_deadline_ms)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        let claimed_at_ms = crate::job::now_ms();
+        let mut jobs = Vec::with_capacity(reply.len() / 4);
+        let mut fields = reply.into_iter();
+        while let (Some(token), Some(raw), Some(attempts), Some(error)) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        {
+            jobs.push(ClaimedJob {
+                handle: JobHandle {
+                    queue: queue.clone(),
+                    token: utf8(token)?,
+                },
+                raw,
+                attempts_made: utf8(attempts)?.parse().unwrap_or(0),
+                last_error: Some(utf8(error)?).filter(|e| !e.is_empty()),
+                claimed_at_ms,
+            });
+        }
+        Ok(jobs)
+    }
+
+    /// Removes committed jobs from `worker`'s hold. Returns how many were
+    /// still held; the rest had been recovered by another worker (lease lost).
+    pub async fn ack(
+        &self,
+        queue: &str,
+        worker: &str,
+        tokens: &[String],
+    ) -> Result<usize, QueueError> {
+        if tokens.is_empty() {
+            return Ok(0);
+        }
+        let keys = self.keys(queue);
+        let mut acked = 0;
+        for chunk in tokens.chunks(MAX_SCRIPT_BATCH) {
+            let mut invocation = ACK.prepare_invoke();
+            invocation
+                .key(keys.wip(worker))
+                .key(&keys.attempts)
+                .key(&keys.errors)
+                .key(&keys.ids)
+                .key(&keys.accepted);
+            for token in chunk {
+                invocation.arg(token);
+            }
+            let held: usize = invocation.invoke_async(&mut self.conn.clone()).await?;
+            acked += held;
+        }
+        Ok(acked)
+    }
+
+    /// Moves jobs from `worker`'s hold to `scheduled`. Returns how many moved.
+    pub async fn reschedule(
+        &self,
+        queue: &str,
+        worker: &str,
+        jobs: &[Reschedule],
+    ) -> Result<usize, QueueError> {
+        if jobs.is_empty() {
+            return Ok(0);
+        }
+        let keys = self.keys(queue);
+        let mut invocation = RESCHEDULE.prepare_invoke();
+        invocation
+            .key(keys.wip(worker))
+            .key(&keys.jobs)
+            .key(&keys.scheduled)
+            .key(&keys.attempts)
+            .key(&keys.errors);
+        for job in jobs {
+            let (attempts, error) = match &job.failure {
+                Some((attempts, error)) => (attempts.to_string(), error.as_str()),
+                None => (String::new(), ""),
+            };
+            invocation
+                .arg(&job.token)
+                .arg(job.due_ms)
+                .arg(attempts)
+                .arg(error);
+        }
+        Ok(invocation.invoke_async(&mut self.conn.clone()).await?)
+    }
+
+    /// Moves up to `limit` jobs due by `now_ms` from `scheduled` to `ready`.
+    pub async fn promote_due(
+        &self,
+        queue: &str,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<usize, QueueError> {
+        let keys = self.keys(queue);
+        Ok(PROMOTE
+            .key(&keys.scheduled)
+            .key(&keys.ready)
+            .arg(now_ms)
+            .arg(limit)
+            .invoke_async(&mut self.conn.clone())
+            .await?)
+    }
+
+    /// Renews `worker`'s lease on `queue`. `Ok(false)`: the lease had been
+    /// lost and its jobs recovered by another worker.
+    pub async fn heartbeat(
+        &self,
+        queue: &str,
+        worker: &str,
+        lease_deadline_ms: i64,
+    ) -> Result<bool, QueueError> {
+        let keys = self.keys(queue);
+        let had: i64 = HEARTBEAT
+            .key(&keys.workers)
+            .arg(worker)
+            .arg(lease_deadline_ms)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(had == 1)
+    }
+
+    /// Recovers the jobs of workers whose lease ended before `now_ms`.
+    /// Returns (worker, jobs recovered) for each.
+    pub async fn reap_expired(
+        &self,
+        queue: &str,
+        now_ms: i64,
+    ) -> Result<Vec<(String, u64)>, QueueError> {
+        let keys = self.keys(queue);
+        let reply: Vec<String> = REAP
+            .key(&keys.workers)
+            .key(&keys.jobs)
+            .key(&keys.attempts)
+            .key(&keys.errors)
+            .key(&keys.ready)
+            .arg(now_ms)
+            .arg(&keys.wip_prefix)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(reply
+            .chunks_exact(2)
+            .map(|pair| (pair[0].clone(), pair[1].parse().unwrap_or(0)))
+            .collect())
+    }
+
+    /// Claim tokens `worker` holds on `queue` according to Redis.
+    pub async fn held_tokens(&self, queue: &str, worker: &str) -> Result<Vec<String>, QueueError> {
+        let keys = self.keys(queue);
+        let tokens: Vec<String> = redis::cmd("HKEYS")
+            .arg(keys.wip(worker))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(tokens)
+    }
+
+    /// Returns `tokens` held by `worker` to the front of `queue` without
+    /// counting an attempt. Returns how many were still held.
+    pub async fn release(
+        &self,
+        queue: &str,
+        worker: &str,
+        tokens: &[String],
+    ) -> Result<usize, QueueError> {
+        if tokens.is_empty() {
+            return Ok(0);
+        }
+        let keys = self.keys(queue);
+        let mut invocation = RELEASE.prepare_invoke();
+        invocation
+            .key(keys.wip(worker))
+            .key(&keys.jobs)
+            .key(&keys.ready);
+        for token in tokens {
+            invocation.arg(token);
+        }
+        Ok(invocation.invoke_async(&mut self.conn.clone()).await?)
+    }
+
+    /// Hands all of `worker`'s jobs on `queue` back, first in line. Returns how many.
+    pub async fn hand_back(&self, queue: &str, worker: &str) -> Result<usize, QueueError> {
+        let keys = self.keys(queue);
+        Ok(HAND_BACK
+            .key(keys.wip(worker))
+            .key(&keys.jobs)
+            .key(&keys.ready)
+            .key(&keys.workers)
+            .arg(worker)
+            .invoke_async(&mut self.conn.clone())
+            .await?)
+    }
+
+    /// Enqueues jobs taken by the HTTP API: pushes them and records them as
+    /// accepted, atomically, so their status reads `queued` at once.
+    /// `jobs` are (id, message) pairs.
+    pub async fn accept(&self, queue: &str, jobs: &[(String, Vec<u8>)]) -> Result<(), QueueError> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let keys = self.keys(queue);
+        let now = crate::job::now_ms();
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for (id, message) in jobs {
+            pipe.hset(&keys.accepted, id, now).ignore();
+            pipe.lpush(&keys.pending, message).ignore();
+        }
+        let () = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
+    /// Pushes messages onto `queue` as any producer would (`LPUSH`).
+    pub async fn push(&self, queue: &str, messages: &[Vec<u8>]) -> Result<(), QueueError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let keys = self.keys(queue);
+        let _: () = redis::cmd("LPUSH")
+            .arg(&keys.pending)
+            .arg(messages)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+}
+
+fn utf8(bytes: Vec<u8>) -> Result<String, QueueError> {
+    String::from_utf8(bytes).map_err(|e| QueueError::Protocol(e.to_string()))
+}

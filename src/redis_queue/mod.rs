@@ -1,0 +1,236 @@
+//! Every Redis key and script conveyor uses, as plain async functions.
+//!
+//! This module owns the job lifecycle inside Redis. It must never know about
+//! actors, MySQL or handlers; and every script touches the keys of one queue's
+//! hash tag only, so the layout works on Redis Cluster.
+//!
+//! # Keys of queue `q` (prefix `P`, braces literal: the cluster hash tag)
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `P:{q}:pending` | list | producers' messages (`LPUSH`), taken oldest first (`RPOP`) |
+//! | `P:{q}:ready` | list | claim tokens due again: retries, recovered and handed-back jobs; claimed before `pending` |
+//! | `P:{q}:jobs` | hash | token → message, for jobs in `ready` or `scheduled` |
+//! | `P:{q}:scheduled` | zset | token → due time (unix ms): retries and `run_at` jobs |
+//! | `P:{q}:attempts` | hash | token → attempts already made (absent = 0) |
+//! | `P:{q}:errors` | hash | token → the last attempt's error |
+//! | `P:{q}:wip:<worker>` | hash | token → message, for the jobs one worker holds |
+//! | `P:{q}:workers` | zset | worker id → lease deadline (unix ms) |
+//! | `P:{q}:ids` | hash | job id → claim token, for claimed jobs whose message starts with `{"id":"` |
+//! | `P:{q}:accepted` | hash | job id → accepted time, for jobs the HTTP API took and no worker finished yet |
+//!
+//! A job lives in exactly one of `pending`, `ready`+`jobs`, `scheduled`+`jobs`
+//! or one worker's `wip`; every move between them is one atomic script. A job
+//! leaves Redis only through [`RedisQueue::ack`], after its row is committed.
+//!
+//! # Layout
+//!
+//! - this file: the types, key names, the connection and whole-queue administration;
+//! - `scripts`: the Lua scripts, one atomic move each;
+//! - `lifecycle`: every call that moves a job between those keys;
+//! - `inspect`: read-only views (a job's state, depths, leases).
+
+mod inspect;
+mod lifecycle;
+mod scripts;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::AsyncConnectionConfig;
+
+use crate::config::redact_url;
+
+/// A Redis operation that failed; the job it concerned is still safe in Redis.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("redis URL {url}: {source}")]
+    Url {
+        url: String,
+        source: redis::RedisError,
+    },
+    #[error("redis returned an unexpected reply: {0}")]
+    Protocol(String),
+}
+
+/// Depth of one queue, by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct QueueDepths {
+    /// Waiting to start: producers' messages plus jobs due again.
+    pub pending: u64,
+    /// Held by a worker (claimed, running or waiting for their row to commit).
+    pub running: u64,
+    /// Waiting for their time: retries with backoff and `run_at` jobs.
+    pub scheduled: u64,
+}
+
+/// A job's state in Redis (before its row is written).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobState {
+    /// `queued`, `running` or `retrying`.
+    pub state: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+/// A job going back to `scheduled`: after a failed attempt, or not yet due.
+#[derive(Debug, Clone)]
+pub struct Reschedule {
+    pub token: String,
+    pub due_ms: i64,
+    /// Attempts made and the error, after a failed attempt; `None` when the
+    /// job did not start (its `run_at` lies ahead).
+    pub failure: Option<(u32, String)>,
+}
+
+/// Names of one queue's keys.
+#[derive(Debug, Clone)]
+pub struct QueueKeys {
+    pub pending: String,
+    ready: String,
+    jobs: String,
+    scheduled: String,
+    attempts: String,
+    errors: String,
+    workers: String,
+    ids: String,
+    accepted: String,
+    /// `P:{q}:wip:`; a worker's id completes it.
+    wip_prefix: String,
+}
+
+impl QueueKeys {
+    pub fn new(prefix: &str, queue: &str) -> QueueKeys {
+        let base = format!("{prefix}:{{{queue}}}");
+        QueueKeys {
+            pending: format!("{base}:pending"),
+            ready: format!("{base}:ready"),
+            jobs: format!("{base}:jobs"),
+            scheduled: format!("{base}:scheduled"),
+            attempts: format!("{base}:attempts"),
+            errors: format!("{base}:errors"),
+            workers: format!("{base}:workers"),
+            ids: format!("{base}:ids"),
+            accepted: format!("{base}:accepted"),
+            wip_prefix: format!("{base}:wip:"),
+        }
+    }
+
+    fn wip(&self, worker: &str) -> String {
+        format!("{}{worker}", self.wip_prefix)
+    }
+}
+
+/// Most tokens or fields one script call takes (Lua's `unpack` has a limit
+/// of about 8 000 values).
+pub const MAX_SCRIPT_BATCH: usize = 1000;
+
+/// The Redis side of conveyor: cheap to clone, reconnects by itself.
+#[derive(Clone)]
+pub struct RedisQueue {
+    client: redis::Client,
+    conn: ConnectionManager,
+    prefix: Arc<str>,
+    response_timeout: Duration,
+}
+
+impl RedisQueue {
+    /// Prepares a connection that is opened on first use and reopened after
+    /// failures, so a worker can start while Redis is still down.
+    pub fn connect(
+        url: &str,
+        prefix: &str,
+        response_timeout: Duration,
+    ) -> Result<RedisQueue, QueueError> {
+        let client = redis::Client::open(url).map_err(|source| QueueError::Url {
+            url: redact_url(url),
+            source,
+        })?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(response_timeout))
+            .set_connection_timeout(Some(response_timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        Ok(RedisQueue {
+            client,
+            conn,
+            prefix: prefix.into(),
+            response_timeout,
+        })
+    }
+
+    pub fn keys(&self, queue: &str) -> QueueKeys {
+        QueueKeys::new(&self.prefix, queue)
+    }
+
+    /// Whether Redis answers (for readiness checks).
+    pub async fn ping(&self) -> Result<(), QueueError> {
+        let reply: String = redis::cmd("PING")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        if reply == "PONG" {
+            Ok(())
+        } else {
+            Err(QueueError::Protocol(format!("PING answered {reply:?}")))
+        }
+    }
+
+    /// Deletes every key of `queue` (benchmarks and tests); workers holding
+    /// its jobs must be stopped first.
+    pub async fn delete_queue(&self, queue: &str) -> Result<(), QueueError> {
+        let keys = self.keys(queue);
+        let workers = self.workers(queue).await?;
+        let mut doomed: Vec<String> = workers.iter().map(|(w, _)| keys.wip(w)).collect();
+        doomed.extend([
+            keys.pending.clone(),
+            keys.ready.clone(),
+            keys.jobs.clone(),
+            keys.scheduled.clone(),
+            keys.attempts.clone(),
+            keys.errors.clone(),
+            keys.workers.clone(),
+            keys.ids.clone(),
+            keys.accepted.clone(),
+        ]);
+        let _: () = redis::cmd("DEL")
+            .arg(doomed)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// A connection of its own for blocking waits (a blocking command would
+    /// stall every other command on the shared connection).
+    pub async fn waiter(&self) -> Result<MultiplexedConnection, QueueError> {
+        let config = AsyncConnectionConfig::new()
+            .set_response_timeout(None)
+            .set_connection_timeout(Some(self.response_timeout));
+        Ok(self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?)
+    }
+}
+
+/// Blocks until `queue`'s pending list is non-empty or `timeout` passes,
+/// without taking anything: `BLMOVE` of a list onto its own tail is a no-op
+/// once it returns. `Ok(true)` when a message is waiting.
+pub async fn wait_for_message(
+    conn: &mut MultiplexedConnection,
+    keys: &QueueKeys,
+    timeout: Duration,
+) -> Result<bool, QueueError> {
+    let reply: Option<Vec<u8>> = redis::cmd("BLMOVE")
+        .arg(&keys.pending)
+        .arg(&keys.pending)
+        .arg("RIGHT")
+        .arg("RIGHT")
+        .arg(timeout.as_secs_f64())
+        .query_async(conn)
+        .await?;
+    Ok(reply.is_some())
+}

@@ -1,0 +1,154 @@
+//! Reads of `job_results`: a job's final row by id, as the API and the CLI
+//! show it, and the counts and clean-up that benchmarks and tools use.
+//!
+//! This module owns the shape of a [`JobRecord`] and how a read copes with a
+//! schema no worker has created yet. It must never insert or update a row
+//! (the one write here is the wholesale delete of a benchmark's own queue),
+//! and never build SQL from values (placeholders only).
+
+use mysql_async::prelude::*;
+use mysql_async::{Params, Pool, Value};
+
+use super::StoreError;
+
+/// `DATE_FORMAT` pattern of RFC 3339 UTC times with microseconds.
+pub(super) const RFC3339_UTC: &str = "'%Y-%m-%dT%H:%i:%s.%fZ'";
+
+/// MySQL's "table doesn't exist": the schema has not been created yet.
+const ER_NO_SUCH_TABLE: u16 = 1146;
+
+/// A read of a table that does not exist yet (no worker has migrated) finds nothing.
+pub(super) fn nothing_if_no_table<T: Default>(
+    result: Result<T, mysql_async::Error>,
+) -> Result<T, StoreError> {
+    match result {
+        Err(mysql_async::Error::Server(error)) if error.code == ER_NO_SUCH_TABLE => {
+            Ok(T::default())
+        }
+        other => Ok(other?),
+    }
+}
+
+/// A `job_results` row as the API and the CLI show it; times are RFC 3339 UTC.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct JobRecord {
+    pub id: String,
+    pub queue: String,
+    pub kind: String,
+    pub status: String,
+    pub attempts: u32,
+    /// The handler's output as JSON text.
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub enqueued_at: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub worker: String,
+}
+
+type RecordRow = (
+    String,
+    String,
+    String,
+    String,
+    u32,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+);
+
+pub(super) fn record_columns() -> String {
+    let time = |column: &str| format!("DATE_FORMAT({column}, {RFC3339_UTC})");
+    format!(
+        "id, queue, kind, status, attempts, CAST(output AS CHAR), error, {}, {}, {}, worker",
+        time("enqueued_at"),
+        time("started_at"),
+        time("finished_at")
+    )
+}
+
+pub(super) fn record_from(row: RecordRow) -> JobRecord {
+    let (
+        id,
+        queue,
+        kind,
+        status,
+        attempts,
+        output,
+        error,
+        enqueued_at,
+        started_at,
+        finished_at,
+        worker,
+    ) = row;
+    JobRecord {
+        id,
+        queue,
+        kind,
+        status,
+        attempts,
+        output,
+        error,
+        enqueued_at,
+        started_at,
+        finished_at,
+        worker,
+    }
+}
+
+/// The final row of job `id` (in `queue`, when given), if it has one.
+pub async fn find_result(
+    pool: &Pool,
+    id: &str,
+    queue: Option<&str>,
+) -> Result<Option<JobRecord>, StoreError> {
+    let mut conn = pool.get_conn().await?;
+    let mut sql = format!("SELECT {} FROM job_results WHERE id = ?", record_columns());
+    let mut params = vec![Value::from(id)];
+    if let Some(queue) = queue {
+        sql.push_str(" AND queue = ?");
+        params.push(Value::from(queue));
+    }
+    let row: Option<RecordRow> =
+        nothing_if_no_table(conn.exec_first(sql, Params::Positional(params)).await)?;
+    Ok(row.map(record_from))
+}
+
+/// Rows of `job_results` in `queue` (benchmarks and tools).
+pub async fn count_queue_rows(pool: &Pool, queue: &str) -> Result<u64, StoreError> {
+    let mut conn = pool.get_conn().await?;
+    let count: Option<u64> = conn
+        .exec_first(
+            "SELECT COUNT(*) FROM job_results WHERE status IN ('succeeded', 'dead') AND queue = ?",
+            (queue,),
+        )
+        .await?;
+    Ok(count.unwrap_or(0))
+}
+
+/// Which of `ids` have a `job_results` row.
+pub async fn existing_ids(pool: &Pool, ids: &[String]) -> Result<Vec<String>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut conn = pool.get_conn().await?;
+    let sql = format!(
+        "SELECT id FROM job_results WHERE id IN ({})",
+        vec!["?"; ids.len()].join(", ")
+    );
+    Ok(conn.exec(sql, ids.to_vec()).await?)
+}
+
+/// Deletes every row of `queue` from both tables. Returns rows deleted.
+pub async fn delete_queue_rows(pool: &Pool, queue: &str) -> Result<u64, StoreError> {
+    let mut conn = pool.get_conn().await?;
+    conn.exec_drop("DELETE FROM job_results WHERE queue = ?", (queue,))
+        .await?;
+    let results = conn.affected_rows();
+    conn.exec_drop("DELETE FROM dead_letters WHERE queue = ?", (queue,))
+        .await?;
+    Ok(results + conn.affected_rows())
+}
