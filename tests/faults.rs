@@ -476,3 +476,32 @@ fn slow_redis_delays_but_loses_nothing() {
     assert_all_done_once(&w.env, count);
     assert!(worker.is_running(), "{}", worker.log());
 }
+
+/// A worker frozen past its lease (SIGSTOP, as in a long GC pause or a VM
+/// stall): another worker recovers its job; when the frozen one resumes it
+/// notices, keeps running, and the job still ends in exactly one row.
+#[test]
+fn a_frozen_worker_loses_its_jobs_to_another_and_notices() {
+    let w = world();
+    w.env.push(
+        "default",
+        &[job("sleep", Some("mix-00000"), json!({ "ms": 1500 }))],
+    );
+    let mut frozen = start(&w.env, &[]);
+    support::wait_until("the job to start", WAIT, || pending(&w.env) == 0);
+    frozen.signal(libc::SIGSTOP);
+    let mut rescuer = start(&w.env, &[]);
+    rescuer.wait_for_log("stopped renewing its lease", WAIT);
+    frozen.signal(libc::SIGCONT);
+    assert_all_done_once(&w.env, 1);
+    // Depending on which comes first after it resumes, the frozen worker
+    // notices at its next lease renewal or claim, or when its ack finds the
+    // job gone from its hold.
+    support::wait_until("the frozen worker to notice", WAIT, || {
+        let log = frozen.log();
+        log.contains("lease on queue default had expired")
+            || log.contains("were no longer held by this worker")
+    });
+    assert!(frozen.is_running(), "{}", frozen.log());
+    assert!(rescuer.is_running());
+}

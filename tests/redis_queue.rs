@@ -28,7 +28,11 @@ async fn claim_is_fifo_and_ack_leaves_nothing() {
         .map(|i| job("noop", Some(&format!("j{i}")), json!(i)))
         .collect();
     env.push("default", &messages);
-    let first = redis.claim(&q, "w1", 3, far_future()).await.expect("claim");
+    let first = redis
+        .claim(&q, "w1", 3, far_future())
+        .await
+        .expect("claim")
+        .jobs;
     assert_eq!(first.len(), 3);
     assert_eq!(first[0].raw, messages[0].as_bytes());
     assert_eq!(first[2].raw, messages[2].as_bytes());
@@ -41,7 +45,8 @@ async fn claim_is_fifo_and_ack_leaves_nothing() {
     let rest = redis
         .claim(&q, "w1", 10, far_future())
         .await
-        .expect("claim");
+        .expect("claim")
+        .jobs;
     assert_eq!(rest.len(), 2);
     let tokens: Vec<String> = first
         .iter()
@@ -65,7 +70,11 @@ async fn rescheduled_jobs_come_back_with_their_attempts() {
     let redis = queue(&env);
     let q: Arc<str> = "default".into();
     env.push("default", &[job("noop", Some("r1"), json!(1))]);
-    let claimed = redis.claim(&q, "w1", 1, far_future()).await.expect("claim");
+    let claimed = redis
+        .claim(&q, "w1", 1, far_future())
+        .await
+        .expect("claim")
+        .jobs;
     let token = claimed[0].handle.token.clone();
     let due = conveyor::job::now_ms() + 100;
     let moved = redis
@@ -101,7 +110,11 @@ async fn rescheduled_jobs_come_back_with_their_attempts() {
             .expect("promote"),
         1
     );
-    let again = redis.claim(&q, "w2", 5, far_future()).await.expect("claim");
+    let again = redis
+        .claim(&q, "w2", 5, far_future())
+        .await
+        .expect("claim")
+        .jobs;
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].handle.token, token);
     assert_eq!(again[0].attempts_made, 1);
@@ -123,7 +136,11 @@ async fn expired_leases_are_reaped_and_fenced() {
         ],
     );
     let now = conveyor::job::now_ms();
-    let claimed = redis.claim(&q, "dying", 2, now + 50).await.expect("claim");
+    let claimed = redis
+        .claim(&q, "dying", 2, now + 50)
+        .await
+        .expect("claim")
+        .jobs;
     assert!(redis
         .reap_expired("default", now)
         .await
@@ -142,7 +159,8 @@ async fn expired_leases_are_reaped_and_fenced() {
     let recovered = redis
         .claim(&q, "alive", 5, far_future())
         .await
-        .expect("claim");
+        .expect("claim")
+        .jobs;
     assert_eq!(recovered.len(), 2);
     assert!(
         recovered.iter().all(|j| j.attempts_made == 1),
@@ -172,14 +190,22 @@ async fn hand_back_returns_jobs_first_in_line() {
             job("noop", Some("h2"), json!(2)),
         ],
     );
-    let held = redis.claim(&q, "w1", 1, far_future()).await.expect("claim");
+    let held = redis
+        .claim(&q, "w1", 1, far_future())
+        .await
+        .expect("claim")
+        .jobs;
     assert_eq!(
         redis.hand_back("default", "w1").await.expect("hand back"),
         1
     );
     let depths = redis.depths("default").await.expect("depths");
     assert_eq!((depths.pending, depths.running), (2, 0));
-    let next = redis.claim(&q, "w2", 1, far_future()).await.expect("claim");
+    let next = redis
+        .claim(&q, "w2", 1, far_future())
+        .await
+        .expect("claim")
+        .jobs;
     assert_eq!(next[0].handle.token, held[0].handle.token);
     assert_eq!(next[0].attempts_made, 0);
 }
@@ -201,7 +227,11 @@ async fn accepted_jobs_are_queued_until_acknowledged() {
         .expect("state")
         .expect("known");
     assert_eq!(state.state, "queued");
-    let claimed = redis.claim(&q, "w1", 1, far_future()).await.expect("claim");
+    let claimed = redis
+        .claim(&q, "w1", 1, far_future())
+        .await
+        .expect("claim")
+        .jobs;
     let tokens = vec![claimed[0].handle.token.clone()];
     redis.ack("default", "w1", &tokens).await.expect("ack");
     assert_eq!(

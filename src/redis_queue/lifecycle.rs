@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use super::scripts::{ACK, CLAIM, HAND_BACK, HEARTBEAT, PROMOTE, REAP, RELEASE, RESCHEDULE};
+use super::Claimed;
 use super::{QueueError, RedisQueue, Reschedule, MAX_SCRIPT_BATCH};
 use crate::job::{ClaimedJob, JobHandle};
 
@@ -21,7 +22,7 @@ impl RedisQueue {
         worker: &str,
         max: usize,
         lease_deadline_ms: i64,
-    ) -> Result<Vec<ClaimedJob>, QueueError> {
+    ) -> Result<Claimed, QueueError> {
         let keys = self.keys(queue);
         let nonce = format!("{:016x}", rand::random::<u64>());
         let reply: Vec<Vec<u8>> = CLAIM
@@ -42,6 +43,7 @@ impl RedisQueue {
         let claimed_at_ms = crate::job::now_ms();
         let mut jobs = Vec::with_capacity(reply.len() / 4);
         let mut fields = reply.into_iter();
+        let lease_was_held = fields.next().is_some_and(|flag| flag == b"1");
         while let (Some(token), Some(raw), Some(attempts), Some(error)) =
             (fields.next(), fields.next(), fields.next(), fields.next())
         {
@@ -56,7 +58,10 @@ impl RedisQueue {
                 claimed_at_ms,
             });
         }
-        Ok(jobs)
+        Ok(Claimed {
+            jobs,
+            lease_was_held,
+        })
     }
 
     /// Removes committed jobs from `worker`'s hold. Returns how many were

@@ -41,6 +41,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnecti
 use redis::AsyncConnectionConfig;
 
 use crate::config::redact_url;
+use crate::job::ClaimedJob;
 
 /// A Redis operation that failed; the job it concerned is still safe in Redis.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +75,15 @@ pub struct JobState {
     pub state: String,
     pub attempts: u32,
     pub last_error: Option<String>,
+}
+
+/// What one claim took.
+#[derive(Debug)]
+pub struct Claimed {
+    pub jobs: Vec<ClaimedJob>,
+    /// Whether the worker held a lease before this claim. `false` for a
+    /// worker that holds jobs means it had been presumed dead meanwhile.
+    pub lease_was_held: bool,
 }
 
 /// A job going back to `scheduled`: after a failed attempt, or not yet due.

@@ -27,12 +27,15 @@ end
 
 /// Moves up to ARGV[1] jobs from `ready`, then `pending`, into this worker's
 /// `wip`, naming new messages `<nonce>-<i>`, and renews the worker's lease.
-/// Returns a flat list of (token, message, attempts, last error).
+/// Returns '1' if the worker held a lease before this call ('0' if it had
+/// been presumed dead, or is new), then a flat list of (token, message,
+/// attempts, last error).
 pub(super) static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r"{LEAD_ID_LUA}
 local max = tonumber(ARGV[1])
 local out, wip = {{}}, {{}}
+if redis.call('ZSCORE', KEYS[7], ARGV[3]) then out[1] = '1' else out[1] = '0' end
 local tokens = redis.call('RPOP', KEYS[2], max)
 if tokens then
   for _, token in ipairs(tokens) do

@@ -655,7 +655,11 @@ impl ConveyorProcess {
     }
 
     pub fn sigterm(&self) {
-        signal(self.child.as_ref().expect("running"), libc::SIGTERM);
+        self.signal(libc::SIGTERM);
+    }
+
+    pub fn signal(&self, number: i32) {
+        signal(self.child.as_ref().expect("running"), number);
     }
 
     pub fn kill9(&mut self) {

@@ -1,6 +1,7 @@
 //! The QueueReader's claiming: claim rounds up to the free capacity, the
 //! blocking wait on an empty queue, backoff while Redis fails, and the
-//! reconcile that hands back jobs claimed by a request whose reply was lost.
+//! reconcile that hands back jobs claimed by a request whose reply was lost
+//! and forgets jobs recovered by another worker after a lost lease.
 //!
 //! It must never claim while the reader is quiet (shutting down), paused
 //! after a failure, or at its in-flight limit.
@@ -12,12 +13,21 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use super::{ClaimRound, QueueReader, CLAIM_RETRY_BASE, MAX_REDIS_BACKOFF};
-use crate::redis_queue::{wait_for_message, QueueError};
+use crate::job::JobHandle;
+use crate::redis_queue::{wait_for_message, Claimed, QueueError};
 
 impl QueueReader {
     /// Starts a claim round over every queue not known to be empty.
     pub(super) fn claim(&mut self, ctx: &mut Context<Self>) {
-        if self.quiet || self.claiming || self.paused || self.room() == 0 {
+        if self.claiming || self.paused {
+            return;
+        }
+        if self.claim_uncertain || self.lease_lost {
+            self.claiming = true;
+            self.reconcile(ctx);
+            return;
+        }
+        if self.quiet || self.room() == 0 {
             return;
         }
         let active: Vec<Arc<str>> = self
@@ -30,10 +40,6 @@ impl QueueReader {
             return;
         }
         self.claiming = true;
-        if self.claim_uncertain {
-            self.reconcile(ctx);
-            return;
-        }
         let redis = self.redis.clone();
         let worker = self.worker.clone();
         let mut room = self.room();
@@ -47,8 +53,8 @@ impl QueueReader {
                     break;
                 }
                 let claimed = redis.claim(&queue, &worker, asked, deadline).await;
-                if let Ok(jobs) = &claimed {
-                    room -= jobs.len();
+                if let Ok(claimed) = &claimed {
+                    room -= claimed.jobs.len();
                 }
                 results.push((queue, asked, claimed.map_err(|e| e.to_string())));
             }
@@ -64,7 +70,14 @@ impl QueueReader {
         let mut claimed_any = false;
         for (queue, asked, result) in results {
             match result {
-                Ok(jobs) => {
+                Ok(Claimed {
+                    jobs,
+                    lease_was_held,
+                }) => {
+                    if !lease_was_held && !self.held.is_empty() {
+                        log::error!(target: "conveyor::queue_reader", "lease on queue {queue} had expired: another worker may have recovered this worker's jobs; checking which are still held");
+                        self.lease_lost = true;
+                    }
                     if self.claim_failures > 0 {
                         log::info!(target: "conveyor::queue_reader", "redis is reachable again; claiming resumed");
                         self.claim_failures = 0;
@@ -87,9 +100,15 @@ impl QueueReader {
         }
     }
 
-    /// After an uncertain claim: jobs in this worker's `wip` that it does not
-    /// know were claimed by a request whose reply was lost. Hand them back
-    /// (no attempt counted) so they do not sit there until this worker dies.
+    /// Makes this worker's view of what it holds agree with its `wip` in
+    /// Redis, after an uncertain claim or a lost lease. Runs in place of a
+    /// claim round, so no claim result can land in between.
+    /// - In `wip` but unknown here: claimed by a request whose reply was lost;
+    ///   handed back (no attempt counted) instead of sitting there until this
+    ///   worker dies.
+    /// - Known here but gone from `wip`: recovered by another worker after
+    ///   this worker's lease expired (or already acknowledged); forgotten, so
+    ///   their outcomes still to come are discarded (fencing).
     fn reconcile(&mut self, ctx: &mut Context<Self>) {
         let redis = self.redis.clone();
         let worker = self.worker.clone();
@@ -100,26 +119,39 @@ impl QueueReader {
             .collect();
         let round = async move {
             let mut released = 0;
+            let mut gone = Vec::new();
             for (queue, known) in known {
-                let unknown: Vec<String> = redis
+                let in_redis: HashSet<String> = redis
                     .held_tokens(&queue, &worker)
                     .await?
                     .into_iter()
-                    .filter(|token| !known.contains(token))
                     .collect();
+                let unknown: Vec<String> = in_redis.difference(&known).cloned().collect();
                 released += redis.release(&queue, &worker, &unknown).await?;
+                gone.extend(known.difference(&in_redis).map(|token| JobHandle {
+                    queue: queue.clone(),
+                    token: token.clone(),
+                }));
             }
-            Ok::<usize, QueueError>(released)
+            Ok::<_, QueueError>((released, gone))
         };
         ctx.spawn(round.into_actor(self).map(|result, act, ctx| {
             act.claiming = false;
             match result {
-                Ok(released) => {
+                Ok((released, gone)) => {
                     act.claim_uncertain = false;
+                    act.lease_lost = false;
                     if released > 0 {
                         log::warn!(target: "conveyor::queue_reader", "{released} jobs claimed while the connection failed were handed back to their queue");
                     }
-                    act.claim(ctx);
+                    if !gone.is_empty() {
+                        log::error!(target: "conveyor::queue_reader", "{} jobs this worker held were recovered by another worker (its lease had expired); their results here will be discarded", gone.len());
+                        for handle in &gone {
+                            act.held.remove(handle);
+                        }
+                        act.publish_in_flight();
+                    }
+                    act.after_capacity_freed(ctx);
                 }
                 Err(error) => act.redis_failed(&error.to_string(), ctx),
             }

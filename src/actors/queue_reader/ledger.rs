@@ -36,6 +36,12 @@ impl HeldJobs {
         }
     }
 
+    pub(super) fn contains(&self, handle: &JobHandle) -> bool {
+        self.tokens
+            .get(&handle.queue)
+            .is_some_and(|tokens| tokens.contains(&handle.token))
+    }
+
     pub(super) fn len(&self) -> usize {
         self.count
     }

@@ -31,7 +31,7 @@ use super::processor::{Drain, Processor, ProcessorPool};
 use crate::config::Settings;
 use crate::job::{now_ms, ClaimedJob, FinalStatus, JobHandle, Outcome};
 use crate::metrics::Metrics;
-use crate::redis_queue::{RedisQueue, Reschedule};
+use crate::redis_queue::{Claimed, RedisQueue, Reschedule};
 
 /// How often failed acknowledgements and reschedules are tried again.
 const REDIS_RETRY_INTERVAL: Duration = Duration::from_millis(250);
@@ -52,7 +52,7 @@ pub struct Shutdown {
 }
 
 /// How many jobs were claimed per queue in one claim round, or the error.
-type ClaimRound = Vec<(Arc<str>, usize, Result<Vec<ClaimedJob>, String>)>;
+type ClaimRound = Vec<(Arc<str>, usize, Result<Claimed, String>)>;
 
 pub struct QueueReader {
     redis: RedisQueue,
@@ -71,6 +71,9 @@ pub struct QueueReader {
     /// A claim failed in a way that may have moved jobs in Redis anyway (the
     /// reply was lost): before claiming again, hand back what we do not know.
     claim_uncertain: bool,
+    /// The lease was found expired: before claiming again, forget the jobs
+    /// another worker recovered.
+    lease_lost: bool,
     /// A claim round is under way (rounds never overlap).
     claiming: bool,
     /// Queues found empty: not claimed from until their waiter or a Wake says so.
@@ -119,6 +122,7 @@ impl QueueReader {
             metrics,
             held: HeldJobs::default(),
             claim_uncertain: false,
+            lease_lost: false,
             claiming: false,
             idle: HashSet::new(),
             waiting: HashSet::new(),
@@ -179,9 +183,17 @@ impl QueueReader {
     }
 
     /// Final outcomes go to the DbWriter; the others back to Redis.
+    /// Outcomes of jobs this worker no longer holds (its lease was lost and
+    /// they were recovered elsewhere) are discarded.
     fn route(&mut self, outcomes: Vec<Outcome>, ctx: &mut Context<Self>) {
+        let (ours, fenced): (Vec<Outcome>, Vec<Outcome>) = outcomes
+            .into_iter()
+            .partition(|outcome| self.held.contains(outcome.handle()));
+        if !fenced.is_empty() {
+            log::warn!(target: "conveyor::queue_reader", "discarded the outcomes of {} jobs recovered by another worker", fenced.len());
+        }
         let (finals, rest): (Vec<Outcome>, Vec<Outcome>) =
-            outcomes.into_iter().partition(Outcome::is_final);
+            ours.into_iter().partition(Outcome::is_final);
         self.count_outcomes(&finals);
         if !finals.is_empty() {
             self.metrics.db_writer_mailbox.on_send();
@@ -281,12 +293,7 @@ impl QueueReader {
         } else {
             self.flush_redis_writes(ctx);
         }
-        if self.held.is_empty() {
-            for waiter in self.drained.drain(..) {
-                let _ = waiter.send(());
-            }
-        }
-        self.claim(ctx);
+        self.after_capacity_freed(ctx);
     }
 
     fn publish_in_flight(&self) {
@@ -315,15 +322,35 @@ impl QueueReader {
             }
             lost
         };
-        ctx.spawn(beat.into_actor(self).map(|lost, act, _| {
-            if !lost.is_empty() && !act.held.is_empty() {
-                log::error!(
-                    target: "conveyor::queue_reader",
-                    "lease on queue(s) {lost:?} had expired: another worker may have recovered this worker's {} jobs; they may run twice (still one row each)",
-                    act.held.len()
-                );
+        ctx.spawn(beat.into_actor(self).map(|lost, act, ctx| {
+            for queue in lost {
+                act.lease_lost(&queue, ctx);
             }
         }));
+    }
+
+    /// This worker was presumed dead on `queue`, so another worker may have
+    /// recovered its jobs there: reconcile before the next claim.
+    fn lease_lost(&mut self, queue: &Arc<str>, ctx: &mut Context<Self>) {
+        if self.held.is_empty() {
+            return;
+        }
+        log::error!(
+            target: "conveyor::queue_reader",
+            "lease on queue {queue} had expired: another worker may have recovered this worker's jobs; checking which are still held"
+        );
+        self.lease_lost = true;
+        self.claim(ctx);
+    }
+
+    /// Wakes a pending shutdown once nothing is held, and claims again.
+    fn after_capacity_freed(&mut self, ctx: &mut Context<Self>) {
+        if self.held.is_empty() {
+            for waiter in self.drained.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
+        self.claim(ctx);
     }
 }
 
