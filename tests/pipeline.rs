@@ -345,10 +345,19 @@ fn mailbox_line_is_logged() {
         "processors=",
         "db_writer=",
         "in_flight=",
+        "feed=",
         "queue default: pending=",
     ] {
         assert!(line.contains(field), "{field} missing in {line}");
     }
+    assert!(
+        log.contains("mysql://conveyor:***@"),
+        "the start line names the redacted URL"
+    );
+    assert!(
+        !log.contains("conveyor:conveyor@"),
+        "a password reached the log"
+    );
 }
 
 /// SIGTERM on an idle worker exits 0.
