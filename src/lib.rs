@@ -21,8 +21,10 @@
 //!
 //! # Message flow
 //!
-//! QueueReader claims → `RunBatch` to the SyncArbiter pool of Processors →
-//! outcomes back to the QueueReader, which sends final ones (`Record`) to the
+//! QueueReader claims → the job feed, with a `Drain` message to each idle
+//! thread of the SyncArbiter pool of Processors (busy threads refill their
+//! slots from the feed) → outcomes back to the QueueReader over a channel,
+//! which sends final ones (`Record`) to the
 //! DbWriter and puts retries back in Redis → the DbWriter commits a batch and
 //! answers `Committed` → the QueueReader acknowledges those jobs in Redis.
 //!
