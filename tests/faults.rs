@@ -97,15 +97,35 @@ fn start(env: &TestEnv, extra: &[(&str, &str)]) -> ConveyorProcess {
     env.worker(&settings)
 }
 
+/// A world given `count` mixed jobs and a worker (with `extra`) that has
+/// written at least `rows` rows of them.
+fn mid_run(count: usize, extra: &[(&str, &str)], rows: i64) -> (World, ConveyorProcess) {
+    let w = world();
+    w.env.push("default", &mixed_jobs(count));
+    let worker = start(&w.env, extra);
+    support::wait_until("some rows", WAIT, || w.env.count_rows() >= rows);
+    (w, worker)
+}
+
+/// A world given `count` sleep jobs of `ms` each with ids `mix-<i>`, and a
+/// worker (with `extra`) that has taken all of them.
+fn all_sleeping(count: usize, ms: u64, extra: &[(&str, &str)]) -> (World, ConveyorProcess) {
+    let w = world();
+    let jobs: Vec<String> = (0..count)
+        .map(|i| job("sleep", Some(&format!("mix-{i:05}")), json!({ "ms": ms })))
+        .collect();
+    w.env.push("default", &jobs);
+    let worker = start(&w.env, extra);
+    support::wait_until("jobs to start", WAIT, || pending(&w.env) == 0);
+    (w, worker)
+}
+
 /// kill -9 while a few thousand jobs are in flight; a new worker recovers
 /// the dead one's jobs after the lease and everything completes once.
 #[test]
 fn kill_9_mid_run_loses_nothing() {
-    let w = world();
     let count = 4000;
-    w.env.push("default", &mixed_jobs(count));
-    let mut first = start(&w.env, &[("CONVEYOR__QUEUES__MAX_IN_FLIGHT", "2000")]);
-    support::wait_until("some rows", WAIT, || w.env.count_rows() >= 300);
+    let (w, mut first) = mid_run(count, &[("CONVEYOR__QUEUES__MAX_IN_FLIGHT", "2000")], 300);
     first.kill9();
     let killed_at = Instant::now();
     let done_before = w.env.count_rows();
@@ -140,19 +160,7 @@ fn kill_9_mid_run_loses_nothing() {
 /// in line without an attempt counted, and a new worker finishes them.
 #[test]
 fn sigterm_hands_back_unfinished_jobs() {
-    let w = world();
-    let slow: Vec<String> = (0..20)
-        .map(|i| {
-            job(
-                "sleep",
-                Some(&format!("mix-{i:05}")),
-                json!({ "ms": 4_000 }),
-            )
-        })
-        .collect();
-    w.env.push("default", &slow);
-    let mut worker = start(&w.env, &[("CONVEYOR__SHUTDOWN__TIMEOUT_MS", "500")]);
-    support::wait_until("jobs to start", WAIT, || pending(&w.env) == 0);
+    let (w, mut worker) = all_sleeping(20, 4_000, &[("CONVEYOR__SHUTDOWN__TIMEOUT_MS", "500")]);
     let asked = Instant::now();
     worker.sigterm();
     let code = worker.wait_exit(Duration::from_secs(20));
@@ -181,13 +189,7 @@ fn sigterm_hands_back_unfinished_jobs() {
 /// written, nothing is handed back, exit 0.
 #[test]
 fn sigterm_waits_for_in_flight_jobs() {
-    let w = world();
-    let jobs: Vec<String> = (0..50)
-        .map(|i| job("sleep", Some(&format!("mix-{i:05}")), json!({ "ms": 1500 })))
-        .collect();
-    w.env.push("default", &jobs);
-    let mut worker = start(&w.env, &[("CONVEYOR__PROCESSORS__CONCURRENCY", "50")]);
-    support::wait_until("jobs to start", WAIT, || pending(&w.env) == 0);
+    let (w, mut worker) = all_sleeping(50, 1500, &[("CONVEYOR__PROCESSORS__CONCURRENCY", "50")]);
     worker.sigterm();
     assert_eq!(
         worker.wait_exit(Duration::from_secs(30)),
@@ -202,13 +204,7 @@ fn sigterm_waits_for_in_flight_jobs() {
 /// A second signal exits at once; the jobs it held come back by lease.
 #[test]
 fn second_signal_exits_at_once_without_loss() {
-    let w = world();
-    let slow: Vec<String> = (0..10)
-        .map(|i| job("sleep", Some(&format!("mix-{i:05}")), json!({ "ms": 3000 })))
-        .collect();
-    w.env.push("default", &slow);
-    let mut worker = start(&w.env, &[]);
-    support::wait_until("jobs to start", WAIT, || pending(&w.env) == 0);
+    let (w, mut worker) = all_sleeping(10, 3000, &[]);
     worker.sigterm();
     worker.wait_for_log("SIGTERM received", WAIT);
     worker.sigterm();
@@ -226,11 +222,8 @@ fn second_signal_exits_at_once_without_loss() {
 /// claiming at its in-flight limit, and finishes everything once MySQL is back.
 #[test]
 fn mysql_outage_mid_run_loses_nothing() {
-    let mut w = world();
     let count = 3000;
-    w.env.push("default", &mixed_jobs(count));
-    let mut worker = start(&w.env, &[("CONVEYOR__QUEUES__MAX_IN_FLIGHT", "500")]);
-    support::wait_until("some rows", WAIT, || w.env.count_rows() >= 200);
+    let (mut w, mut worker) = mid_run(count, &[("CONVEYOR__QUEUES__MAX_IN_FLIGHT", "500")], 200);
     w.mysql.stop();
     std::thread::sleep(Duration::from_secs(4));
     let held: Vec<(String, i64)> = w.env.leftover_keys();
@@ -257,11 +250,8 @@ fn mysql_outage_mid_run_loses_nothing() {
 /// Redis shut down and restarted mid-run: the worker reconnects by itself.
 #[test]
 fn redis_restart_mid_run_loses_nothing() {
-    let mut w = world();
     let count = 3000;
-    w.env.push("default", &mixed_jobs(count));
-    let mut worker = start(&w.env, &[("CONVEYOR__QUEUES__MAX_IN_FLIGHT", "500")]);
-    support::wait_until("some rows", WAIT, || w.env.count_rows() >= 200);
+    let (mut w, mut worker) = mid_run(count, &[("CONVEYOR__QUEUES__MAX_IN_FLIGHT", "500")], 200);
     w.redis.stop();
     std::thread::sleep(Duration::from_secs(3));
     w.redis.restart();
@@ -462,11 +452,8 @@ fn slow_mysql_delays_but_loses_nothing() {
 /// Redis answering slowly (`DEBUG SLEEP` blocks it for 3 s) mid-run.
 #[test]
 fn slow_redis_delays_but_loses_nothing() {
-    let w = world();
     let count = 2000;
-    w.env.push("default", &mixed_jobs(count));
-    let mut worker = start(&w.env, &[]);
-    support::wait_until("some rows", WAIT, || w.env.count_rows() >= 100);
+    let (w, mut worker) = mid_run(count, &[], 100);
     let mut conn = w.env.redis();
     let _: () = redis::cmd("DEBUG")
         .arg("SLEEP")

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde_json::{json, Value};
-use support::{job, TestEnv};
+use support::{job, ConveyorProcess, ResultRow, TestEnv};
 
 const WAIT: Duration = Duration::from_secs(90);
 const ALLOW_PRIVATE: (&str, &str) = ("CONVEYOR__KINDS__HTTP__ALLOW_PRIVATE", "true");
@@ -230,7 +230,28 @@ fn job_with(kind: &str, id: &str, payload: Value, max_attempts: u32, timeout_ms:
     envelope.to_string()
 }
 
-fn error_of(row: &support::ResultRow) -> &str {
+/// Pushes `messages` to `default` in a fresh space and starts a worker with
+/// `extra` settings; returns both once every job has its row.
+fn run_all(messages: &[String], extra: &[(&str, &str)]) -> (TestEnv, ConveyorProcess) {
+    let env = TestEnv::new();
+    env.push("default", messages);
+    let worker = env.worker(extra);
+    env.wait_for_rows(messages.len() as i64, WAIT);
+    (env, worker)
+}
+
+/// [`run_all`] with the one job `message`, whose id is `id`; its row too.
+fn run_one(
+    message: String,
+    id: &str,
+    extra: &[(&str, &str)],
+) -> (TestEnv, ConveyorProcess, ResultRow) {
+    let (env, worker) = run_all(&[message], extra);
+    let row = env.row(id);
+    (env, worker, row)
+}
+
+fn error_of(row: &ResultRow) -> &str {
     row.error.as_deref().unwrap_or("")
 }
 
@@ -265,9 +286,7 @@ fn calculator_requests_with_delay(
 #[test]
 fn http_extracts_title_json_and_selections() {
     let server = TestServer::start();
-    let env = TestEnv::new();
-    env.push(
-        "default",
+    let (env, _worker) = run_all(
         &[
             job(
                 "http",
@@ -311,9 +330,8 @@ fn http_extracts_title_json_and_selections() {
                 json!({ "url": server.url("/text"), "extract": ["json"] }),
             ),
         ],
+        &[ALLOW_PRIVATE],
     );
-    let _worker = env.worker(&[ALLOW_PRIVATE]);
-    env.wait_for_rows(5, WAIT);
 
     let page = env.row("page");
     assert_eq!(page.status, "succeeded", "{page:?}");
@@ -355,20 +373,17 @@ fn http_extracts_title_json_and_selections() {
 #[test]
 fn server_errors_are_retried_until_dead() {
     let server = TestServer::start();
-    let env = TestEnv::new();
-    env.push(
-        "default",
-        &[job_with(
+    let (_env, _worker, row) = run_one(
+        job_with(
             "http",
             "five-hundred",
             json!({ "url": server.url("/status/500/a") }),
             3,
             10_000,
-        )],
+        ),
+        "five-hundred",
+        &[ALLOW_PRIVATE],
     );
-    let _worker = env.worker(&[ALLOW_PRIVATE]);
-    env.wait_for_rows(1, WAIT);
-    let row = env.row("five-hundred");
     assert_eq!((row.status.as_str(), row.attempts), ("dead", 3), "{row:?}");
     assert!(error_of(&row).contains("HTTP 500"), "{row:?}");
     std::thread::sleep(Duration::from_millis(500));
@@ -379,21 +394,18 @@ fn server_errors_are_retried_until_dead() {
 #[test]
 fn too_many_requests_is_retried_after_retry_after() {
     let server = TestServer::start();
-    let env = TestEnv::new();
-    env.push(
-        "default",
-        &[job_with(
+    let (_env, _worker, row) = run_one(
+        job_with(
             "http",
             "limited",
             json!({ "url": server.url("/limited/x"), "extract": ["json"] }),
             3,
             10_000,
-        )],
+        ),
+        "limited",
+        // The default test backoff cap (200 ms) would shorten the server's delay.
+        &[ALLOW_PRIVATE, ("CONVEYOR__RETRY__MAX_MS", "5000")],
     );
-    // The default test backoff cap (200 ms) would shorten the server's delay.
-    let _worker = env.worker(&[ALLOW_PRIVATE, ("CONVEYOR__RETRY__MAX_MS", "5000")]);
-    env.wait_for_rows(1, WAIT);
-    let row = env.row("limited");
     assert_eq!(
         (row.status.as_str(), row.attempts),
         ("succeeded", 2),
@@ -410,20 +422,17 @@ fn too_many_requests_is_retried_after_retry_after() {
 #[test]
 fn client_errors_are_dead_after_one_attempt() {
     let server = TestServer::start();
-    let env = TestEnv::new();
-    env.push(
-        "default",
-        &[job_with(
+    let (_env, _worker, row) = run_one(
+        job_with(
             "http",
             "missing",
             json!({ "url": server.url("/status/404/b?secret=s3cret") }),
             5,
             10_000,
-        )],
+        ),
+        "missing",
+        &[ALLOW_PRIVATE],
     );
-    let _worker = env.worker(&[ALLOW_PRIVATE]);
-    env.wait_for_rows(1, WAIT);
-    let row = env.row("missing");
     assert_eq!((row.status.as_str(), row.attempts), ("dead", 1), "{row:?}");
     assert!(error_of(&row).contains("HTTP 404 Not Found"), "{row:?}");
     assert!(!error_of(&row).contains("s3cret"), "query leaked: {row:?}");
@@ -436,11 +445,9 @@ fn client_errors_are_dead_after_one_attempt() {
 #[test]
 fn bodies_over_the_cap_are_dead() {
     let server = TestServer::start();
-    let env = TestEnv::new();
     let fetch =
         |id: &str, path: &str| job_with("http", id, json!({ "url": server.url(path) }), 3, 10_000);
-    env.push(
-        "default",
+    let (env, _worker) = run_all(
         &[
             fetch("announced", "/big/5000"),
             fetch("streamed", "/big-stream/5000"),
@@ -454,12 +461,11 @@ fn bodies_over_the_cap_are_dead() {
                 10_000,
             ),
         ],
+        &[
+            ALLOW_PRIVATE,
+            ("CONVEYOR__KINDS__HTTP__MAX_BODY_BYTES", "1000"),
+        ],
     );
-    let _worker = env.worker(&[
-        ALLOW_PRIVATE,
-        ("CONVEYOR__KINDS__HTTP__MAX_BODY_BYTES", "1000"),
-    ]);
-    env.wait_for_rows(5, WAIT);
     for id in ["announced", "streamed", "gathered"] {
         let row = env.row(id);
         assert_eq!((row.status.as_str(), row.attempts), ("dead", 1), "{row:?}");
@@ -522,19 +528,16 @@ fn slow_endpoints_time_out_at_the_job_deadline() {
 #[test]
 fn gather_calls_four_services_at_once() {
     let server = TestServer::start();
-    let env = TestEnv::new();
-    env.push(
-        "default",
-        &[job(
+    let (_env, _worker, row) = run_one(
+        job(
             "gather",
             Some("calc"),
             // A second each: the four overlap even on a busy machine.
             json!({ "requests": calculator_requests_with_delay(&server, 7.0, 2.0, Some(1000)) }),
-        )],
+        ),
+        "calc",
+        &[ALLOW_PRIVATE],
     );
-    let _worker = env.worker(&[ALLOW_PRIVATE]);
-    env.wait_for_rows(1, WAIT);
-    let row = env.row("calc");
     assert_eq!(
         (row.status.as_str(), row.attempts),
         ("succeeded", 1),
@@ -561,7 +564,6 @@ fn gather_calls_four_services_at_once() {
 #[test]
 fn gather_failures_fail_fast_or_are_recorded() {
     let server = TestServer::start();
-    let env = TestEnv::new();
     let closed_port = support::free_port();
     let mut with_errors = calculator_requests(&server, 1.0, 0.0);
     with_errors.push(json!({ "name": "text", "url": server.url("/text") }));
@@ -570,8 +572,7 @@ fn gather_failures_fail_fast_or_are_recorded() {
         "url": format!("http://127.0.0.1:{closed_port}/"),
     }));
     with_errors.push(json!({ "name": "broken", "url": server.url("/status/503/g") }));
-    env.push(
-        "default",
+    let (env, _worker) = run_all(
         &[
             job_with(
                 "gather",
@@ -584,9 +585,9 @@ fn gather_failures_fail_fast_or_are_recorded() {
                 "gather",
                 "fast-retryable",
                 json!({ "requests": [
-                    { "name": "ok", "url": server.url("/json") },
-                    { "name": "broken", "url": server.url("/status/503/f") },
-                ], "fail_fast": true }),
+                { "name": "ok", "url": server.url("/json") },
+                { "name": "broken", "url": server.url("/status/503/f") },
+            ], "fail_fast": true }),
                 3,
                 10_000,
             ),
@@ -598,9 +599,8 @@ fn gather_failures_fail_fast_or_are_recorded() {
                 10_000,
             ),
         ],
+        &[ALLOW_PRIVATE],
     );
-    let _worker = env.worker(&[ALLOW_PRIVATE]);
-    env.wait_for_rows(3, WAIT);
 
     let permanent = env.row("fast-permanent");
     assert_eq!(
@@ -665,9 +665,7 @@ fn gather_failures_fail_fast_or_are_recorded() {
 #[test]
 fn private_addresses_are_refused_by_default() {
     let server = TestServer::start();
-    let env = TestEnv::new();
-    env.push(
-        "default",
+    let (env, _worker) = run_all(
         &[
             job(
                 "http",
@@ -690,9 +688,8 @@ fn private_addresses_are_refused_by_default() {
                 json!({ "requests": [{ "name": "x", "url": server.url("/target/c") }] }),
             ),
         ],
+        &[],
     );
-    let _worker = env.worker(&[]);
-    env.wait_for_rows(4, WAIT);
     for (id, address) in [
         ("literal", "127.0.0.1"),
         ("name", "for host localhost"),
@@ -717,9 +714,7 @@ fn private_addresses_are_refused_by_default() {
 #[test]
 fn allow_hosts_admits_a_name_and_redirects_are_checked() {
     let server = TestServer::start();
-    let env = TestEnv::new();
-    env.push(
-        "default",
+    let (env, _worker) = run_all(
         &[
             job(
                 "http",
@@ -742,9 +737,8 @@ fn allow_hosts_admits_a_name_and_redirects_are_checked() {
                 json!({ "url": server.url("/target/lit") }),
             ),
         ],
+        &[("CONVEYOR__KINDS__HTTP__ALLOW_HOSTS", "localhost")],
     );
-    let _worker = env.worker(&[("CONVEYOR__KINDS__HTTP__ALLOW_HOSTS", "localhost")]);
-    env.wait_for_rows(4, WAIT);
 
     let allowed = env.row("allowed");
     assert_eq!(allowed.status, "succeeded", "{allowed:?}");
@@ -788,9 +782,7 @@ fn allow_hosts_admits_a_name_and_redirects_are_checked() {
 #[test]
 fn redirects_are_limited() {
     let server = TestServer::start();
-    let env = TestEnv::new();
-    env.push(
-        "default",
+    let (env, _worker) = run_all(
         &[
             job("http", Some("two"), json!({ "url": server.url("/hops/2") })),
             job(
@@ -799,9 +791,8 @@ fn redirects_are_limited() {
                 json!({ "url": server.url("/hops/3") }),
             ),
         ],
+        &[ALLOW_PRIVATE, ("CONVEYOR__KINDS__HTTP__MAX_REDIRECTS", "2")],
     );
-    let _worker = env.worker(&[ALLOW_PRIVATE, ("CONVEYOR__KINDS__HTTP__MAX_REDIRECTS", "2")]);
-    env.wait_for_rows(2, WAIT);
     let two = env.row("two");
     assert_eq!(two.status, "succeeded", "{two:?}");
     assert_eq!(server.hits("/hops/0").len(), 1);

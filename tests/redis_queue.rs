@@ -6,7 +6,8 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use conveyor::redis_queue::{RedisQueue, Reschedule};
+use conveyor::job::ClaimedJob;
+use conveyor::redis_queue::{JobState, RedisQueue, Reschedule};
 use serde_json::json;
 use support::{job, TestEnv};
 
@@ -18,35 +19,81 @@ fn far_future() -> i64 {
     conveyor::job::now_ms() + 60_000
 }
 
+/// A test's own space, a client for its queues, and the queue `default`.
+fn setup() -> (TestEnv, RedisQueue, Arc<str>) {
+    let env = TestEnv::new();
+    let redis = queue(&env);
+    (env, redis, "default".into())
+}
+
+/// noop jobs with these ids and the payloads 1, 2, …
+fn noops(ids: &[&str]) -> Vec<String> {
+    ids.iter()
+        .zip(1..)
+        .map(|(id, n)| job("noop", Some(id), json!(n)))
+        .collect()
+}
+
+/// `worker` claims up to `max` jobs of `q`, its lease running until `lease_until`.
+async fn claim(
+    redis: &RedisQueue,
+    q: &Arc<str>,
+    worker: &str,
+    max: usize,
+    lease_until: i64,
+) -> Vec<ClaimedJob> {
+    redis
+        .claim(q, worker, max, lease_until)
+        .await
+        .expect("claim")
+        .jobs
+}
+
+/// A fresh `default` queue given noop jobs with these ids, of which `w1`
+/// has claimed up to `max`: the space, the client, the queue and the claim.
+async fn claimed_by_w1(
+    ids: &[&str],
+    max: usize,
+) -> (TestEnv, RedisQueue, Arc<str>, Vec<ClaimedJob>) {
+    let (env, redis, q) = setup();
+    env.push("default", &noops(ids));
+    let claimed = claim(&redis, &q, "w1", max, far_future()).await;
+    (env, redis, q, claimed)
+}
+
+/// The state of a job the queue knows.
+async fn known_state(redis: &RedisQueue, id: &str) -> JobState {
+    redis
+        .job_state("default", id)
+        .await
+        .expect("state")
+        .expect("known")
+}
+
+/// No key of the test's space holds anything.
+fn assert_nothing_left(env: &TestEnv) {
+    assert!(
+        env.leftover_keys().iter().all(|(_, n)| *n == 0),
+        "{:?}",
+        env.leftover_keys()
+    );
+}
+
 /// Claims are FIFO, bounded by `max`, and acks remove every trace.
 #[tokio::test]
 async fn claim_is_fifo_and_ack_leaves_nothing() {
-    let env = TestEnv::new();
-    let redis = queue(&env);
-    let q: Arc<str> = "default".into();
+    let (env, redis, q) = setup();
     let messages: Vec<String> = (0..5)
         .map(|i| job("noop", Some(&format!("j{i}")), json!(i)))
         .collect();
     env.push("default", &messages);
-    let first = redis
-        .claim(&q, "w1", 3, far_future())
-        .await
-        .expect("claim")
-        .jobs;
+    let first = claim(&redis, &q, "w1", 3, far_future()).await;
     assert_eq!(first.len(), 3);
     assert_eq!(first[0].raw, messages[0].as_bytes());
     assert_eq!(first[2].raw, messages[2].as_bytes());
-    let state = redis
-        .job_state("default", "j1")
-        .await
-        .expect("state")
-        .expect("known");
+    let state = known_state(&redis, "j1").await;
     assert_eq!(state.state, "running");
-    let rest = redis
-        .claim(&q, "w1", 10, far_future())
-        .await
-        .expect("claim")
-        .jobs;
+    let rest = claim(&redis, &q, "w1", 10, far_future()).await;
     assert_eq!(rest.len(), 2);
     let tokens: Vec<String> = first
         .iter()
@@ -55,26 +102,14 @@ async fn claim_is_fifo_and_ack_leaves_nothing() {
         .collect();
     assert_eq!(redis.ack("default", "w1", &tokens).await.expect("ack"), 5);
     assert_eq!(redis.job_state("default", "j1").await.expect("state"), None);
-    assert!(
-        env.leftover_keys().iter().all(|(_, n)| *n == 0),
-        "{:?}",
-        env.leftover_keys()
-    );
+    assert_nothing_left(&env);
 }
 
 /// A failed attempt goes to scheduled with its count, comes back when due,
 /// and keeps its token (so an id-less job keeps its id).
 #[tokio::test]
 async fn rescheduled_jobs_come_back_with_their_attempts() {
-    let env = TestEnv::new();
-    let redis = queue(&env);
-    let q: Arc<str> = "default".into();
-    env.push("default", &[job("noop", Some("r1"), json!(1))]);
-    let claimed = redis
-        .claim(&q, "w1", 1, far_future())
-        .await
-        .expect("claim")
-        .jobs;
+    let (_env, redis, q, claimed) = claimed_by_w1(&["r1"], 1).await;
     let token = claimed[0].handle.token.clone();
     let due = conveyor::job::now_ms() + 100;
     let moved = redis
@@ -90,11 +125,7 @@ async fn rescheduled_jobs_come_back_with_their_attempts() {
         .await
         .expect("reschedule");
     assert_eq!(moved, 1);
-    let state = redis
-        .job_state("default", "r1")
-        .await
-        .expect("state")
-        .expect("known");
+    let state = known_state(&redis, "r1").await;
     assert_eq!((state.state.as_str(), state.attempts), ("retrying", 1));
     assert_eq!(
         redis
@@ -110,11 +141,7 @@ async fn rescheduled_jobs_come_back_with_their_attempts() {
             .expect("promote"),
         1
     );
-    let again = redis
-        .claim(&q, "w2", 5, far_future())
-        .await
-        .expect("claim")
-        .jobs;
+    let again = claim(&redis, &q, "w2", 5, far_future()).await;
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].handle.token, token);
     assert_eq!(again[0].attempts_made, 1);
@@ -125,22 +152,10 @@ async fn rescheduled_jobs_come_back_with_their_attempts() {
 /// worker can no longer ack them (fencing).
 #[tokio::test]
 async fn expired_leases_are_reaped_and_fenced() {
-    let env = TestEnv::new();
-    let redis = queue(&env);
-    let q: Arc<str> = "default".into();
-    env.push(
-        "default",
-        &[
-            job("noop", Some("x1"), json!(1)),
-            job("noop", Some("x2"), json!(2)),
-        ],
-    );
+    let (env, redis, q) = setup();
+    env.push("default", &noops(&["x1", "x2"]));
     let now = conveyor::job::now_ms();
-    let claimed = redis
-        .claim(&q, "dying", 2, now + 50)
-        .await
-        .expect("claim")
-        .jobs;
+    let claimed = claim(&redis, &q, "dying", 2, now + 50).await;
     assert!(redis
         .reap_expired("default", now)
         .await
@@ -156,11 +171,7 @@ async fn expired_leases_are_reaped_and_fenced() {
         redis.ack("default", "dying", &tokens).await.expect("ack"),
         0
     );
-    let recovered = redis
-        .claim(&q, "alive", 5, far_future())
-        .await
-        .expect("claim")
-        .jobs;
+    let recovered = claim(&redis, &q, "alive", 5, far_future()).await;
     assert_eq!(recovered.len(), 2);
     assert!(
         recovered.iter().all(|j| j.attempts_made == 1),
@@ -180,32 +191,14 @@ async fn expired_leases_are_reaped_and_fenced() {
 /// Hand-back puts a worker's jobs first in line, without counting an attempt.
 #[tokio::test]
 async fn hand_back_returns_jobs_first_in_line() {
-    let env = TestEnv::new();
-    let redis = queue(&env);
-    let q: Arc<str> = "default".into();
-    env.push(
-        "default",
-        &[
-            job("noop", Some("h1"), json!(1)),
-            job("noop", Some("h2"), json!(2)),
-        ],
-    );
-    let held = redis
-        .claim(&q, "w1", 1, far_future())
-        .await
-        .expect("claim")
-        .jobs;
+    let (_env, redis, q, held) = claimed_by_w1(&["h1", "h2"], 1).await;
     assert_eq!(
         redis.hand_back("default", "w1").await.expect("hand back"),
         1
     );
     let depths = redis.depths("default").await.expect("depths");
     assert_eq!((depths.pending, depths.running), (2, 0));
-    let next = redis
-        .claim(&q, "w2", 1, far_future())
-        .await
-        .expect("claim")
-        .jobs;
+    let next = claim(&redis, &q, "w2", 1, far_future()).await;
     assert_eq!(next[0].handle.token, held[0].handle.token);
     assert_eq!(next[0].attempts_made, 0);
 }
@@ -213,34 +206,20 @@ async fn hand_back_returns_jobs_first_in_line() {
 /// Jobs accepted through the API read `queued` before any worker sees them.
 #[tokio::test]
 async fn accepted_jobs_are_queued_until_acknowledged() {
-    let env = TestEnv::new();
-    let redis = queue(&env);
-    let q: Arc<str> = "default".into();
+    let (env, redis, q) = setup();
     let message = job("noop", Some("api-1"), json!(1));
     redis
         .accept("default", &[("api-1".to_string(), message.into_bytes())])
         .await
         .expect("accept");
-    let state = redis
-        .job_state("default", "api-1")
-        .await
-        .expect("state")
-        .expect("known");
+    let state = known_state(&redis, "api-1").await;
     assert_eq!(state.state, "queued");
-    let claimed = redis
-        .claim(&q, "w1", 1, far_future())
-        .await
-        .expect("claim")
-        .jobs;
+    let claimed = claim(&redis, &q, "w1", 1, far_future()).await;
     let tokens = vec![claimed[0].handle.token.clone()];
     redis.ack("default", "w1", &tokens).await.expect("ack");
     assert_eq!(
         redis.job_state("default", "api-1").await.expect("state"),
         None
     );
-    assert!(
-        env.leftover_keys().iter().all(|(_, n)| *n == 0),
-        "{:?}",
-        env.leftover_keys()
-    );
+    assert_nothing_left(&env);
 }
