@@ -492,3 +492,35 @@ fn a_frozen_worker_loses_its_jobs_to_another_and_notices() {
     assert!(frozen.is_running(), "{}", frozen.log());
     assert!(rescuer.is_running());
 }
+
+/// SIGTERM while a claim is on its way: the claimed jobs are either finished
+/// or handed back, never left in the stopped worker's hold.
+#[test]
+fn sigterm_during_a_claim_leaves_nothing_held() {
+    let w = world();
+    let mut worker = start(&w.env, &[]);
+    worker.wait_for_log("schema ready", WAIT);
+    std::thread::sleep(Duration::from_millis(300));
+    let jobs: Vec<String> = (0..50)
+        .map(|i| job("sleep", Some(&format!("mix-{i:05}")), json!({ "ms": 300 })))
+        .collect();
+    w.env.push("default", &jobs);
+    worker.sigterm();
+    assert_eq!(
+        worker.wait_exit(Duration::from_secs(30)),
+        0,
+        "{}",
+        worker.log()
+    );
+    let held: i64 = w
+        .env
+        .leftover_keys()
+        .iter()
+        .filter(|(key, _)| key.contains(":wip:"))
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(held, 0, "jobs left in the stopped worker's hold");
+    assert_eq!(w.env.count_rows() + pending(&w.env), 50);
+    let _next = start(&w.env, &[]);
+    assert_all_done_once(&w.env, 50);
+}

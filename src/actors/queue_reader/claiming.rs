@@ -63,6 +63,7 @@ impl QueueReader {
         ctx.spawn(round.into_actor(self).map(|results, act, ctx| {
             act.claiming = false;
             act.finish_claim_round(results, ctx);
+            act.notify_if_drained();
         }));
     }
 

@@ -345,12 +345,23 @@ impl QueueReader {
 
     /// Wakes a pending shutdown once nothing is held, and claims again.
     fn after_capacity_freed(&mut self, ctx: &mut Context<Self>) {
-        if self.held.is_empty() {
+        self.notify_if_drained();
+        self.claim(ctx);
+    }
+
+    /// Drained: nothing held and no claim round under way (a round's reply
+    /// may still bring jobs that Redis already moved to this worker's hold).
+    fn is_drained(&self) -> bool {
+        self.held.is_empty() && !self.claiming
+    }
+
+    /// Wakes a pending shutdown when drained.
+    pub(super) fn notify_if_drained(&mut self) {
+        if self.is_drained() {
             for waiter in self.drained.drain(..) {
                 let _ = waiter.send(());
             }
         }
-        self.claim(ctx);
     }
 }
 
@@ -428,7 +439,7 @@ impl Handler<Shutdown> for QueueReader {
             self.held.len()
         );
         let (tx, rx) = oneshot::channel();
-        if self.held.is_empty() {
+        if self.is_drained() {
             let _ = tx.send(());
         } else {
             self.drained.push(tx);
