@@ -45,11 +45,7 @@ fn main() -> anyhow::Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let settings = Settings::load(None)?;
     let registry = registry(&settings);
-    actix_rt::System::new().block_on(async move {
-        let stop = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
-        conveyor::worker::run(settings, registry, stop).await
-    })?;
+    // Stops on SIGTERM or SIGINT, draining in-flight jobs first.
+    conveyor::worker::run_until_signalled(settings, registry)?;
     Ok(())
 }

@@ -25,11 +25,7 @@ fn main() -> anyhow::Result<()> {
         std::process::abort()
     });
     let settings = Settings::load(None)?;
-    actix_rt::System::new().block_on(async move {
-        let stop = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
-        conveyor::worker::run(settings, registry, stop).await
-    })?;
+    // Stops on SIGTERM or SIGINT, draining in-flight jobs first.
+    conveyor::worker::run_until_signalled(settings, registry)?;
     Ok(())
 }

@@ -30,8 +30,8 @@
 //!
 //! # Running your own kinds
 //!
-//! Build a [`kinds::Registry`], register handlers, and call [`worker::run`]
-//! inside an actix system; `examples/custom_kind.rs` is a complete program.
+//! Build a [`kinds::Registry`], register handlers, and call [`worker::run_until_signalled`]
+//! (it stops on SIGTERM or SIGINT); `examples/custom_kind.rs` is a complete program.
 
 pub mod actors;
 pub mod api;

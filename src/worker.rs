@@ -64,6 +64,39 @@ pub fn worker_id() -> String {
     )
 }
 
+/// Runs a worker in a new actix system until SIGTERM or SIGINT (see
+/// [`shutdown_signal`]), then drains and hands back. What the `conveyor
+/// worker` command and a program with kinds of its own call.
+pub fn run_until_signalled(settings: Settings, registry: Registry) -> Result<(), WorkerError> {
+    actix_rt::System::new().block_on(run(settings, registry, shutdown_signal()))
+}
+
+/// Resolves on the first SIGTERM or SIGINT. A second signal exits at once:
+/// jobs still held then are recovered by another worker when the lease expires.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        log::error!(target: "conveyor", "cannot listen for signals; stop this worker with SIGKILL");
+        return std::future::pending().await;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    log::info!(target: "conveyor", "{name} received: finishing in-flight jobs (send it again to exit at once)");
+    actix_rt::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        log::warn!(target: "conveyor", "second signal: exiting now; unfinished jobs return to their queue when this worker's lease expires");
+        std::process::exit(130);
+    });
+}
+
 /// Runs a worker until `shutdown` resolves, then drains and hands back.
 /// Must be called inside a running actix `System`.
 pub async fn run(

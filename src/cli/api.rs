@@ -24,7 +24,7 @@ pub async fn run(settings: Settings, args: ApiArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| DEFAULT_BIND.to_string());
     let state = ApiState::new(Arc::new(settings), None)?;
     let (handle, _) = conveyor::api::start(&addr, state)?;
-    super::shutdown_signal().await;
+    conveyor::worker::shutdown_signal().await;
     handle.stop(true).await;
     Ok(())
 }

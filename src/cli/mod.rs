@@ -69,36 +69,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn run_worker(settings: Settings) -> anyhow::Result<()> {
     let registry = Registry::with_builtins_configured(&settings.kinds);
-    actix_rt::System::new().block_on(async move {
-        conveyor::worker::run(settings, registry, shutdown_signal()).await
-    })?;
+    conveyor::worker::run_until_signalled(settings, registry)?;
     Ok(())
-}
-
-/// Resolves on the first SIGTERM or SIGINT. A second signal exits at once:
-/// jobs still held then are recovered by another worker when the lease expires.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        log::error!(target: "conveyor", "cannot listen for signals; stop this worker with SIGKILL");
-        return std::future::pending().await;
-    };
-    let name = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    };
-    log::info!(target: "conveyor", "{name} received: finishing in-flight jobs (send it again to exit at once)");
-    actix_rt::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = int.recv() => {},
-        }
-        log::warn!(target: "conveyor", "second signal: exiting now; unfinished jobs return to their queue when this worker's lease expires");
-        std::process::exit(130);
-    });
 }
 
 fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(future: F) -> anyhow::Result<()> {

@@ -26,7 +26,7 @@
 //! assert!(registry.get("double").is_some());
 //! ```
 //!
-//! Then hand the registry to [`crate::worker::run`]; `examples/custom_kind.rs`
+//! Then hand the registry to [`crate::worker::run_until_signalled`] (or [`crate::worker::run`] with a shutdown future of your own); `examples/custom_kind.rs`
 //! is a complete worker.
 //!
 //! # Built-in kinds

@@ -7,9 +7,11 @@
 //! build SQL from values: a filter adds fixed fragments and placeholders only.
 
 use mysql_async::prelude::*;
-use mysql_async::{Params, Pool, Value};
+use mysql_async::{FromRowError, Params, Pool, Row, Value};
 
-use super::lookup::{nothing_if_no_table, record_columns, record_from, JobRecord, RFC3339_UTC};
+use super::lookup::{
+    column, nothing_if_no_table, record_columns, JobRecord, RECORD_COLUMN_COUNT, RFC3339_UTC,
+};
 use super::{datetime, StoreError};
 
 /// Dead `job_results` rows per queue.
@@ -114,45 +116,19 @@ pub async fn list_dead(pool: &Pool, filter: &DeadFilter) -> Result<Vec<DeadJob>,
         record_columns()
     );
     let mut conn = pool.get_conn().await?;
-    let rows: Vec<DeadRow> = nothing_if_no_table(conn.exec(sql, Params::Positional(params)).await)?;
-    Ok(rows.into_iter().map(dead_job_from).collect())
+    nothing_if_no_table(conn.exec(sql, Params::Positional(params)).await)
 }
 
-type DeadRow = (
-    String,
-    String,
-    String,
-    String,
-    u32,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    String,
-    Option<Vec<u8>>,
-);
-
-fn dead_job_from(row: DeadRow) -> DeadJob {
-    let (
-        id,
-        queue,
-        kind,
-        status,
-        attempts,
-        output,
-        error,
-        enqueued,
-        started,
-        finished,
-        worker,
-        message,
-    ) = row;
-    DeadJob {
-        record: record_from((
-            id, queue, kind, status, attempts, output, error, enqueued, started, finished, worker,
-        )),
-        message,
+/// Reads the record columns, then `message` after them.
+impl FromRow for DeadJob {
+    fn from_row_opt(mut row: Row) -> Result<Self, FromRowError> {
+        let Some(message) = column(&mut row, RECORD_COLUMN_COUNT) else {
+            return Err(FromRowError(row));
+        };
+        Ok(DeadJob {
+            record: JobRecord::from_row_opt(row)?,
+            message,
+        })
     }
 }
 

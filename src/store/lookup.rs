@@ -7,7 +7,7 @@
 //! and never build SQL from values (placeholders only).
 
 use mysql_async::prelude::*;
-use mysql_async::{Params, Pool, Value};
+use mysql_async::{FromRowError, Params, Pool, Row, Value};
 
 use super::StoreError;
 
@@ -46,19 +46,8 @@ pub struct JobRecord {
     pub worker: String,
 }
 
-type RecordRow = (
-    String,
-    String,
-    String,
-    String,
-    u32,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    String,
-);
+/// How many columns [`record_columns`] selects.
+pub(super) const RECORD_COLUMN_COUNT: usize = 11;
 
 pub(super) fn record_columns() -> String {
     let time = |column: &str| format!("DATE_FORMAT({column}, {RFC3339_UTC})");
@@ -70,33 +59,36 @@ pub(super) fn record_columns() -> String {
     )
 }
 
-pub(super) fn record_from(row: RecordRow) -> JobRecord {
-    let (
-        id,
-        queue,
-        kind,
-        status,
-        attempts,
-        output,
-        error,
-        enqueued_at,
-        started_at,
-        finished_at,
-        worker,
-    ) = row;
-    JobRecord {
-        id,
-        queue,
-        kind,
-        status,
-        attempts,
-        output,
-        error,
-        enqueued_at,
-        started_at,
-        finished_at,
-        worker,
+/// Reads the record columns (the first eleven columns; a query may add
+/// more after them).
+impl FromRow for JobRecord {
+    fn from_row_opt(mut row: Row) -> Result<Self, FromRowError> {
+        match record_from(&mut row) {
+            Some(record) => Ok(record),
+            None => Err(FromRowError(row)),
+        }
     }
+}
+
+fn record_from(row: &mut Row) -> Option<JobRecord> {
+    Some(JobRecord {
+        id: column(row, 0)?,
+        queue: column(row, 1)?,
+        kind: column(row, 2)?,
+        status: column(row, 3)?,
+        attempts: column(row, 4)?,
+        output: column(row, 5)?,
+        error: column(row, 6)?,
+        enqueued_at: column(row, 7)?,
+        started_at: column(row, 8)?,
+        finished_at: column(row, 9)?,
+        worker: column(row, 10)?,
+    })
+}
+
+/// Column `index` of `row` as a `T`, if it is there and converts.
+pub(super) fn column<T: FromValue>(row: &mut Row, index: usize) -> Option<T> {
+    row.take_opt(index)?.ok()
 }
 
 /// The final row of job `id` (in `queue`, when given), if it has one.
@@ -112,9 +104,7 @@ pub async fn find_result(
         sql.push_str(" AND queue = ?");
         params.push(Value::from(queue));
     }
-    let row: Option<RecordRow> =
-        nothing_if_no_table(conn.exec_first(sql, Params::Positional(params)).await)?;
-    Ok(row.map(record_from))
+    nothing_if_no_table(conn.exec_first(sql, Params::Positional(params)).await)
 }
 
 /// Rows of `job_results` in `queue` (benchmarks and tools).
