@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::job::is_valid_queue_name;
+use crate::retention::{parse_duration, PruneOptions, RetentionPolicy};
 
 /// The documented defaults, compiled in so the binary runs without the file.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
@@ -52,6 +53,7 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     pub api: ApiSettings,
     pub kinds: KindSettings,
+    pub results: ResultSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -147,6 +149,50 @@ pub struct ApiSettings {
     pub bind: String,
     pub token: String,
     pub max_body_bytes: usize,
+}
+
+/// `[results]`: how long result rows are kept, and how pruning paces itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultSettings {
+    pub retention: String,
+    pub dead_retention: String,
+    pub prune_interval: String,
+    pub prune_batch: usize,
+    pub prune_pause_ms: u64,
+}
+
+impl ResultSettings {
+    /// The retention rules; the error names the key at fault.
+    pub fn policy(&self) -> Result<RetentionPolicy, ConfigError> {
+        Ok(RetentionPolicy {
+            retention: duration_key("results.retention", &self.retention)?,
+            dead_retention: duration_key("results.dead_retention", &self.dead_retention)?,
+        })
+    }
+
+    /// The pause between two pruning passes.
+    pub fn interval(&self) -> Result<Duration, ConfigError> {
+        let configured = duration_key("results.prune_interval", &self.prune_interval)?;
+        Ok(self.policy()?.interval(configured))
+    }
+
+    /// How one pass deletes: batch size, pause, and a lock that outlives a
+    /// slow batch many times over.
+    pub fn prune_options(&self) -> PruneOptions {
+        PruneOptions {
+            batch: self.prune_batch,
+            pause: Duration::from_millis(self.prune_pause_ms),
+            lock_ttl: PRUNE_LOCK_TTL,
+        }
+    }
+}
+
+/// How long the prune lock outlives its last renewal (after each batch).
+const PRUNE_LOCK_TTL: Duration = Duration::from_secs(60);
+
+fn duration_key(key: &str, text: &str) -> Result<Option<Duration>, ConfigError> {
+    parse_duration(text).map_err(|e| invalid(key, e.to_string()))
 }
 
 /// Settings of the built-in kinds (`[kinds.*]`).
@@ -320,6 +366,17 @@ impl Settings {
                 ),
             ));
         }
+        positive("results.prune_batch", self.results.prune_batch as u64)?;
+        if self.results.prune_batch > MAX_PRUNE_BATCH {
+            return Err(invalid(
+                "results.prune_batch",
+                format!(
+                    "must be at most {MAX_PRUNE_BATCH}, got {}",
+                    self.results.prune_batch
+                ),
+            ));
+        }
+        self.results.interval()?;
         self.validate_names()
     }
 
@@ -389,6 +446,10 @@ fn is_plain_host(host: &str) -> bool {
 /// Rows per upsert statement at most: 12 placeholders a row stays far below
 /// the server's 65 535 placeholder limit.
 pub const MAX_DB_BATCH: usize = 5000;
+
+/// Rows one pruning DELETE may remove at most: larger batches hold their
+/// row locks long enough to stall the writers.
+pub const MAX_PRUNE_BATCH: usize = 10_000;
 
 fn positive(key: &str, value: u64) -> Result<(), ConfigError> {
     if value == 0 {
@@ -554,6 +615,50 @@ mod tests {
         .expect("valid hosts");
         assert_eq!(settings.kinds.http.allow_hosts.len(), 3);
         assert!(settings.kinds.http.allow_private);
+    }
+
+    #[test]
+    fn retention_defaults_keep_everything() {
+        let settings = load(&[]).expect("defaults load");
+        let policy = settings.results.policy().expect("valid");
+        assert!(!policy.is_active());
+        assert_eq!(
+            settings.results.interval().expect("valid"),
+            crate::retention::DEFAULT_PRUNE_INTERVAL
+        );
+    }
+
+    #[test]
+    fn retention_settings_are_parsed() {
+        let settings = load(&[
+            ("CONVEYOR__RESULTS__RETENTION", "30d"),
+            ("CONVEYOR__RESULTS__DEAD_RETENTION", "90d"),
+            ("CONVEYOR__RESULTS__PRUNE_INTERVAL", "10s"),
+        ])
+        .expect("valid retention");
+        let policy = settings.results.policy().expect("valid");
+        assert_eq!(policy.retention, Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(
+            policy.dead_retention,
+            Some(Duration::from_secs(90 * 86_400))
+        );
+        assert_eq!(
+            settings.results.interval().expect("valid"),
+            Duration::from_secs(10)
+        );
+    }
+
+    #[test]
+    fn bad_retention_names_the_key() {
+        for key in ["RETENTION", "DEAD_RETENTION", "PRUNE_INTERVAL"] {
+            let var = format!("CONVEYOR__RESULTS__{key}");
+            let err = load(&[(var.as_str(), "a month")]).unwrap_err().to_string();
+            let name = format!("results.{}", key.to_lowercase());
+            assert!(err.starts_with(&name), "{err}");
+            assert!(err.contains("a month"), "{err}");
+        }
+        let err = load(&[("CONVEYOR__RESULTS__PRUNE_BATCH", "100000")]).unwrap_err();
+        assert!(err.to_string().starts_with("results.prune_batch"), "{err}");
     }
 
     #[test]

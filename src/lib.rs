@@ -12,6 +12,7 @@
 //! - [`job`]: the envelope, its validation, outcomes (no I/O).
 //! - [`redis_queue`]: every Redis key and script (no actors).
 //! - [`store`]: every SQL statement and the migrations (no actors).
+//! - [`retention`]: which results are old enough to delete, and one pruning pass.
 //! - [`kinds`]: the handler registry and the built-in kinds; add your own here.
 //! - [`actors`]: QueueReader, Processor pool, DbWriter, Scheduler, Reaper, Monitor.
 //! - [`worker`]: wiring the actors together, start-up and graceful shutdown.
@@ -41,5 +42,6 @@ pub mod job;
 pub mod kinds;
 pub mod metrics;
 pub mod redis_queue;
+pub mod retention;
 pub mod store;
 pub mod worker;

@@ -14,6 +14,7 @@ use crate::actors::db_writer::DbWriter;
 use crate::actors::job_feed::JobFeed;
 use crate::actors::monitor::Monitor;
 use crate::actors::processor::{Backoff, Processor, ProcessorEnv, ProcessorPool};
+use crate::actors::pruner::Pruner;
 use crate::actors::queue_reader::{QueueReader, Shutdown};
 use crate::actors::reaper::Reaper;
 use crate::actors::scheduler::Scheduler;
@@ -37,6 +38,8 @@ pub enum WorkerError {
     Api(#[from] crate::api::ApiStartError),
     #[error(transparent)]
     Metrics(#[from] crate::metrics::MetricsError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// Longest pause between attempts to reach MySQL at start-up.
@@ -133,6 +136,7 @@ pub async fn run(
         &settings.redis.key_prefix,
         Duration::from_millis(settings.redis.response_timeout_ms),
     )?;
+    start_pruner(&settings, pool.clone(), redis.clone(), worker.clone())?;
     let reader = start_actors(
         &settings,
         registry,
@@ -230,6 +234,29 @@ fn start_actors(
     .start();
     Monitor::new(redis, queues, metrics, settings).start();
     reader
+}
+
+/// Starts the Pruner when a retention is set.
+fn start_pruner(
+    settings: &Settings,
+    pool: mysql_async::Pool,
+    redis: RedisQueue,
+    worker: Arc<str>,
+) -> Result<(), crate::config::ConfigError> {
+    let policy = settings.results.policy()?;
+    if policy.is_active() {
+        let interval = settings.results.interval()?;
+        log::info!(
+            target: "conveyor::worker",
+            "results are pruned every {} s (results.retention {:?}, results.dead_retention {:?})",
+            interval.as_secs(),
+            settings.results.retention,
+            settings.results.dead_retention,
+        );
+        let options = settings.results.prune_options();
+        Pruner::new(pool, redis, policy, options, interval, worker).start();
+    }
+    Ok(())
 }
 
 /// Stops the embedded API, letting requests in progress finish.

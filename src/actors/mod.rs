@@ -6,6 +6,7 @@
 //!                        │   └──Record──► DbWriter ──upsert──► MySQL
 //!                        └────Committed───────┘
 //!  Scheduler (due retries → ready) · Reaper (expired leases → ready) · Monitor (log line)
+//!  Pruner (results past their retention → deleted, one worker at a time)
 //! ```
 //!
 //! - [`queue_reader::QueueReader`]: claims, dispatches, routes outcomes, acks after commit.
@@ -15,6 +16,7 @@
 //! - [`scheduler::Scheduler`]: promotes due retries and `run_at` jobs.
 //! - [`reaper::Reaper`]: recovers jobs of workers whose lease expired.
 //! - [`monitor::Monitor`]: the `conveyor::mailbox` log line.
+//! - [`pruner::Pruner`]: deletes results past their retention.
 //!
 //! Each message type is defined beside the actor that handles it.
 
@@ -22,6 +24,7 @@ pub mod db_writer;
 pub mod job_feed;
 pub mod monitor;
 pub mod processor;
+pub mod pruner;
 pub mod queue_reader;
 pub mod reaper;
 pub mod scheduler;

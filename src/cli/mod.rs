@@ -5,6 +5,7 @@ mod api;
 mod bench;
 mod dead;
 mod enqueue;
+mod prune;
 mod stats;
 
 use std::path::PathBuf;
@@ -47,6 +48,8 @@ enum Command {
     Api(api::ApiArgs),
     /// List, show, retry or purge dead jobs and dead letters.
     Dead(dead::DeadArgs),
+    /// Delete results past their retention now (or count them with --dry-run).
+    Prune(prune::PruneArgs),
 }
 
 /// A command found nothing to act on (exit code 1, not an error).
@@ -64,6 +67,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => block_on(bench::run(settings, cli.config, args)),
         Command::Api(args) => block_on(api::run(settings, args)),
         Command::Dead(args) => block_on(dead::run(settings, args)),
+        Command::Prune(args) => block_on(prune::run(settings, args)),
     }
 }
 

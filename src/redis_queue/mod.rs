@@ -19,6 +19,10 @@
 //! | `P:{q}:ids` | hash | job id → claim token, for claimed jobs whose message starts with `{"id":"` |
 //! | `P:{q}:accepted` | hash | job id → accepted time, for jobs the HTTP API took and no worker finished yet |
 //!
+//! Outside any queue: `P:lock:<name>` (string, owner id, with a TTL) is a
+//! lock that one process at a time holds, e.g. `P:lock:prune` while it prunes
+//! old results.
+//!
 //! A job lives in exactly one of `pending`, `ready`+`jobs`, `scheduled`+`jobs`
 //! or one worker's `wip`; every move between them is one atomic script. A job
 //! leaves Redis only through [`RedisQueue::ack`], after its row is committed.
@@ -28,10 +32,12 @@
 //! - this file: the types, key names, the connection and whole-queue administration;
 //! - `scripts`: the Lua scripts, one atomic move each;
 //! - `lifecycle`: every call that moves a job between those keys;
-//! - `inspect`: read-only views (a job's state, depths, leases).
+//! - `inspect`: read-only views (a job's state, depths, leases);
+//! - `locks`: named locks with a TTL (pruning).
 
 mod inspect;
 mod lifecycle;
+mod locks;
 mod scripts;
 
 use std::sync::Arc;

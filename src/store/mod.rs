@@ -10,10 +10,12 @@
 //!   dead letters;
 //! - `lookup`: reading `job_results` rows (a job by id), and the helpers of
 //!   benchmarks and tools;
-//! - `dead`: dead jobs and dead letters, listed and purged by filter.
+//! - `dead`: dead jobs and dead letters, listed and purged by filter;
+//! - `prune`: deleting results past their retention, in small batches.
 
 mod dead;
 mod lookup;
+mod prune;
 
 use chrono::{DateTime, Datelike, Timelike};
 use mysql_async::prelude::*;
@@ -26,6 +28,7 @@ pub use dead::{
     dead_counts, list_dead, list_dead_letters, purge, DeadFilter, DeadJob, DeadLetterRecord,
 };
 pub use lookup::{count_queue_rows, delete_queue_rows, existing_ids, find_result, JobRecord};
+pub use prune::{count_prunable, prune_batch, PruneClass};
 
 /// A MySQL operation that failed; the rows it carried are still owed.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +78,9 @@ const MIGRATIONS: &[&str] = &[
         DROP INDEX job_results_status_finished,
         DROP INDEX job_results_queue_kind,
         ADD INDEX job_results_status_queue_finished (status, queue, finished_at)",
+    // Result retention deletes the oldest rows first, in small batches: an
+    // index led by finished_at lets each batch read only the rows it deletes.
+    r"ALTER TABLE job_results ADD INDEX job_results_finished (finished_at)",
 ];
 
 /// Serialises concurrent migrations of several workers starting at once.

@@ -14,9 +14,11 @@
 //!
 //! - this file: the arguments, the run, and the reports and their printing;
 //! - `workloads`: W1–W4, preloading, producing, and polling for completion;
-//! - `process`: the worker under test as a child process, and its /proc readings.
+//! - `process`: the worker under test as a child process, and its /proc readings;
+//! - `pruning`: old rows for W1 to prune while it runs (`--w1-old-rows`).
 
 mod process;
+mod pruning;
 mod workloads;
 
 use std::path::PathBuf;
@@ -42,6 +44,10 @@ pub struct BenchArgs {
     /// W1: no-op jobs preloaded.
     #[arg(long, default_value_t = 100_000)]
     w1_jobs: usize,
+    /// W1: results finished a year ago, put into job_results first; the
+    /// worker runs with a 30-day retention and prunes them during W1.
+    #[arg(long, default_value_t = 0)]
+    w1_old_rows: usize,
     /// W2: sleep jobs.
     #[arg(long, default_value_t = 20_000)]
     w2_jobs: usize,

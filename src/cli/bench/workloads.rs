@@ -39,11 +39,19 @@ impl Bench {
             |i| json!({ "id": format!("w1-{i}"), "kind": "noop", "payload": { "i": i } }),
         )
         .await?;
-        let overrides = self.overrides(None);
+        let old = match self.args.w1_old_rows {
+            0 => None,
+            count => Some(self.seed_old_rows(count).await?),
+        };
+        let mut overrides = self.overrides(None);
+        overrides.extend(old.iter().flat_map(|old| old.overrides()));
         let mut report = self
             .run_until_done(&queue, n, &overrides, "W1 no-op")
             .await?;
         report.workload = "W1 throughput";
+        if let Some(old) = old {
+            report.config = format!("{}; {}", old.finish(self).await?, report.config);
+        }
         self.cleanup(&queue).await?;
         Ok(report)
     }
@@ -282,7 +290,7 @@ impl Bench {
 }
 
 /// A queue name of its own for each run.
-fn bench_queue(workload: &str) -> String {
+pub(super) fn bench_queue(workload: &str) -> String {
     format!("bench-{workload}-{:08x}", rand::random::<u32>())
 }
 
