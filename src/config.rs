@@ -62,6 +62,14 @@ pub struct RedisSettings {
     pub url: String,
     pub key_prefix: String,
     pub response_timeout_ms: u64,
+    pub tls_ca_file: String,
+}
+
+impl RedisSettings {
+    /// The CA certificates of `redis.tls_ca_file` (PEM), if set.
+    pub fn tls_ca(&self) -> Result<Option<Vec<u8>>, ConfigError> {
+        read_ca_file("redis.tls_ca_file", &self.tls_ca_file)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -69,7 +77,38 @@ pub struct RedisSettings {
 pub struct MysqlSettings {
     pub url: String,
     pub pool_max: usize,
+    pub tls_ca_file: String,
 }
+
+impl MysqlSettings {
+    /// The CA certificates of `mysql.tls_ca_file` (PEM), if set.
+    pub fn tls_ca(&self) -> Result<Option<Vec<u8>>, ConfigError> {
+        read_ca_file("mysql.tls_ca_file", &self.tls_ca_file)
+    }
+}
+
+/// Reads a PEM file of CA certificates named by setting `key`; `None` when
+/// the setting is empty. A file that cannot be read or holds no certificate
+/// is an error naming the key.
+fn read_ca_file(key: &str, path: &str) -> Result<Option<Vec<u8>>, ConfigError> {
+    if path.trim().is_empty() {
+        return Ok(None);
+    }
+    let pem = std::fs::read(path.trim())
+        .map_err(|e| invalid(key, format!("cannot be read ({e}): {path}")))?;
+    if !pem
+        .windows(CERTIFICATE_PEM.len())
+        .any(|w| w == CERTIFICATE_PEM)
+    {
+        return Err(invalid(
+            key,
+            format!("holds no PEM certificate (-----BEGIN CERTIFICATE-----): {path}"),
+        ));
+    }
+    Ok(Some(pem))
+}
+
+const CERTIFICATE_PEM: &[u8] = b"-----BEGIN CERTIFICATE-----";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -399,12 +438,22 @@ impl Settings {
                 ),
             ));
         }
-        url::Url::parse(&self.redis.url).map_err(|e| {
+        let redis_url = url::Url::parse(&self.redis.url).map_err(|e| {
             invalid(
                 "redis.url",
                 format!("is not a URL ({e}): {}", redact_url(&self.redis.url)),
             )
         })?;
+        if self.redis.tls_ca()?.is_some() && redis_url.scheme() != "rediss" {
+            return Err(invalid(
+                "redis.tls_ca_file",
+                format!(
+                    "is set, but redis.url does not use TLS (rediss://): {}",
+                    redact_url(&self.redis.url)
+                ),
+            ));
+        }
+        self.mysql.tls_ca()?;
         mysql_async::Opts::from_url(&self.mysql.url).map_err(|e| {
             invalid(
                 "mysql.url",
@@ -493,6 +542,20 @@ pub fn redact_url(raw: &str) -> String {
             parsed.to_string()
         }
         Err(_) => redact_secrets_in(raw),
+    }
+}
+
+/// A hint naming the setting to check when a connection error looks like a
+/// TLS failure (an untrusted or mismatched certificate); empty otherwise.
+pub fn tls_hint(error: &str, key: &str) -> String {
+    let lower = error.to_ascii_lowercase();
+    let tls = ["certificate", "tls", "ssl", "handshake", "unknownissuer"]
+        .iter()
+        .any(|word| lower.contains(word));
+    if tls {
+        format!(" (a TLS failure: check {key})")
+    } else {
+        String::new()
     }
 }
 
@@ -659,6 +722,50 @@ mod tests {
         }
         let err = load(&[("CONVEYOR__RESULTS__PRUNE_BATCH", "100000")]).unwrap_err();
         assert!(err.to_string().starts_with("results.prune_batch"), "{err}");
+    }
+
+    #[test]
+    fn tls_ca_files_must_hold_a_certificate() {
+        let err = load(&[("CONVEYOR__MYSQL__TLS_CA_FILE", "/nonexistent/ca.pem")]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("mysql.tls_ca_file cannot be read"),
+            "{err}"
+        );
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        std::io::Write::write_all(&mut file, b"not a certificate").expect("write");
+        let path = file.path().to_str().expect("utf8 path").to_string();
+        let path = path.as_str();
+        let err = load(&[
+            ("CONVEYOR__REDIS__URL", "rediss://127.0.0.1:6380"),
+            ("CONVEYOR__REDIS__TLS_CA_FILE", path),
+        ])
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("redis.tls_ca_file holds no PEM"),
+            "{err}"
+        );
+        std::io::Write::write_all(&mut file, b"\n-----BEGIN CERTIFICATE-----\n").expect("write");
+        let err = load(&[("CONVEYOR__REDIS__TLS_CA_FILE", path)]).unwrap_err();
+        assert!(err.to_string().contains("rediss://"), "{err}");
+        let settings = load(&[
+            ("CONVEYOR__REDIS__URL", "rediss://u:pw@127.0.0.1:6380"),
+            ("CONVEYOR__REDIS__TLS_CA_FILE", path),
+            ("CONVEYOR__MYSQL__TLS_CA_FILE", path),
+        ])
+        .expect("valid TLS settings");
+        assert!(settings.redis.tls_ca().expect("readable").is_some());
+    }
+
+    #[test]
+    fn tls_failures_name_the_setting() {
+        let hint = tls_hint(
+            "invalid peer certificate: UnknownIssuer",
+            "mysql.tls_ca_file",
+        );
+        assert_eq!(hint, " (a TLS failure: check mysql.tls_ca_file)");
+        assert_eq!(tls_hint("Connection refused (os error 111)", "x"), "");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::actors::pruner::Pruner;
 use crate::actors::queue_reader::{QueueReader, Shutdown};
 use crate::actors::reaper::Reaper;
 use crate::actors::scheduler::Scheduler;
-use crate::config::{redact_url, Settings};
+use crate::config::{redact_url, tls_hint, Settings};
 use crate::job::EnvelopeDefaults;
 use crate::kinds::Registry;
 use crate::metrics::Metrics;
@@ -121,7 +121,7 @@ pub async fn run(
     );
     let metrics = Arc::new(Metrics::with_prometheus(&registry.names())?);
     let api = crate::api::start_in_worker(&settings, &metrics)?;
-    let pool = store::open_pool(&settings.mysql.url, settings.mysql.pool_max)?;
+    let pool = store::open_pool(&settings.mysql, settings.mysql.pool_max)?;
     let mut shutdown = std::pin::pin!(shutdown);
     tokio::select! {
         () = migrate_until_done(&pool) => {}
@@ -131,11 +131,8 @@ pub async fn run(
             return Ok(());
         }
     }
-    let redis = RedisQueue::connect(
-        &settings.redis.url,
-        &settings.redis.key_prefix,
-        Duration::from_millis(settings.redis.response_timeout_ms),
-    )?;
+    let redis = RedisQueue::connect(&settings.redis)?;
+    actix_rt::spawn(probe_redis(redis.clone(), settings.clone()));
     start_pruner(&settings, pool.clone(), redis.clone(), worker.clone())?;
     let reader = start_actors(
         &settings,
@@ -236,6 +233,20 @@ fn start_actors(
     reader
 }
 
+/// Says once at start-up, naming the settings to check, when Redis cannot
+/// be reached; the actors keep retrying on their own meanwhile.
+async fn probe_redis(redis: RedisQueue, settings: Arc<Settings>) {
+    if let Err(error) = redis.ping().await {
+        let error = error.to_string();
+        log::warn!(
+            target: "conveyor::worker",
+            "redis at {} is not reachable yet, retrying: {error}{}",
+            redact_url(&settings.redis.url),
+            tls_hint(&error, "redis.tls_ca_file")
+        );
+    }
+}
+
 /// Starts the Pruner when a retention is set.
 fn start_pruner(
     settings: &Settings,
@@ -276,10 +287,12 @@ async fn migrate_until_done(pool: &mysql_async::Pool) {
                 return;
             }
             Err(error) => {
+                let error = error.to_string();
                 log::warn!(
                     target: "conveyor::worker",
-                    "mysql not ready, retrying in {} ms: {error}",
-                    delay.as_millis()
+                    "mysql not ready, retrying in {} ms: {error}{}",
+                    delay.as_millis(),
+                    tls_hint(&error, "mysql.tls_ca_file")
                 );
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(STARTUP_RETRY_MAX);

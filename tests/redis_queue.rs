@@ -4,7 +4,6 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use conveyor::job::ClaimedJob;
 use conveyor::redis_queue::{JobState, RedisQueue, Reschedule};
@@ -12,7 +11,13 @@ use serde_json::json;
 use support::{job, TestEnv};
 
 fn queue(env: &TestEnv) -> RedisQueue {
-    RedisQueue::connect(&env.redis_url, &env.prefix, Duration::from_secs(5)).expect("redis url")
+    RedisQueue::connect(&conveyor::config::RedisSettings {
+        url: env.redis_url.clone(),
+        key_prefix: env.prefix.clone(),
+        response_timeout_ms: 5000,
+        tls_ca_file: String::new(),
+    })
+    .expect("redis url")
 }
 
 fn far_future() -> i64 {

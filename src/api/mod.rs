@@ -25,7 +25,7 @@ mod ops;
 
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServerHandle, ServiceRequest, ServiceResponse};
@@ -85,12 +85,8 @@ impl ApiState {
         settings: Arc<Settings>,
         worker: Option<Arc<Metrics>>,
     ) -> Result<ApiState, ApiStartError> {
-        let redis = RedisQueue::connect(
-            &settings.redis.url,
-            &settings.redis.key_prefix,
-            Duration::from_millis(settings.redis.response_timeout_ms),
-        )?;
-        let pool = store::open_pool(&settings.mysql.url, settings.mysql.pool_max)?;
+        let redis = RedisQueue::connect(&settings.redis)?;
+        let pool = store::open_pool(&settings.mysql, settings.mysql.pool_max)?;
         let token = Some(settings.api.token.as_bytes().to_vec()).filter(|t| !t.is_empty());
         Ok(ApiState {
             inner: Arc::new(Inner {

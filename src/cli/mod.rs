@@ -82,7 +82,7 @@ fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(future: F) -> a
 }
 
 async fn migrate(settings: Settings) -> anyhow::Result<()> {
-    let pool = conveyor::store::open_pool(&settings.mysql.url, 1)?;
+    let pool = conveyor::store::open_pool(&settings.mysql, 1)?;
     let version = conveyor::store::migrate(&pool)
         .await
         .with_context(|| format!("migrating {}", redact_url(&settings.mysql.url)))?;
@@ -92,9 +92,5 @@ async fn migrate(settings: Settings) -> anyhow::Result<()> {
 }
 
 fn connect_redis(settings: &Settings) -> anyhow::Result<RedisQueue> {
-    Ok(RedisQueue::connect(
-        &settings.redis.url,
-        &settings.redis.key_prefix,
-        std::time::Duration::from_millis(settings.redis.response_timeout_ms),
-    )?)
+    Ok(RedisQueue::connect(&settings.redis)?)
 }

@@ -25,7 +25,7 @@ pub async fn run(settings: Settings, args: PruneArgs) -> anyhow::Result<()> {
         policy.is_active(),
         "nothing to prune: results.retention and results.dead_retention are both unset (results are kept for ever)"
     );
-    let pool = store::open_pool(&settings.mysql.url, 1)?;
+    let pool = store::open_pool(&settings.mysql, 1)?;
     let now = now_ms();
     let result = if args.dry_run {
         count_due(&pool, &policy, now).await

@@ -46,7 +46,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::AsyncConnectionConfig;
 
-use crate::config::redact_url;
+use crate::config::{redact_url, RedisSettings};
 use crate::job::ClaimedJob;
 
 /// A Redis operation that failed; the job it concerned is still safe in Redis.
@@ -61,6 +61,8 @@ pub enum QueueError {
     },
     #[error("redis returned an unexpected reply: {0}")]
     Protocol(String),
+    #[error(transparent)]
+    Tls(crate::config::ConfigError),
 }
 
 /// Depth of one queue, by state.
@@ -154,17 +156,27 @@ pub struct RedisQueue {
 }
 
 impl RedisQueue {
-    /// Prepares a connection that is opened on first use and reopened after
-    /// failures, so a worker can start while Redis is still down.
-    pub fn connect(
-        url: &str,
-        prefix: &str,
-        response_timeout: Duration,
-    ) -> Result<RedisQueue, QueueError> {
-        let client = redis::Client::open(url).map_err(|source| QueueError::Url {
+    /// Prepares a connection to `redis.url` that is opened on first use and
+    /// reopened after failures, so a worker can start while Redis is still
+    /// down. A `rediss://` URL is checked against `redis.tls_ca_file` when set.
+    pub fn connect(settings: &RedisSettings) -> Result<RedisQueue, QueueError> {
+        let url = settings.url.as_str();
+        let bad_url = |source| QueueError::Url {
             url: redact_url(url),
             source,
-        })?;
+        };
+        let client = match settings.tls_ca().map_err(QueueError::Tls)? {
+            Some(root_cert) => redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                },
+            ),
+            None => redis::Client::open(url),
+        }
+        .map_err(bad_url)?;
+        let response_timeout = Duration::from_millis(settings.response_timeout_ms);
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(response_timeout))
             .set_connection_timeout(Some(response_timeout))
@@ -174,7 +186,7 @@ impl RedisQueue {
         Ok(RedisQueue {
             client,
             conn,
-            prefix: prefix.into(),
+            prefix: settings.key_prefix.as_str().into(),
             response_timeout,
         })
     }

@@ -21,7 +21,7 @@ use chrono::{DateTime, Datelike, Timelike};
 use mysql_async::prelude::*;
 use mysql_async::{Opts, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts, Value};
 
-use crate::config::redact_url;
+use crate::config::{redact_url, MysqlSettings};
 use crate::job::{DeadLetter, ResultRow};
 
 pub use dead::{
@@ -39,6 +39,8 @@ pub enum StoreError {
     MigrationLock(u32),
     #[error("mysql URL {url}: {message}")]
     Url { url: String, message: String },
+    #[error(transparent)]
+    Tls(crate::config::ConfigError),
 }
 
 /// Schema steps, applied in order once each; the version is the position + 1.
@@ -88,17 +90,29 @@ const MIGRATION_LOCK: &str = "conveyor_schema_migration";
 /// Seconds a worker waits for another one's migration to finish.
 const MIGRATION_LOCK_WAIT_S: u32 = 60;
 
-/// Opens a pool of at most `pool_max` connections (opened on demand).
-pub fn open_pool(url: &str, pool_max: usize) -> Result<Pool, StoreError> {
-    let opts = Opts::from_url(url).map_err(|e| StoreError::Url {
+/// Opens a pool of at most `pool_max` connections (opened on demand) to
+/// `mysql.url`, over TLS checked against `mysql.tls_ca_file` when it is set.
+pub fn open_pool(settings: &MysqlSettings, pool_max: usize) -> Result<Pool, StoreError> {
+    let url = &settings.url;
+    let bad_url = |message: String| StoreError::Url {
         url: redact_url(url),
-        message: e.to_string(),
-    })?;
-    let constraints = PoolConstraints::new(0, pool_max.max(1)).ok_or_else(|| StoreError::Url {
-        url: redact_url(url),
-        message: "invalid pool size".to_string(),
-    })?;
+        message,
+    };
+    let opts = Opts::from_url(url).map_err(|e| bad_url(e.to_string()))?;
+    let constraints = PoolConstraints::new(0, pool_max.max(1))
+        .ok_or_else(|| bad_url("invalid pool size".to_string()))?;
+    let ssl = match settings.tls_ca().map_err(StoreError::Tls)? {
+        Some(pem) => Some(
+            opts.ssl_opts()
+                .cloned()
+                .unwrap_or_default()
+                .with_root_certs(vec![pem.into()])
+                .with_disable_built_in_roots(true),
+        ),
+        None => opts.ssl_opts().cloned(),
+    };
     let opts = OptsBuilder::from_opts(opts)
+        .ssl_opts(ssl)
         .pool_opts(PoolOpts::default().with_constraints(constraints))
         // Times are stored as UTC wall-clock values.
         .init(vec!["SET time_zone = '+00:00'"]);

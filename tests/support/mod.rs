@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::Queryable;
 
 pub mod http;
+pub mod tls;
 
 /// How long a server may take to answer after it was started.
 const SERVER_START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -124,14 +125,22 @@ pub struct RedisServer {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    extra_args: Vec<String>,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
+        RedisServer::start_with(Vec::new())
+    }
+
+    /// A server with more command-line options (e.g. a TLS port beside
+    /// the plain one).
+    pub fn start_with(extra_args: Vec<String>) -> RedisServer {
         let mut server = RedisServer {
             port: free_port(),
             dir: tempfile::tempdir().expect("tempdir"),
             child: None,
+            extra_args,
         };
         server.boot();
         server
@@ -153,6 +162,7 @@ impl RedisServer {
             ])
             // Lets fault tests make the server slow (`DEBUG SLEEP`); it listens on loopback only.
             .args(["--enable-debug-command", "yes"])
+            .args(&self.extra_args)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         self.child = Some(spawn(command));
@@ -202,6 +212,7 @@ pub struct MariaDb {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    extra_args: Vec<String>,
 }
 
 /// A fresh data dir made once per machine (mariadb-install-db takes seconds),
@@ -234,6 +245,11 @@ fn mariadb_template() -> PathBuf {
 
 impl MariaDb {
     pub fn start() -> MariaDb {
+        MariaDb::start_with(Vec::new())
+    }
+
+    /// A server with more command-line options (e.g. TLS certificates).
+    pub fn start_with(extra_args: Vec<String>) -> MariaDb {
         let dir = tempfile::tempdir().expect("tempdir");
         let status = Command::new("cp")
             .arg("-a")
@@ -246,6 +262,7 @@ impl MariaDb {
             port: free_port(),
             dir,
             child: None,
+            extra_args,
         };
         server.boot();
         server.root_sql(
@@ -282,6 +299,7 @@ impl MariaDb {
                 "--innodb-buffer-pool-size=64M",
                 "--max-connections=500",
             ])
+            .args(&self.extra_args)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         self.child = Some(spawn(command));

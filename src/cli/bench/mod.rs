@@ -127,7 +127,7 @@ pub async fn run(
     args: BenchArgs,
 ) -> anyhow::Result<()> {
     let redis = super::connect_redis(&settings)?;
-    let pool = store::open_pool(&settings.mysql.url, 4)?;
+    let pool = store::open_pool(&settings.mysql, 4)?;
     store::migrate(&pool)
         .await
         .context("preparing the schema")?;
