@@ -157,3 +157,41 @@ fn a_wrong_ca_is_retried_and_named() {
         worker.log()
     );
 }
+
+/// `conveyor bench --delay-us` runs the worker under test through the delay
+/// proxies: every job still gets its row, and the report says so.
+#[test]
+fn bench_runs_w1_through_the_delay_proxy() {
+    let env = TestEnv::new();
+    let args = [
+        "bench",
+        "--json",
+        "--workloads",
+        "w1",
+        "--w1-jobs",
+        "2000",
+        "--delay-us",
+        "500",
+    ];
+    let (code, output) = env.conveyor_output(&args, &[("CONVEYOR_BENCH_WORKER_LOG", "info")]);
+    assert_eq!(code, 0, "{output}");
+    assert!(
+        output.contains("Redis and MySQL behind a 500 us delay proxy each way"),
+        "{output}"
+    );
+    // The worker under test was given the proxies' addresses, not the servers'.
+    let start = output
+        .lines()
+        .find(|l| l.contains("starting: redis "))
+        .unwrap_or_else(|| panic!("no start line in:\n{output}"));
+    let servers = support::shared();
+    assert!(
+        !start.contains(&format!(":{}", servers.redis.port)),
+        "{start}"
+    );
+    assert!(
+        !start.contains(&format!(":{}/", servers.mysql.port)),
+        "{start}"
+    );
+    assert_eq!(env.count_rows(), 0, "bench rows were not cleaned up");
+}

@@ -15,8 +15,10 @@
 //! - this file: the arguments, the run, and the reports and their printing;
 //! - `workloads`: W1–W4, preloading, producing, and polling for completion;
 //! - `process`: the worker under test as a child process, and its /proc readings;
+//! - `delay_proxy`: Redis and MySQL a round trip away (`--delay-us`);
 //! - `pruning`: old rows for W1 to prune while it runs (`--w1-old-rows`).
 
+mod delay_proxy;
 mod process;
 mod pruning;
 mod workloads;
@@ -81,6 +83,11 @@ pub struct BenchArgs {
     /// Rows per DB batch (default: configuration).
     #[arg(long)]
     batch_size: Option<usize>,
+    /// Put the worker under test behind a TCP proxy that delays every byte
+    /// to and from Redis and MySQL by this many microseconds each way
+    /// (500 = a 1 ms round trip), as if they ran on other hosts.
+    #[arg(long, default_value_t = 0)]
+    delay_us: u64,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -119,6 +126,8 @@ struct Bench {
     args: BenchArgs,
     redis: RedisQueue,
     pool: Pool,
+    /// Settings that point the worker under test at the delay proxies.
+    proxied: Vec<(String, String)>,
 }
 
 pub async fn run(
@@ -131,22 +140,30 @@ pub async fn run(
     store::migrate(&pool)
         .await
         .context("preparing the schema")?;
+    let proxied = start_delay_proxies(&settings, args.delay_us)?;
     let bench = Bench {
         config_file,
         settings,
         args: args.clone(),
         redis,
         pool,
+        proxied,
     };
     let mut reports = Vec::new();
     for workload in args.workloads.split(',').map(str::trim) {
-        let report = match workload {
+        let mut report = match workload {
             "w1" => bench.throughput().await?,
             "w2" => bench.io_concurrency().await?,
             "w3" => bench.latency().await?,
             "w4" => bench.memory().await?,
             other => anyhow::bail!("--workloads: unknown workload {other:?} (w1, w2, w3, w4)"),
         };
+        if args.delay_us > 0 {
+            report.config = format!(
+                "Redis and MySQL behind a {} us delay proxy each way; {}",
+                args.delay_us, report.config
+            );
+        }
         if !args.json {
             eprintln!("{}", summary_line(&report));
         }
@@ -158,6 +175,27 @@ pub async fn run(
         print_table(&reports);
     }
     Ok(())
+}
+
+/// Starts a delay proxy in front of Redis and one in front of MySQL, and
+/// returns the settings that send the worker under test through them.
+fn start_delay_proxies(
+    settings: &Settings,
+    delay_us: u64,
+) -> anyhow::Result<Vec<(String, String)>> {
+    if delay_us == 0 {
+        return Ok(Vec::new());
+    }
+    let delay = std::time::Duration::from_micros(delay_us);
+    let mut proxied = Vec::new();
+    for (key, url, port) in [
+        ("CONVEYOR__REDIS__URL", &settings.redis.url, 6379),
+        ("CONVEYOR__MYSQL__URL", &settings.mysql.url, 3306),
+    ] {
+        let proxy = delay_proxy::DelayProxy::start(&delay_proxy::upstream_of(url, port)?, delay)?;
+        proxied.push((key.to_string(), proxy.rewrite(url)?));
+    }
+    Ok(proxied)
 }
 
 fn describe(overrides: &[(String, String)], settings: &Settings) -> String {

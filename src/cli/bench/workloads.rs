@@ -193,7 +193,7 @@ impl Bench {
 
     /// Environment overrides for the worker under test.
     fn overrides(&self, concurrency: Option<usize>) -> Vec<(String, String)> {
-        let mut out = Vec::new();
+        let mut out = self.proxied.clone();
         if let Some(count) = self.args.processors {
             out.push(("CONVEYOR__PROCESSORS__COUNT".to_string(), count.to_string()));
         }
