@@ -37,7 +37,7 @@ use conveyor::store;
 
 #[derive(Args, Debug, Clone)]
 #[command(
-    after_help = "Examples:\n  conveyor bench\n  conveyor bench --workloads w1 --w1-jobs 200000 --json\n  CONVEYOR__REDIS__URL=redis://127.0.0.1:6390 conveyor bench --workloads w2,w3"
+    after_help = "Examples:\n  conveyor bench\n  conveyor bench --workloads w1 --w1-jobs 200000 --json\n  conveyor bench --workloads w1 --workers 4 --processors 1\n  conveyor bench --workloads w1 --delay-us 500        # Redis and MySQL 1 ms away\n  CONVEYOR__REDIS__URL=redis://127.0.0.1:6390 conveyor bench --workloads w2,w3"
 )]
 pub struct BenchArgs {
     /// Workloads to run, comma separated: w1, w2, w3, w4.
@@ -83,6 +83,10 @@ pub struct BenchArgs {
     /// Rows per DB batch (default: configuration).
     #[arg(long)]
     batch_size: Option<usize>,
+    /// W1 and W2: worker processes started at once on the workload's queue
+    /// (CPU is their sum, peak RSS the largest one's).
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
     /// Put the worker under test behind a TCP proxy that delays every byte
     /// to and from Redis and MySQL by this many microseconds each way
     /// (500 = a 1 ms round trip), as if they ran on other hosts.

@@ -19,6 +19,24 @@ pub(super) struct Usage {
     pub(super) cpu_seconds: f64,
 }
 
+impl Usage {
+    /// Several processes together: CPU summed, the largest RSS.
+    pub(super) fn total(usages: impl Iterator<Item = Usage>) -> Usage {
+        usages.fold(
+            Usage {
+                peak_rss_mb: 0.0,
+                rss_mb: 0.0,
+                cpu_seconds: 0.0,
+            },
+            |sum, one| Usage {
+                peak_rss_mb: sum.peak_rss_mb.max(one.peak_rss_mb),
+                rss_mb: sum.rss_mb.max(one.rss_mb),
+                cpu_seconds: sum.cpu_seconds + one.cpu_seconds,
+            },
+        )
+    }
+}
+
 /// A `conveyor worker` child process on one queue.
 pub(super) struct WorkerProcess {
     child: Child,

@@ -14,7 +14,7 @@ use indicatif::ProgressBar;
 use mysql_async::Pool;
 use serde_json::json;
 
-use super::process::WorkerProcess;
+use super::process::{Usage, WorkerProcess};
 use super::{describe, percentile, progress_bar, Bench, Latency, Report};
 use conveyor::job::now_ms;
 use conveyor::redis_queue::RedisQueue;
@@ -230,7 +230,8 @@ impl Bench {
         Ok(())
     }
 
-    /// Starts a worker on the preloaded queue and times it to the last row.
+    /// Starts `--workers` worker processes on the preloaded queue and times
+    /// them to the last row.
     async fn run_until_done(
         &self,
         queue: &str,
@@ -238,7 +239,9 @@ impl Bench {
         overrides: &[(String, String)],
         label: &'static str,
     ) -> anyhow::Result<Report> {
-        let mut worker = WorkerProcess::start(self, queue, overrides)?;
+        let mut workers = (0..self.args.workers.max(1))
+            .map(|_| WorkerProcess::start(self, queue, overrides))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let started = Instant::now();
         let progress = progress_bar(n as u64, label);
         let mut done = 0;
@@ -247,7 +250,10 @@ impl Bench {
                 started.elapsed() < WORKLOAD_TIMEOUT,
                 "{label}: only {done} of {n} rows after {WORKLOAD_TIMEOUT:?}"
             );
-            anyhow::ensure!(worker.is_running(), "{label}: the worker exited");
+            anyhow::ensure!(
+                workers.iter_mut().all(WorkerProcess::is_running),
+                "{label}: a worker exited"
+            );
             tokio::time::sleep(POLL).await;
             done = self.finished(queue, n).await?;
             progress.set_position(done);
@@ -256,8 +262,17 @@ impl Bench {
         anyhow::ensure!(rows == n as u64, "{label}: {rows} rows for {n} jobs");
         let seconds = started.elapsed().as_secs_f64();
         progress.finish_and_clear();
-        let usage = worker.usage();
-        worker.stop()?;
+        let usage = Usage::total(workers.iter().map(WorkerProcess::usage));
+        for worker in workers {
+            worker.stop()?;
+        }
+        let mut config = describe(overrides, &self.settings);
+        if self.args.workers > 1 {
+            config = format!(
+                "{} worker processes, peak RSS of the largest; {config}",
+                self.args.workers
+            );
+        }
         Ok(Report {
             workload: label,
             jobs: n,
@@ -265,7 +280,7 @@ impl Bench {
             jobs_per_s: n as f64 / seconds,
             peak_rss_mb: usage.peak_rss_mb,
             cpu_s_per_1000_jobs: usage.cpu_seconds * 1000.0 / n as f64,
-            config: describe(overrides, &self.settings),
+            config,
             ..Report::default()
         })
     }
