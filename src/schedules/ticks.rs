@@ -216,23 +216,11 @@ fn advance(to_ms: i64, ticks: Vec<i64>, missed: u64, skipped: u64, restarted: bo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schedules::ScheduleConfig;
+    use crate::schedules::tests::entry;
 
     fn schedule(cron: &str, zone: &str) -> Schedule {
-        let entry = ScheduleConfig {
-            name: "s".into(),
-            cron: cron.into(),
-            timezone: Some(zone.into()),
-            queue: None,
-            kind: "noop".into(),
-            payload: serde_json::Value::Null,
-            max_attempts: None,
-            timeout_ms: None,
-            catch_up: None,
-            catch_up_window: None,
-            overlap: None,
-            paused: false,
-        };
+        let mut entry = entry("s", cron);
+        entry.timezone = Some(zone.into());
         Schedule::compile(&entry, 0).expect("valid schedule")
     }
 
