@@ -14,9 +14,10 @@
 //! - [`store`]: every SQL statement and the migrations (no actors).
 //! - [`retention`]: which results are old enough to delete, and one pruning pass.
 //! - [`kinds`]: the handler registry and the built-in kinds; add your own here.
-//! - [`actors`]: QueueReader, Processor pool, DbWriter, Scheduler, Reaper, Monitor.
+//! - [`actors`]: QueueReader, Processor pool, DbWriter, Scheduler, Ticker, Reaper, Monitor.
 //! - [`worker`]: wiring the actors together, start-up and graceful shutdown.
 //! - [`metrics`]: the atomic counters the actors share, and their Prometheus collectors.
+//! - [`schedules`]: `[[schedules]]` entries, tick arithmetic and catch-up (no I/O).
 //! - [`intake`]: submitted JSON (API bodies, `enqueue --file` lines) → messages (no I/O).
 //! - [`api`]: the HTTP API (actix-web), alone or inside a worker.
 //!
@@ -43,5 +44,6 @@ pub mod kinds;
 pub mod metrics;
 pub mod redis_queue;
 pub mod retention;
+pub mod schedules;
 pub mod store;
 pub mod worker;

@@ -6,6 +6,7 @@ mod bench;
 mod dead;
 mod enqueue;
 mod prune;
+mod schedules;
 mod stats;
 
 use std::path::PathBuf;
@@ -50,6 +51,8 @@ enum Command {
     Dead(dead::DeadArgs),
     /// Delete results past their retention now (or count them with --dry-run).
     Prune(prune::PruneArgs),
+    /// List, trigger, pause or resume the configured schedules.
+    Schedules(schedules::SchedulesArgs),
 }
 
 /// A command found nothing to act on (exit code 1, not an error).
@@ -68,6 +71,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Api(args) => block_on(api::run(settings, args)),
         Command::Dead(args) => block_on(dead::run(settings, args)),
         Command::Prune(args) => block_on(prune::run(settings, args)),
+        Command::Schedules(args) => block_on(schedules::run(settings, args)),
     }
 }
 

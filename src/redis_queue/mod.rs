@@ -18,6 +18,7 @@
 //! | `P:{q}:workers` | zset | worker id → lease deadline (unix ms) |
 //! | `P:{q}:ids` | hash | job id → claim token, for claimed jobs whose message starts with `{"id":"` |
 //! | `P:{q}:accepted` | hash | job id → accepted time, for jobs the HTTP API took and no worker finished yet |
+//! | `P:{q}:schedule:<name>` | hash | a schedule's state: last tick handled, fingerprint, pause, latest tick's id |
 //!
 //! Outside any queue: `P:lock:<name>` (string, owner id, with a TTL) is a
 //! lock that one process at a time holds, e.g. `P:lock:prune` while it prunes
@@ -33,11 +34,13 @@
 //! - `scripts`: the Lua scripts, one atomic move each;
 //! - `lifecycle`: every call that moves a job between those keys;
 //! - `inspect`: read-only views (a job's state, depths, leases);
-//! - `locks`: named locks with a TTL (pruning).
+//! - `locks`: named locks with a TTL (pruning);
+//! - `schedules`: schedule state and the script that enqueues due ticks.
 
 mod inspect;
 mod lifecycle;
 mod locks;
+mod schedules;
 mod scripts;
 
 use std::sync::Arc;
