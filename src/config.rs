@@ -67,6 +67,7 @@ pub struct RedisSettings {
     pub key_prefix: String,
     pub response_timeout_ms: u64,
     pub tls_ca_file: String,
+    pub cluster_nodes: Vec<String>,
 }
 
 impl RedisSettings {
@@ -276,7 +277,11 @@ impl Default for HttpKindSettings {
 }
 
 /// Keys whose environment value is a comma-separated list.
-const LIST_KEYS: [&str; 2] = ["queues.names", "kinds.http.allow_hosts"];
+const LIST_KEYS: [&str; 3] = [
+    "queues.names",
+    "kinds.http.allow_hosts",
+    "redis.cluster_nodes",
+];
 
 impl Settings {
     /// Defaults, then `file` (if any), then the process environment.
@@ -465,13 +470,15 @@ impl Settings {
                 format!("is not a URL ({e}): {}", redact_url(&self.redis.url)),
             )
         })?;
-        if self.redis.tls_ca()?.is_some() && redis_url.scheme() != "rediss" {
+        let mut schemes = vec![redis_url.scheme().to_string()];
+        if !self.redis.cluster_nodes.is_empty() {
+            schemes = self.cluster_node_schemes()?;
+        }
+        if self.redis.tls_ca()?.is_some() && schemes.iter().any(|s| s != "rediss") {
             return Err(invalid(
                 "redis.tls_ca_file",
-                format!(
-                    "is set, but redis.url does not use TLS (rediss://): {}",
-                    redact_url(&self.redis.url)
-                ),
+                "is set, but the Redis URL (redis.url, or each of redis.cluster_nodes) \
+                 does not use TLS (rediss://)",
             ));
         }
         self.mysql.tls_ca()?;
@@ -482,6 +489,27 @@ impl Settings {
             )
         })?;
         Ok(())
+    }
+
+    /// The scheme of every `redis.cluster_nodes` URL, which must be
+    /// `redis://` or `rediss://` URLs.
+    fn cluster_node_schemes(&self) -> Result<Vec<String>, ConfigError> {
+        self.redis
+            .cluster_nodes
+            .iter()
+            .map(|node| match url::Url::parse(node.trim()) {
+                Ok(url) if ["redis", "rediss"].contains(&url.scheme()) => {
+                    Ok(url.scheme().to_string())
+                }
+                _ => Err(invalid(
+                    "redis.cluster_nodes",
+                    format!(
+                        "entries must be redis:// or rediss:// URLs, got {:?}",
+                        redact_url(node)
+                    ),
+                )),
+            })
+            .collect()
     }
 
     /// Concurrent job slots of the processor pool.
@@ -823,6 +851,27 @@ mod tests {
         ])
         .expect("valid TLS settings");
         assert!(settings.redis.tls_ca().expect("readable").is_some());
+    }
+
+    #[test]
+    fn cluster_nodes_are_a_list_of_redis_urls() {
+        let settings = load(&[(
+            "CONVEYOR__REDIS__CLUSTER_NODES",
+            "redis://h1:7000,redis://h2:7001",
+        )])
+        .expect("valid nodes");
+        assert_eq!(settings.redis.cluster_nodes.len(), 2);
+        let err = load(&[(
+            "CONVEYOR__REDIS__CLUSTER_NODES",
+            "redis://h1:7000,http://u:secret@h2:7001",
+        )])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("redis.cluster_nodes entries must be"),
+            "{err}"
+        );
+        assert!(!err.contains("secret"), "{err}");
     }
 
     #[test]

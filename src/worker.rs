@@ -114,7 +114,7 @@ pub async fn run(
     log::info!(
         target: "conveyor::worker",
         "worker {worker} starting: redis {} mysql {} queues {:?} processors {}x{} kinds {:?}",
-        redact_url(&settings.redis.url),
+        describe_redis(&settings.redis),
         redact_url(&settings.mysql.url),
         settings.queues.names,
         settings.processors.count,
@@ -241,13 +241,26 @@ fn start_actors(
 async fn probe_redis(redis: RedisQueue, settings: Arc<Settings>) {
     if let Err(error) = redis.ping().await {
         let error = error.to_string();
+        let (key, target) = if settings.redis.cluster_nodes.is_empty() {
+            ("redis.url", redact_url(&settings.redis.url))
+        } else {
+            ("redis.cluster_nodes", describe_redis(&settings.redis))
+        };
         log::warn!(
             target: "conveyor::worker",
-            "redis at {} is not reachable yet, retrying: {error}{}",
-            redact_url(&settings.redis.url),
+            "redis at {target} is not reachable yet (check {key}), retrying: {error}{}",
             tls_hint(&error, "redis.tls_ca_file")
         );
     }
+}
+
+/// The Redis a worker talks to, for its start line (passwords masked).
+fn describe_redis(redis: &crate::config::RedisSettings) -> String {
+    if redis.cluster_nodes.is_empty() {
+        return redact_url(&redis.url);
+    }
+    let nodes: Vec<String> = redis.cluster_nodes.iter().map(|n| redact_url(n)).collect();
+    format!("cluster {}", nodes.join(","))
 }
 
 /// Starts the Pruner when a retention is set.

@@ -16,6 +16,7 @@ fn queue(env: &TestEnv) -> RedisQueue {
         key_prefix: env.prefix.clone(),
         response_timeout_ms: 5000,
         tls_ca_file: String::new(),
+        cluster_nodes: Vec::new(),
     })
     .expect("redis url")
 }

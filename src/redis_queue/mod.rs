@@ -30,13 +30,15 @@
 //!
 //! # Layout
 //!
-//! - this file: the types, key names, the connection and whole-queue administration;
+//! - this file: the types, key names, opening connections and whole-queue administration;
+//! - `connection`: one server or a cluster behind one connection type;
 //! - `scripts`: the Lua scripts, one atomic move each;
 //! - `lifecycle`: every call that moves a job between those keys;
 //! - `inspect`: read-only views (a job's state, depths, leases);
 //! - `locks`: named locks with a TTL (pruning);
 //! - `schedules`: schedule state and the script that enqueues due ticks.
 
+mod connection;
 mod inspect;
 mod lifecycle;
 mod locks;
@@ -46,8 +48,8 @@ mod scripts;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::AsyncConnectionConfig;
+use connection::LazyCluster;
+pub use connection::RedisConn;
 
 use crate::config::{redact_url, RedisSettings};
 use crate::job::ClaimedJob;
@@ -152,45 +154,40 @@ pub const MAX_SCRIPT_BATCH: usize = 1000;
 /// The Redis side of conveyor: cheap to clone, reconnects by itself.
 #[derive(Clone)]
 pub struct RedisQueue {
-    client: redis::Client,
-    conn: ConnectionManager,
+    target: Arc<Target>,
+    conn: RedisConn,
     prefix: Arc<str>,
-    response_timeout: Duration,
+}
+
+/// Where new connections go: one server, or a cluster (with a second client
+/// whose commands may block for as long as a wait lasts).
+enum Target {
+    Single {
+        client: redis::Client,
+        response_timeout: Duration,
+    },
+    Cluster {
+        waiters: redis::cluster::ClusterClient,
+    },
 }
 
 impl RedisQueue {
-    /// Prepares a connection to `redis.url` that is opened on first use and
-    /// reopened after failures, so a worker can start while Redis is still
-    /// down. A `rediss://` URL is checked against `redis.tls_ca_file` when set.
+    /// Prepares a connection that is opened on first use and reopened after
+    /// failures, so a worker can start while Redis is still down: to the
+    /// cluster of `redis.cluster_nodes` when it is set, else to `redis.url`.
+    /// `rediss://` URLs are checked against `redis.tls_ca_file` when set.
     pub fn connect(settings: &RedisSettings) -> Result<RedisQueue, QueueError> {
-        let url = settings.url.as_str();
-        let bad_url = |source| QueueError::Url {
-            url: redact_url(url),
-            source,
-        };
-        let client = match settings.tls_ca().map_err(QueueError::Tls)? {
-            Some(root_cert) => redis::Client::build_with_tls(
-                url,
-                redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(root_cert),
-                },
-            ),
-            None => redis::Client::open(url),
-        }
-        .map_err(bad_url)?;
         let response_timeout = Duration::from_millis(settings.response_timeout_ms);
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(response_timeout))
-            .set_connection_timeout(Some(response_timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        let certs = settings.tls_ca().map_err(QueueError::Tls)?;
+        let (target, conn) = if settings.cluster_nodes.is_empty() {
+            single(&settings.url, certs, response_timeout)?
+        } else {
+            cluster(&settings.cluster_nodes, certs, response_timeout)?
+        };
         Ok(RedisQueue {
-            client,
+            target: Arc::new(target),
             conn,
             prefix: settings.key_prefix.as_str().into(),
-            response_timeout,
         })
     }
 
@@ -235,15 +232,78 @@ impl RedisQueue {
     }
 
     /// A connection of its own for blocking waits (a blocking command would
-    /// stall every other command on the shared connection).
-    pub async fn waiter(&self) -> Result<MultiplexedConnection, QueueError> {
-        let config = AsyncConnectionConfig::new()
-            .set_response_timeout(None)
-            .set_connection_timeout(Some(self.response_timeout));
-        Ok(self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?)
+    /// stall every other command on the shared connection), without a
+    /// response timeout shorter than the wait.
+    pub async fn waiter(&self) -> Result<RedisConn, QueueError> {
+        Ok(match &*self.target {
+            Target::Single {
+                client,
+                response_timeout,
+            } => RedisConn::single(client, None, *response_timeout)?,
+            Target::Cluster { waiters } => RedisConn::Cluster(LazyCluster::new(waiters.clone())),
+        })
+    }
+}
+
+/// A lazy connection to the server of `url`.
+fn single(
+    url: &str,
+    certs: Option<Vec<u8>>,
+    response_timeout: Duration,
+) -> Result<(Target, RedisConn), QueueError> {
+    let bad_url = |source| QueueError::Url {
+        url: redact_url(url),
+        source,
+    };
+    let client = match certs {
+        Some(root_cert) => redis::Client::build_with_tls(url, tls_certificates(root_cert)),
+        None => redis::Client::open(url),
+    }
+    .map_err(bad_url)?;
+    let conn = RedisConn::single(&client, Some(response_timeout), response_timeout)?;
+    let target = Target::Single {
+        client,
+        response_timeout,
+    };
+    Ok((target, conn))
+}
+
+/// How long a cluster wait may block at most, plus slack: above any
+/// `queues.idle_wait_ms` a worker uses.
+const CLUSTER_WAIT_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// A lazy connection to the cluster that `nodes` belong to.
+fn cluster(
+    nodes: &[String],
+    certs: Option<Vec<u8>>,
+    response_timeout: Duration,
+) -> Result<(Target, RedisConn), QueueError> {
+    let build = |timeout: Duration| {
+        let mut builder = redis::cluster::ClusterClient::builder(nodes.iter().map(String::as_str))
+            .connection_timeout(response_timeout)
+            .response_timeout(timeout)
+            .retries(4);
+        if let Some(root_cert) = certs.clone() {
+            builder = builder.certs(tls_certificates(root_cert));
+        }
+        builder.build().map_err(|source| QueueError::Url {
+            url: nodes
+                .iter()
+                .map(|n| redact_url(n))
+                .collect::<Vec<_>>()
+                .join(","),
+            source,
+        })
+    };
+    let conn = RedisConn::Cluster(LazyCluster::new(build(response_timeout)?));
+    let waiters = build(CLUSTER_WAIT_TIMEOUT)?;
+    Ok((Target::Cluster { waiters }, conn))
+}
+
+fn tls_certificates(root_cert: Vec<u8>) -> redis::TlsCertificates {
+    redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(root_cert),
     }
 }
 
@@ -251,7 +311,7 @@ impl RedisQueue {
 /// without taking anything: `BLMOVE` of a list onto its own tail is a no-op
 /// once it returns. `Ok(true)` when a message is waiting.
 pub async fn wait_for_message(
-    conn: &mut MultiplexedConnection,
+    conn: &mut RedisConn,
     keys: &QueueKeys,
     timeout: Duration,
 ) -> Result<bool, QueueError> {

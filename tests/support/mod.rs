@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 
+pub mod cluster;
 pub mod http;
 pub mod tls;
 
@@ -118,6 +119,42 @@ fn unique(prefix: &str) -> String {
     )
 }
 
+/// Name prefix of the data dirs of this process's servers.
+fn server_dir_prefix(pid: u32) -> String {
+    format!("conveyor-test-{pid}-")
+}
+
+/// A data dir for a server, named after this process. The servers shared
+/// by a test binary live in a static that is never dropped, so their dirs
+/// outlive the process; [`sweep_dead_dirs`] removes them on a later run.
+fn server_dir() -> tempfile::TempDir {
+    static SWEPT: OnceLock<()> = OnceLock::new();
+    SWEPT.get_or_init(sweep_dead_dirs);
+    tempfile::Builder::new()
+        .prefix(&server_dir_prefix(std::process::id()))
+        .tempdir()
+        .expect("tempdir")
+}
+
+/// Removes the server dirs of test processes that are gone.
+fn sweep_dead_dirs() {
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_prefix("conveyor-test-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if let Some(pid) = pid {
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------- redis
 
 /// A `redis-server` on a free loopback port with AOF persistence.
@@ -138,7 +175,7 @@ impl RedisServer {
     pub fn start_with(extra_args: Vec<String>) -> RedisServer {
         let mut server = RedisServer {
             port: free_port(),
-            dir: tempfile::tempdir().expect("tempdir"),
+            dir: server_dir(),
             child: None,
             extra_args,
         };
@@ -182,6 +219,11 @@ impl RedisServer {
     /// Stops the server the clean way (it writes its AOF).
     pub fn stop(&mut self) {
         stop_cleanly(&mut self.child);
+    }
+
+    /// Kills the server with SIGKILL (no AOF flush, no goodbye).
+    pub fn kill9(&mut self) {
+        kill_now(&mut self.child);
     }
 
     /// Starts it again on the same port and data dir.
@@ -250,7 +292,7 @@ impl MariaDb {
 
     /// A server with more command-line options (e.g. TLS certificates).
     pub fn start_with(extra_args: Vec<String>) -> MariaDb {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = server_dir();
         let status = Command::new("cp")
             .arg("-a")
             .arg(mariadb_template())

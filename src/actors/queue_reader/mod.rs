@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::oneshot;
 
@@ -80,7 +79,7 @@ pub struct QueueReader {
     idle: HashSet<Arc<str>>,
     /// Queues with a blocking wait under way, and their spare connections.
     waiting: HashSet<Arc<str>>,
-    waiter_conns: HashMap<Arc<str>, MultiplexedConnection>,
+    waiter_conns: HashMap<Arc<str>, crate::redis_queue::RedisConn>,
     /// Consecutive failed claim rounds (Redis unreachable); 0 when healthy.
     claim_failures: u32,
     /// Claiming waits out a backoff after a failure.

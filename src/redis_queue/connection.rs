@@ -1,0 +1,107 @@
+//! The connection under [`RedisQueue`](super::RedisQueue): one Redis server
+//! (`redis.url`) or a Redis Cluster (`redis.cluster_nodes`), behind one type
+//! that every command and script runs on.
+//!
+//! This module owns opening, reopening and routing. It must never hide an
+//! error (a failed command is returned to its caller, who keeps the job safe
+//! and retries), and never route a command by anything but its keys: every
+//! script touches the keys of one hash tag, so the cluster client sends it
+//! to the one master that owns that slot, following MOVED and ASK replies
+//! and new masters after a failover.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
+use tokio::sync::OnceCell;
+
+/// A cloneable connection that opens on first use and reopens after failures.
+#[derive(Clone)]
+pub enum RedisConn {
+    /// One server, through a connection manager that reconnects.
+    Single(ConnectionManager),
+    /// A cluster, through the cluster client's connection.
+    Cluster(LazyCluster),
+}
+
+/// A cluster connection opened on first use (so a worker can start while
+/// the cluster is unreachable); a failed first attempt is retried by the
+/// next command.
+#[derive(Clone)]
+pub struct LazyCluster {
+    client: ClusterClient,
+    conn: Arc<OnceCell<ClusterConnection>>,
+}
+
+impl LazyCluster {
+    pub fn new(client: ClusterClient) -> LazyCluster {
+        LazyCluster {
+            client,
+            conn: Arc::new(OnceCell::new()),
+        }
+    }
+
+    async fn connection(&self) -> RedisResult<ClusterConnection> {
+        let conn = self
+            .conn
+            .get_or_try_init(|| self.client.get_async_connection())
+            .await?;
+        Ok(conn.clone())
+    }
+}
+
+impl RedisConn {
+    /// A lazy connection to one server.
+    pub fn single(
+        client: &redis::Client,
+        response_timeout: Option<Duration>,
+        connection_timeout: Duration,
+    ) -> RedisResult<RedisConn> {
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(response_timeout)
+            .set_connection_timeout(Some(connection_timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        Ok(RedisConn::Single(ConnectionManager::new_lazy_with_config(
+            client.clone(),
+            config,
+        )?))
+    }
+}
+
+impl ConnectionLike for RedisConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            RedisConn::Single(conn) => conn.req_packed_command(cmd),
+            RedisConn::Cluster(lazy) => Box::pin(async move {
+                let mut conn = lazy.connection().await?;
+                conn.req_packed_command(cmd).await
+            }),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            RedisConn::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
+            RedisConn::Cluster(lazy) => Box::pin(async move {
+                let mut conn = lazy.connection().await?;
+                conn.req_packed_commands(pipeline, offset, count).await
+            }),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            RedisConn::Single(conn) => conn.get_db(),
+            RedisConn::Cluster(_) => 0,
+        }
+    }
+}
