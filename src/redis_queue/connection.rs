@@ -31,23 +31,17 @@ pub enum RedisConn {
 /// the cluster is unreachable); a failed first attempt is retried by the
 /// next command.
 #[derive(Clone)]
-pub struct LazyCluster {
-    client: ClusterClient,
-    conn: Arc<OnceCell<ClusterConnection>>,
-}
+pub struct LazyCluster(Arc<(ClusterClient, OnceCell<ClusterConnection>)>);
 
 impl LazyCluster {
     pub fn new(client: ClusterClient) -> LazyCluster {
-        LazyCluster {
-            client,
-            conn: Arc::new(OnceCell::new()),
-        }
+        LazyCluster(Arc::new((client, OnceCell::new())))
     }
 
     async fn connection(&self) -> RedisResult<ClusterConnection> {
-        let conn = self
-            .conn
-            .get_or_try_init(|| self.client.get_async_connection())
+        let (client, cell) = &*self.0;
+        let conn = cell
+            .get_or_try_init(|| client.get_async_connection())
             .await?;
         Ok(conn.clone())
     }
