@@ -89,7 +89,7 @@ impl RedisCluster {
     /// manual `CLUSTER FAILOVER`, and waits until it serves as master.
     /// Returns the port of the new master.
     pub fn fail_over(&self, key: &str) -> u16 {
-        let (_, replica) = self.master_and_replica(key);
+        let (master, replica) = self.master_and_replica(key);
         let node = self
             .nodes
             .iter()
@@ -99,10 +99,20 @@ impl RedisCluster {
             .arg("FAILOVER")
             .query(&mut node.connection())
             .expect("CLUSTER FAILOVER");
+        let old = self
+            .nodes
+            .iter()
+            .find(|n| n.port == master)
+            .expect("the master is ours");
         wait_until("the replica to take over", Duration::from_secs(60), || {
-            role(node) == "master"
+            role(node) == "master" && replication_info(old).contains("master_link_status:up")
         });
         node.port
+    }
+
+    /// The port of the master that owns `key`'s slot.
+    pub fn master_of(&self, key: &str) -> u16 {
+        self.master_and_replica(key).0
     }
 
     /// Kills the master that owns `key`'s slot with SIGKILL, and waits until
@@ -120,34 +130,53 @@ impl RedisCluster {
             .iter()
             .find(|n| n.port == replica)
             .expect("the replica is ours");
-        wait_until("the replica to be elected", Duration::from_secs(60), || {
-            role(replica) == "master" && cluster_info(replica).contains("cluster_state:ok")
-        });
+        let start = std::time::Instant::now();
+        while !(role(replica) == "master" && cluster_info(replica).contains("cluster_state:ok")) {
+            assert!(
+                start.elapsed() < Duration::from_secs(90),
+                "the replica on port {} was not elected after its master on port {master} died:\n{}",
+                replica.port,
+                cluster_nodes_text(replica)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
         master
     }
 
-    /// Ports of the master owning `key`'s slot and of its replica.
+    /// Ports of the master owning `key`'s slot and of its replica, once the
+    /// cluster's view shows both (it settles a moment after a failover).
     fn master_and_replica(&self, key: &str) -> (u16, u16) {
-        let any = self
-            .nodes
-            .iter()
-            .find(|n| role(n) == "master")
-            .expect("a live master");
+        let mut found = None;
+        wait_until(
+            "the slot's master and replica",
+            Duration::from_secs(60),
+            || {
+                found = self.try_master_and_replica(key);
+                found.is_some()
+            },
+        );
+        found.expect("found above")
+    }
+
+    fn try_master_and_replica(&self, key: &str) -> Option<(u16, u16)> {
+        let any = self.nodes.iter().find(|n| role(n) == "master")?;
+        let mut conn = connect(any)?;
         let slot: i64 = redis::cmd("CLUSTER")
             .arg("KEYSLOT")
             .arg(key)
-            .query(&mut any.connection())
-            .expect("CLUSTER KEYSLOT");
+            .query(&mut conn)
+            .ok()?;
         let table = cluster_nodes(any);
+        let live = |n: &&NodeLine| !n.flags.contains("fail");
         let master = table
             .iter()
-            .find(|n| n.flags.contains("master") && !n.flags.contains("fail") && n.owns(slot))
-            .expect("a master owns the slot");
+            .filter(live)
+            .find(|n| n.flags.contains("master") && n.owns(slot))?;
         let replica = table
             .iter()
-            .find(|n| n.master_id == master.id && !n.flags.contains("fail"))
-            .expect("the master has a replica");
-        (master.port, replica.port)
+            .filter(live)
+            .find(|n| n.master_id == master.id)?;
+        Some((master.port, replica.port))
     }
 
     fn replicas_in_sync(&self) -> bool {
@@ -157,6 +186,18 @@ impl RedisCluster {
 
 fn connect(node: &RedisServer) -> Option<redis::Connection> {
     redis::Client::open(node.url()).ok()?.get_connection().ok()
+}
+
+fn replication_info(node: &RedisServer) -> String {
+    connect(node)
+        .and_then(|mut c| redis::cmd("INFO").arg("replication").query(&mut c).ok())
+        .unwrap_or_default()
+}
+
+fn cluster_nodes_text(node: &RedisServer) -> String {
+    connect(node)
+        .and_then(|mut c| redis::cmd("CLUSTER").arg("NODES").query(&mut c).ok())
+        .unwrap_or_default()
 }
 
 fn cluster_info(node: &RedisServer) -> String {
@@ -203,11 +244,8 @@ impl NodeLine {
 }
 
 fn cluster_nodes(node: &RedisServer) -> Vec<NodeLine> {
-    let text: String = redis::cmd("CLUSTER")
-        .arg("NODES")
-        .query(&mut node.connection())
-        .expect("CLUSTER NODES");
-    text.lines()
+    cluster_nodes_text(node)
+        .lines()
         .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let address = fields.get(1)?.split('@').next()?;

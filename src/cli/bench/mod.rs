@@ -92,6 +92,10 @@ pub struct BenchArgs {
     /// (500 = a 1 ms round trip), as if they ran on other hosts.
     #[arg(long, default_value_t = 0)]
     delay_us: u64,
+    /// W1 and W2: also report the CPU these processes (e.g. the local Redis
+    /// and MariaDB servers) used during the timed run, per 1000 jobs.
+    #[arg(long, value_delimiter = ',', value_name = "PID,...")]
+    sample_pids: Vec<u32>,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -110,6 +114,9 @@ struct Report {
     latency_ms: Option<Latency>,
     #[serde(skip_serializing_if = "Option::is_none")]
     rss_after_run_mb: Option<f64>,
+    /// CPU seconds per 1000 jobs of each `--sample-pids` process.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    sampled_cpu_s_per_1000_jobs: Vec<(u32, f64)>,
     #[serde(skip_serializing_if = "Option::is_none")]
     idle_cpu_percent: Option<f64>,
     config: String,
@@ -265,6 +272,9 @@ fn summary_line(report: &Report) -> String {
         line.push_str(&format!(
             ", RSS while running {rss:.1} MB, idle CPU {idle:.2} %"
         ));
+    }
+    for (pid, cpu) in &report.sampled_cpu_s_per_1000_jobs {
+        line.push_str(&format!(", pid {pid}: {cpu:.4} CPU s per 1000 jobs"));
     }
     line
 }

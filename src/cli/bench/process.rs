@@ -121,7 +121,7 @@ impl Drop for WorkerProcess {
 }
 
 /// User + system CPU seconds of a process (/proc/PID/stat fields 14 and 15).
-fn cpu_seconds(pid: u32) -> f64 {
+pub(super) fn cpu_seconds(pid: u32) -> f64 {
     /// Linux reports CPU time in clock ticks of 1/100 s on every supported platform.
     const TICKS_PER_SECOND: f64 = 100.0;
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();

@@ -14,7 +14,7 @@ use indicatif::ProgressBar;
 use mysql_async::Pool;
 use serde_json::json;
 
-use super::process::{Usage, WorkerProcess};
+use super::process::{cpu_seconds, Usage, WorkerProcess};
 use super::{describe, percentile, progress_bar, Bench, Latency, Report};
 use conveyor::job::now_ms;
 use conveyor::redis_queue::RedisQueue;
@@ -239,6 +239,12 @@ impl Bench {
         overrides: &[(String, String)],
         label: &'static str,
     ) -> anyhow::Result<Report> {
+        let sampled_before: Vec<f64> = self
+            .args
+            .sample_pids
+            .iter()
+            .map(|p| cpu_seconds(*p))
+            .collect();
         let mut workers = (0..self.args.workers.max(1))
             .map(|_| WorkerProcess::start(self, queue, overrides))
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -263,6 +269,13 @@ impl Bench {
         let seconds = started.elapsed().as_secs_f64();
         progress.finish_and_clear();
         let usage = Usage::total(workers.iter().map(WorkerProcess::usage));
+        let sampled = self
+            .args
+            .sample_pids
+            .iter()
+            .zip(sampled_before)
+            .map(|(pid, before)| (*pid, (cpu_seconds(*pid) - before) * 1000.0 / n as f64))
+            .collect();
         for worker in workers {
             worker.stop()?;
         }
@@ -280,6 +293,7 @@ impl Bench {
             jobs_per_s: n as f64 / seconds,
             peak_rss_mb: usage.peak_rss_mb,
             cpu_s_per_1000_jobs: usage.cpu_seconds * 1000.0 / n as f64,
+            sampled_cpu_s_per_1000_jobs: sampled,
             config,
             ..Report::default()
         })
