@@ -17,6 +17,7 @@
 //! - [`worker`]: wiring the actors together, start-up and graceful shutdown.
 //! - [`metrics`]: the atomic counters the actors share, and their Prometheus collectors.
 //! - [`schedules`]: `[[schedules]]` entries, tick arithmetic and catch-up (no I/O).
+//! - [`enqueue`]: pushing submitted jobs; the unique-key check at enqueue.
 //! - [`intake`]: submitted JSON (API bodies, `enqueue --file` lines) → messages (no I/O).
 //! - [`api`]: the HTTP API (actix-web), alone or inside a worker.
 //!
@@ -37,6 +38,7 @@
 pub mod actors;
 pub mod api;
 pub mod config;
+pub mod enqueue;
 pub mod intake;
 pub mod job;
 pub mod kinds;
