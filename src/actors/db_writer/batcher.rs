@@ -134,7 +134,7 @@ impl Batcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::{FinalStatus, JobHandle};
+    use crate::job::JobHandle;
 
     fn handle(i: usize) -> JobHandle {
         JobHandle {
@@ -144,21 +144,7 @@ mod tests {
     }
 
     fn rows(range: std::ops::Range<usize>) -> Vec<ResultRow> {
-        range
-            .map(|i| ResultRow {
-                handle: handle(i),
-                id: format!("id{i}"),
-                kind: "noop".into(),
-                status: FinalStatus::Succeeded,
-                attempts: 1,
-                output: None,
-                error: None,
-                enqueued_at_ms: None,
-                started_at_ms: None,
-                finished_at_ms: 0,
-                message: None,
-            })
-            .collect()
+        range.map(|i| ResultRow::succeeded(handle(i))).collect()
     }
 
     fn letters(range: std::ops::Range<usize>) -> Vec<DeadLetter> {

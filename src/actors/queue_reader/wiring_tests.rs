@@ -14,7 +14,7 @@ use crate::actors::processor::{Processor, ProcessorEnv, ProcessorPool};
 use crate::backoff::Backoff;
 use crate::config::Settings;
 use crate::job::{EnvelopeDefaults, Outcome};
-use crate::job_queue::memory::MemoryQueue;
+use crate::job_queue::memory::{MemoryQueue, MemoryState};
 use crate::kinds::{JobError, Registry};
 use crate::metrics::Metrics;
 
@@ -143,42 +143,58 @@ fn sorted_unique(rows: &Arc<Mutex<Vec<String>>>) -> (usize, usize) {
     (all, rows.len())
 }
 
+/// A reader over a memory queue holding `messages` (after `setup`).
+fn rig(messages: Vec<String>, commit: bool, setup: impl FnOnce(&mut MemoryState)) -> Rig {
+    let queue = MemoryQueue::default();
+    queue.push("a", messages);
+    queue.with(setup);
+    start(queue, commit)
+}
+
+impl Rig {
+    fn acked(&self) -> usize {
+        self.queue.with(|s| s.acked.len())
+    }
+
+    fn held(&self) -> usize {
+        self.queue.with(|s| s.held_on("a"))
+    }
+
+    /// Shuts the reader down; returns how many jobs it handed back.
+    async fn shutdown(&self, timeout_ms: u64) -> usize {
+        self.reader
+            .send(Shutdown {
+                timeout: Duration::from_millis(timeout_ms),
+            })
+            .await
+            .expect("reader answers")
+    }
+}
+
 #[test]
 fn every_job_is_run_recorded_and_acknowledged_once() {
     actix_rt::System::new().block_on(async {
-        let queue = MemoryQueue::default();
-        queue.push("a", jobs("echo", 0..60));
-        let rig = start(queue, true);
-        until("60 acks", || rig.queue.with(|s| s.acked.len()) == 60).await;
+        let rig = rig(jobs("echo", 0..60), true, |_| {});
+        until("60 acks", || rig.acked() == 60).await;
         assert_eq!(sorted_unique(&rig.rows), (60, 60));
-        assert_eq!(rig.queue.with(|s| s.held_on("a")), 0);
+        assert_eq!(rig.held(), 0);
         // A job pushed later wakes the idle reader.
         rig.queue.push("a", jobs("echo", 60..61));
-        until("the late job", || rig.queue.with(|s| s.acked.len()) == 61).await;
-        assert_eq!(
-            rig.reader
-                .send(Shutdown {
-                    timeout: Duration::from_secs(1)
-                })
-                .await
-                .ok(),
-            Some(0)
-        );
+        until("the late job", || rig.acked() == 61).await;
+        assert_eq!(rig.shutdown(1000).await, 0);
     });
 }
 
 #[test]
 fn a_retry_goes_back_to_the_queue_side_and_is_not_recorded() {
     actix_rt::System::new().block_on(async {
-        let queue = MemoryQueue::default();
-        queue.push("a", jobs("flaky", 0..3));
-        let rig = start(queue, true);
+        let rig = rig(jobs("flaky", 0..3), true, |_| {});
         until("3 rescheduled", || {
             rig.queue.with(|s| s.scheduled.len()) == 3
         })
         .await;
         assert!(rig.rows.lock().expect("rows").is_empty());
-        assert_eq!(rig.queue.with(|s| s.held_on("a")), 0);
+        assert_eq!(rig.held(), 0);
         assert!(rig.queue.with(|s| s.attempts.values().all(|n| *n == 1)));
     });
 }
@@ -186,24 +202,18 @@ fn a_retry_goes_back_to_the_queue_side_and_is_not_recorded() {
 #[test]
 fn a_lost_claim_reply_is_reconciled_and_nothing_is_lost_or_doubled() {
     actix_rt::System::new().block_on(async {
-        let queue = MemoryQueue::default();
-        queue.push("a", jobs("echo", 0..40));
-        queue.with(|s| s.lose_next_claim_replies = 1);
-        let rig = start(queue, true);
-        until("40 acks", || rig.queue.with(|s| s.acked.len()) == 40).await;
+        let rig = rig(jobs("echo", 0..40), true, |s| s.lose_next_claim_replies = 1);
+        until("40 acks", || rig.acked() == 40).await;
         assert_eq!(sorted_unique(&rig.rows), (40, 40));
-        assert_eq!(rig.queue.with(|s| s.held_on("a")), 0);
+        assert_eq!(rig.held(), 0);
     });
 }
 
 #[test]
 fn redis_errors_pause_claiming_and_it_resumes() {
     actix_rt::System::new().block_on(async {
-        let queue = MemoryQueue::default();
-        queue.push("a", jobs("echo", 0..30));
-        queue.with(|s| s.fail_next = 3);
-        let rig = start(queue, true);
-        until("30 acks", || rig.queue.with(|s| s.acked.len()) == 30).await;
+        let rig = rig(jobs("echo", 0..30), true, |s| s.fail_next = 3);
+        until("30 acks", || rig.acked() == 30).await;
         assert_eq!(sorted_unique(&rig.rows), (30, 30));
     });
 }
@@ -211,27 +221,11 @@ fn redis_errors_pause_claiming_and_it_resumes() {
 #[test]
 fn without_commits_claiming_stops_at_the_limit_and_shutdown_hands_back() {
     actix_rt::System::new().block_on(async {
-        let queue = MemoryQueue::default();
-        queue.push("a", jobs("echo", 0..100));
-        let rig = start(queue, false);
-        until("the limit held", || {
-            rig.queue.with(|s| s.held_on("a")) == 25
-        })
-        .await;
+        let rig = rig(jobs("echo", 0..100), false, |_| {});
+        until("the limit held", || rig.held() == 25).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(
-            rig.queue.with(|s| s.held_on("a")),
-            25,
-            "no claim past max_in_flight"
-        );
-        let handed_back = rig
-            .reader
-            .send(Shutdown {
-                timeout: Duration::from_millis(50),
-            })
-            .await
-            .expect("reader answers");
-        assert_eq!(handed_back, 25);
+        assert_eq!(rig.held(), 25, "no claim past max_in_flight");
+        assert_eq!(rig.shutdown(50).await, 25);
         rig.queue.with(|s| {
             assert_eq!(s.held_on("a"), 0);
             assert_eq!(
@@ -247,13 +241,8 @@ fn without_commits_claiming_stops_at_the_limit_and_shutdown_hands_back() {
 #[test]
 fn a_lost_lease_forgets_jobs_recovered_elsewhere_and_frees_their_capacity() {
     actix_rt::System::new().block_on(async {
-        let queue = MemoryQueue::default();
-        queue.push("a", jobs("echo", 0..25));
-        let rig = start(queue, false);
-        until("the limit held", || {
-            rig.queue.with(|s| s.held_on("a")) == 25
-        })
-        .await;
+        let rig = rig(jobs("echo", 0..25), false, |_| {});
+        until("the limit held", || rig.held() == 25).await;
         // Another worker's reaper recovers them. The next heartbeat finds the
         // lease gone; the reader forgets those jobs, so its capacity is free
         // and it claims them again, now as second attempts.
@@ -263,13 +252,6 @@ fn a_lost_lease_forgets_jobs_recovered_elsewhere_and_frees_their_capacity() {
                 .with(|s| s.held_on("a") == 25 && s.attempts.len() == 25 && s.ready["a"].is_empty())
         })
         .await;
-        let handed_back = rig
-            .reader
-            .send(Shutdown {
-                timeout: Duration::from_millis(50),
-            })
-            .await
-            .expect("reader answers");
-        assert_eq!(handed_back, 25);
+        assert_eq!(rig.shutdown(50).await, 25);
     });
 }

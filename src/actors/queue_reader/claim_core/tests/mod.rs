@@ -14,7 +14,7 @@ use super::{
 };
 use crate::actors::queue_reader::ledger::RedisWriteReport;
 use crate::backoff::Backoff;
-use crate::job::{FinalStatus, JobHandle, Outcome, ResultRow};
+use crate::job::{JobHandle, Outcome, ResultRow};
 use crate::redis_queue::QueueError;
 
 pub(super) const T0: i64 = 1_000_000;
@@ -54,19 +54,7 @@ pub(super) fn claim(queue: &str, asked: usize, range: std::ops::Range<usize>) ->
 }
 
 pub(super) fn finished(handle: JobHandle) -> Outcome {
-    Outcome::Finished(ResultRow {
-        handle,
-        id: "id".into(),
-        kind: "noop".into(),
-        status: FinalStatus::Succeeded,
-        attempts: 1,
-        output: None,
-        error: None,
-        enqueued_at_ms: None,
-        started_at_ms: None,
-        finished_at_ms: T0,
-        message: None,
-    })
+    Outcome::Finished(ResultRow::succeeded(handle))
 }
 
 pub(super) fn retry(handle: JobHandle, attempts: u32) -> Outcome {
