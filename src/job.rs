@@ -329,6 +329,26 @@ pub fn now_ms() -> i64 {
 }
 
 #[cfg(test)]
+impl ResultRow {
+    /// A succeeded row for `handle`, for tests of code that only moves rows.
+    pub(crate) fn succeeded(handle: JobHandle) -> ResultRow {
+        ResultRow {
+            id: handle.token.clone(),
+            handle,
+            kind: "noop".into(),
+            status: FinalStatus::Succeeded,
+            attempts: 1,
+            output: None,
+            error: None,
+            enqueued_at_ms: None,
+            started_at_ms: None,
+            finished_at_ms: 0,
+            message: None,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
