@@ -18,6 +18,8 @@
 //! | `P:{q}:workers` | zset | worker id → lease deadline (unix ms) |
 //! | `P:{q}:ids` | hash | job id → claim token, for claimed jobs whose message starts with `{"id":"` |
 //! | `P:{q}:accepted` | hash | job id → accepted time, for jobs the HTTP API took and no worker finished yet |
+//! | `P:{q}:unique:<key>` | string | the id of the job holding `unique_key` `<key>` |
+//! | `P:{q}:unique_tokens` | hash | claim token → (job id, hold-until, lock key) of jobs holding a unique lock |
 //! | `P:{q}:schedule:<name>` | hash | a schedule's state: last tick handled, fingerprint, pause, latest tick's id |
 //!
 //! Outside any queue: `P:lock:<name>` (string, owner id, with a TTL) is a
@@ -36,7 +38,8 @@
 //! - `lifecycle`: every call that moves a job between those keys;
 //! - `inspect`: read-only views (a job's state, depths, leases);
 //! - `locks`: named locks with a TTL (pruning);
-//! - `schedules`: schedule state and the script that enqueues due ticks.
+//! - `schedules`: schedule state and the script that enqueues due ticks;
+//! - `unique`: unique locks, taken on enqueue or claim and released on ack.
 
 mod connection;
 mod inspect;
@@ -44,6 +47,9 @@ mod lifecycle;
 mod locks;
 mod schedules;
 mod scripts;
+mod unique;
+
+pub use unique::UniqueHolder;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -223,6 +229,7 @@ impl RedisQueue {
             keys.workers.clone(),
             keys.ids.clone(),
             keys.accepted.clone(),
+            self.unique_registry(queue),
         ]);
         let _: () = redis::cmd("DEL")
             .arg(doomed)
