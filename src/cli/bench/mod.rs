@@ -16,11 +16,13 @@
 //! - `workloads`: W1–W4, preloading, producing, and polling for completion;
 //! - `process`: the worker under test as a child process, and its /proc readings;
 //! - `delay_proxy`: Redis and MySQL a round trip away (`--delay-us`);
-//! - `pruning`: old rows for W1 to prune while it runs (`--w1-old-rows`).
+//! - `pruning`: old rows for W1 to prune while it runs (`--w1-old-rows`);
+//! - `steady`: W3's producer at a fixed rate and its watcher of commits.
 
 mod delay_proxy;
 mod process;
 mod pruning;
+mod steady;
 mod workloads;
 
 use std::path::PathBuf;
