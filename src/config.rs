@@ -76,6 +76,7 @@ pub struct QueueSettings {
     pub claim_batch: usize,
     pub max_in_flight: usize,
     pub idle_wait_ms: u64,
+    pub control_poll_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -236,6 +237,7 @@ impl Settings {
         positive("queues.claim_batch", self.queues.claim_batch as u64)?;
         positive("queues.max_in_flight", self.queues.max_in_flight as u64)?;
         positive("queues.idle_wait_ms", self.queues.idle_wait_ms)?;
+        positive("queues.control_poll_ms", self.queues.control_poll_ms)?;
         positive("db.batch_size", self.db.batch_size as u64)?;
         positive(
             "db.max_concurrent_flushes",

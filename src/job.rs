@@ -32,6 +32,8 @@ pub struct ClaimedJob {
     pub last_error: Option<String>,
     /// When this worker claimed it (unix ms).
     pub claimed_at_ms: i64,
+    /// The job was cancelled before it started: it ends `cancelled` without running.
+    pub cancelled: bool,
 }
 
 /// The job envelope of the wire contract.
@@ -209,6 +211,8 @@ fn is_name(text: &str, also: impl Fn(char) -> bool) -> bool {
 pub enum FinalStatus {
     Succeeded,
     Dead,
+    /// Cancelled by an operator before it finished.
+    Cancelled,
 }
 
 impl FinalStatus {
@@ -216,6 +220,7 @@ impl FinalStatus {
         match self {
             FinalStatus::Succeeded => "succeeded",
             FinalStatus::Dead => "dead",
+            FinalStatus::Cancelled => "cancelled",
         }
     }
 }

@@ -18,6 +18,7 @@
 //! - [`metrics`]: the atomic counters the actors share, and their Prometheus collectors.
 //! - [`intake`]: submitted JSON (API bodies, `enqueue --file` lines) → messages (no I/O).
 //! - [`api`]: the HTTP API (actix-web), alone or inside a worker.
+//! - [`control`]: operators' actions shared by the API and the CLI (pause, resume, cancel).
 //!
 //! # Message flow
 //!
@@ -36,6 +37,7 @@
 pub mod actors;
 pub mod api;
 pub mod config;
+pub mod control;
 pub mod intake;
 pub mod job;
 pub mod kinds;

@@ -18,10 +18,12 @@
 //!
 //! Each message type is defined beside the actor that handles it.
 
+pub mod cancel_signals;
 pub mod db_writer;
 pub mod job_feed;
 pub mod monitor;
 pub mod processor;
 pub mod queue_reader;
+pub mod queue_watch;
 pub mod reaper;
 pub mod scheduler;

@@ -3,6 +3,7 @@
 
 mod api;
 mod bench;
+mod control;
 mod dead;
 mod enqueue;
 mod stats;
@@ -47,6 +48,10 @@ enum Command {
     Api(api::ApiArgs),
     /// List, show, retry or purge dead jobs and dead letters.
     Dead(dead::DeadArgs),
+    /// Pause or resume a queue.
+    Queue(control::QueueArgs),
+    /// Cancel a job: waiting ones never start, running ones are stopped.
+    Cancel(control::CancelArgs),
 }
 
 /// A command found nothing to act on (exit code 1, not an error).
@@ -64,6 +69,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => block_on(bench::run(settings, cli.config, args)),
         Command::Api(args) => block_on(api::run(settings, args)),
         Command::Dead(args) => block_on(dead::run(settings, args)),
+        Command::Queue(args) => block_on(control::queue(settings, args)),
+        Command::Cancel(args) => block_on(control::cancel(settings, args)),
     }
 }
 

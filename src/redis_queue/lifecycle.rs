@@ -34,6 +34,9 @@ impl RedisQueue {
             .key(keys.wip(worker))
             .key(&keys.workers)
             .key(&keys.ids)
+            .key(&keys.paused)
+            .key(&keys.cancel)
+            .key(&keys.cancelled)
             .arg(max)
             .arg(&nonce)
             .arg(worker)
@@ -44,6 +47,11 @@ impl RedisQueue {
         let mut jobs = Vec::with_capacity(reply.len() / 4);
         let mut fields = reply.into_iter();
         let lease_was_held = fields.next().is_some_and(|flag| flag == b"1");
+        let paused = fields.next().is_some_and(|flag| flag == b"1");
+        let mut cancelled: usize = match fields.next() {
+            Some(count) => utf8(count)?.parse().unwrap_or(0),
+            None => 0,
+        };
         while let (Some(token), Some(raw), Some(attempts), Some(error)) =
             (fields.next(), fields.next(), fields.next(), fields.next())
         {
@@ -56,11 +64,14 @@ impl RedisQueue {
                 attempts_made: utf8(attempts)?.parse().unwrap_or(0),
                 last_error: Some(utf8(error)?).filter(|e| !e.is_empty()),
                 claimed_at_ms,
+                cancelled: cancelled > 0,
             });
+            cancelled = cancelled.saturating_sub(1);
         }
         Ok(Claimed {
             jobs,
             lease_was_held,
+            paused,
         })
     }
 
@@ -84,7 +95,9 @@ impl RedisQueue {
                 .key(&keys.attempts)
                 .key(&keys.errors)
                 .key(&keys.ids)
-                .key(&keys.accepted);
+                .key(&keys.accepted)
+                .key(&keys.cancel)
+                .key(keys.signal(worker));
             for token in chunk {
                 invocation.arg(token);
             }
@@ -111,7 +124,10 @@ impl RedisQueue {
             .key(&keys.jobs)
             .key(&keys.scheduled)
             .key(&keys.attempts)
-            .key(&keys.errors);
+            .key(&keys.errors)
+            .key(&keys.cancel)
+            .key(&keys.cancelled)
+            .key(keys.signal(worker));
         for job in jobs {
             let (attempts, error) = match &job.failure {
                 Some((attempts, error)) => (attempts.to_string(), error.as_str()),
@@ -175,8 +191,11 @@ impl RedisQueue {
             .key(&keys.attempts)
             .key(&keys.errors)
             .key(&keys.ready)
+            .key(&keys.cancel)
+            .key(&keys.cancelled)
             .arg(now_ms)
             .arg(&keys.wip_prefix)
+            .arg(&keys.signal_prefix)
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(reply
@@ -211,7 +230,10 @@ impl RedisQueue {
         invocation
             .key(keys.wip(worker))
             .key(&keys.jobs)
-            .key(&keys.ready);
+            .key(&keys.ready)
+            .key(&keys.cancel)
+            .key(&keys.cancelled)
+            .key(keys.signal(worker));
         for token in tokens {
             invocation.arg(token);
         }
@@ -226,6 +248,9 @@ impl RedisQueue {
             .key(&keys.jobs)
             .key(&keys.ready)
             .key(&keys.workers)
+            .key(&keys.cancel)
+            .key(&keys.cancelled)
+            .key(keys.signal(worker))
             .arg(worker)
             .invoke_async(&mut self.conn.clone())
             .await?)

@@ -33,7 +33,7 @@ impl QueueReader {
         let active: Vec<Arc<str>> = self
             .queues
             .iter()
-            .filter(|q| !self.idle.contains(*q))
+            .filter(|q| !self.idle.contains(*q) && !self.paused_queues.contains(*q))
             .cloned()
             .collect();
         if active.is_empty() {
@@ -74,6 +74,7 @@ impl QueueReader {
                 Ok(Claimed {
                     jobs,
                     lease_was_held,
+                    paused,
                 }) => {
                     if !lease_was_held && !self.held.is_empty() {
                         log::error!(target: "conveyor::queue_reader", "lease on queue {queue} had expired: another worker may have recovered this worker's jobs; checking which are still held");
@@ -83,7 +84,10 @@ impl QueueReader {
                         log::info!(target: "conveyor::queue_reader", "redis is reachable again; claiming resumed");
                         self.claim_failures = 0;
                     }
-                    if jobs.len() < asked {
+                    if paused {
+                        // The QueueWatch says when it is resumed.
+                        self.queue_paused(queue.clone(), ctx);
+                    } else if jobs.len() < asked {
                         self.idle.insert(queue.clone());
                         self.wait_for_jobs(queue, ctx);
                     }

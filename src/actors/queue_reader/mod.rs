@@ -43,6 +43,12 @@ const MAX_REDIS_BACKOFF: Duration = Duration::from_secs(5);
 #[rtype(result = "()")]
 pub struct Wake;
 
+/// The queues paused now (from the QueueWatch): claim nothing from them,
+/// and hand back their jobs that have not started.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PausedQueues(pub HashSet<Arc<str>>);
+
 /// Stop claiming, drain in-flight jobs for up to `timeout`, then hand back
 /// the rest. Answers with the number of jobs handed back.
 #[derive(Message)]
@@ -78,6 +84,8 @@ pub struct QueueReader {
     claiming: bool,
     /// Queues found empty: not claimed from until their waiter or a Wake says so.
     idle: HashSet<Arc<str>>,
+    /// Queues paused in Redis: not claimed from until resumed.
+    paused_queues: HashSet<Arc<str>>,
     /// Queues with a blocking wait under way, and their spare connections.
     waiting: HashSet<Arc<str>>,
     waiter_conns: HashMap<Arc<str>, MultiplexedConnection>,
@@ -125,6 +133,7 @@ impl QueueReader {
             lease_lost: false,
             claiming: false,
             idle: HashSet::new(),
+            paused_queues: HashSet::new(),
             waiting: HashSet::new(),
             waiter_conns: HashMap::new(),
             claim_failures: 0,
@@ -238,6 +247,9 @@ impl QueueReader {
                 Outcome::Finished(row) if row.status == FinalStatus::Succeeded => {
                     &self.metrics.succeeded_total
                 }
+                Outcome::Finished(row) if row.status == FinalStatus::Cancelled => {
+                    &self.metrics.cancelled_total
+                }
                 Outcome::Finished(_) => &self.metrics.dead_total,
                 _ => &self.metrics.dead_letters_total,
             };
@@ -294,6 +306,24 @@ impl QueueReader {
             self.flush_redis_writes(ctx);
         }
         self.after_capacity_freed(ctx);
+    }
+
+    /// `queue` is paused: claim nothing more from it, and hand back its
+    /// claimed jobs that have not started.
+    pub(super) fn queue_paused(&mut self, queue: Arc<str>, ctx: &mut Context<Self>) {
+        if !self.paused_queues.insert(queue.clone()) {
+            return;
+        }
+        let unstarted: Vec<JobHandle> = self
+            .feed
+            .take_queue(&queue)
+            .into_iter()
+            .map(|job| job.handle)
+            .collect();
+        if !unstarted.is_empty() {
+            log::info!(target: "conveyor::queue_reader", "queue {queue} paused: {} claimed jobs that had not started go back", unstarted.len());
+            self.route(requeue_unrun(unstarted, "queue paused"), ctx);
+        }
     }
 
     fn publish_in_flight(&self) {
@@ -411,6 +441,20 @@ impl Handler<Wake> for QueueReader {
 
     fn handle(&mut self, _: Wake, ctx: &mut Self::Context) {
         self.metrics.reader_mailbox.on_handle();
+        self.idle.clear();
+        self.claim(ctx);
+    }
+}
+
+impl Handler<PausedQueues> for QueueReader {
+    type Result = ();
+
+    fn handle(&mut self, msg: PausedQueues, ctx: &mut Self::Context) {
+        self.metrics.reader_mailbox.on_handle();
+        self.paused_queues.retain(|queue| msg.0.contains(queue));
+        for queue in msg.0 {
+            self.queue_paused(queue, ctx);
+        }
         self.idle.clear();
         self.claim(ctx);
     }
