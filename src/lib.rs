@@ -15,6 +15,7 @@
 //! - [`kinds`]: the handler registry and the built-in kinds; add your own here.
 //! - [`actors`]: QueueReader, Processor pool, DbWriter, Scheduler, Reaper, Monitor.
 //! - [`worker`]: wiring the actors together, start-up and graceful shutdown.
+//! - [`queue_order`]: how a worker splits its claims among its queues (weighted or strict).
 //! - [`metrics`]: the atomic counters the actors share, and their Prometheus collectors.
 //! - [`intake`]: submitted JSON (API bodies, `enqueue --file` lines) → messages (no I/O).
 //! - [`api`]: the HTTP API (actix-web), alone or inside a worker.
@@ -42,6 +43,7 @@ pub mod intake;
 pub mod job;
 pub mod kinds;
 pub mod metrics;
+pub mod queue_order;
 pub mod redis_queue;
 pub mod store;
 pub mod worker;

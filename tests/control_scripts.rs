@@ -190,3 +190,40 @@ async fn a_cancelled_job_of_a_dead_worker_is_not_run_again() {
     ack_all(&redis, "w2", &again).await;
     assert_nothing_left(&env);
 }
+
+/// One round trip claims from several queues, each as asked, answering in
+/// order; a paused one gives nothing; it works after Redis lost its scripts.
+#[tokio::test]
+async fn one_round_claims_from_several_queues() {
+    let (env, redis, _) = setup();
+    for queue in ["a", "b", "c"] {
+        let messages: Vec<String> = (0..5)
+            .map(|i| job("noop", Some(&format!("{queue}{i}")), json!(i)))
+            .collect();
+        env.push(queue, &messages);
+    }
+    redis.pause("c").await.expect("pause");
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query(&mut env.redis())
+        .expect("flush scripts");
+    let asks: Vec<(Arc<str>, usize)> = vec![("a".into(), 3), ("b".into(), 1), ("c".into(), 2)];
+    let claimed = redis
+        .claim_many(&asks, "w1", far_future())
+        .await
+        .expect("claim");
+    let sizes: Vec<usize> = claimed.iter().map(|c| c.jobs.len()).collect();
+    assert_eq!(sizes, [3, 1, 0]);
+    assert!(claimed[2].paused && !claimed[0].paused);
+    assert_eq!(&*claimed[1].jobs[0].handle.queue, "b");
+    assert_eq!(
+        claimed[0].jobs[0].raw,
+        job("noop", Some("a0"), json!(0)).as_bytes()
+    );
+    redis.resume("c").await.expect("resume");
+    for (queue, held) in [("a", 3), ("b", 1)] {
+        let tokens = redis.held_tokens(queue, "w1").await.expect("held");
+        assert_eq!(tokens.len(), held);
+        redis.ack(queue, "w1", &tokens).await.expect("ack");
+    }
+}
