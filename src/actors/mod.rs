@@ -6,6 +6,7 @@
 //!                        │   └──Record──► DbWriter ──upsert──► MySQL
 //!                        └────Committed───────┘
 //!  Scheduler (due retries → ready) · Reaper (expired leases → ready) · Monitor (log line)
+//!  QueueWatch (pause flags → QueueReader, cancel signals → CancelSignals → processors)
 //! ```
 //!
 //! - [`queue_reader::QueueReader`]: claims, dispatches, routes outcomes, acks after commit.
@@ -15,6 +16,8 @@
 //! - [`scheduler::Scheduler`]: promotes due retries and `run_at` jobs.
 //! - [`reaper::Reaper`]: recovers jobs of workers whose lease expired.
 //! - [`monitor::Monitor`]: the `conveyor::mailbox` log line.
+//! - [`queue_watch::QueueWatch`]: follows pause flags and cancel signals in Redis.
+//! - [`cancel_signals::CancelSignals`]: which held jobs were cancelled (shared, not an actor).
 //!
 //! Each message type is defined beside the actor that handles it.
 
