@@ -13,8 +13,9 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use super::{ClaimRound, QueueReader, CLAIM_RETRY_BASE, MAX_REDIS_BACKOFF};
-use crate::job::JobHandle;
-use crate::redis_queue::{wait_for_message, Claimed, QueueError};
+use crate::job::{ClaimedJob, JobHandle};
+use crate::queue_order::interleave;
+use crate::redis_queue::{wait_for_message, QueueError};
 
 impl QueueReader {
     /// Starts a claim round over every queue not known to be empty.
@@ -30,76 +31,81 @@ impl QueueReader {
         if self.quiet || self.room() == 0 {
             return;
         }
-        let active: Vec<Arc<str>> = self
+        let eligible: Vec<bool> = self
             .queues
             .iter()
-            .filter(|q| !self.idle.contains(*q) && !self.paused_queues.contains(*q))
-            .cloned()
+            .map(|q| !self.idle.contains(q) && !self.paused_queues.contains(q))
             .collect();
-        if active.is_empty() {
+        let slots = self.room().min(self.settings.queues.claim_batch);
+        let picks = self.order.picks(&eligible, slots);
+        if picks.is_empty() {
             return;
         }
+        let asks: Vec<(Arc<str>, usize)> = self
+            .order
+            .counts(&picks)
+            .into_iter()
+            .zip(&self.queues)
+            .filter(|(count, _)| *count > 0)
+            .map(|(count, queue)| (queue.clone(), count))
+            .collect();
         self.claiming = true;
         let redis = self.redis.clone();
         let worker = self.worker.clone();
-        let mut room = self.room();
-        let batch = self.settings.queues.claim_batch;
         let deadline = self.lease_deadline();
         let round = async move {
-            let mut results: ClaimRound = Vec::with_capacity(active.len());
-            for queue in active {
-                let asked = room.min(batch);
-                if asked == 0 {
-                    break;
-                }
-                let claimed = redis.claim(&queue, &worker, asked, deadline).await;
-                if let Ok(claimed) = &claimed {
-                    room -= claimed.jobs.len();
-                }
-                results.push((queue, asked, claimed.map_err(|e| e.to_string())));
-            }
-            results
+            let claimed = redis.claim_many(&asks, &worker, deadline).await;
+            (asks, claimed.map_err(|e| e.to_string()))
         };
-        ctx.spawn(round.into_actor(self).map(|results, act, ctx| {
-            act.claiming = false;
-            act.finish_claim_round(results, ctx);
-            act.notify_if_drained();
-        }));
+        ctx.spawn(
+            round
+                .into_actor(self)
+                .map(move |(asks, claimed), act, ctx| {
+                    act.claiming = false;
+                    act.finish_claim_round(&picks, asks, claimed, ctx);
+                    act.notify_if_drained();
+                }),
+        );
     }
 
-    fn finish_claim_round(&mut self, results: ClaimRound, ctx: &mut Context<Self>) {
-        let mut claimed_any = false;
-        for (queue, asked, result) in results {
-            match result {
-                Ok(Claimed {
-                    jobs,
-                    lease_was_held,
-                    paused,
-                }) => {
-                    if !lease_was_held && !self.held.is_empty() {
-                        log::error!(target: "conveyor::queue_reader", "lease on queue {queue} had expired: another worker may have recovered this worker's jobs; checking which are still held");
-                        self.lease_lost = true;
-                    }
-                    if self.claim_failures > 0 {
-                        log::info!(target: "conveyor::queue_reader", "redis is reachable again; claiming resumed");
-                        self.claim_failures = 0;
-                    }
-                    if paused {
-                        // The QueueWatch says when it is resumed.
-                        self.queue_paused(queue.clone(), ctx);
-                    } else if jobs.len() < asked {
-                        self.idle.insert(queue.clone());
-                        self.wait_for_jobs(queue, ctx);
-                    }
-                    claimed_any |= !jobs.is_empty();
-                    self.dispatch(jobs, ctx);
-                }
-                Err(error) => {
-                    self.redis_failed(&error, ctx);
-                    return;
-                }
+    fn finish_claim_round(
+        &mut self,
+        picks: &[usize],
+        asks: Vec<(Arc<str>, usize)>,
+        claimed: ClaimRound,
+        ctx: &mut Context<Self>,
+    ) {
+        let rounds = match claimed {
+            Ok(rounds) => rounds,
+            Err(error) => {
+                self.redis_failed(&error, ctx);
+                return;
+            }
+        };
+        if self.claim_failures > 0 {
+            log::info!(target: "conveyor::queue_reader", "redis is reachable again; claiming resumed");
+            self.claim_failures = 0;
+        }
+        let mut per_queue: Vec<Vec<ClaimedJob>> = vec![Vec::new(); self.queues.len()];
+        for ((queue, asked), claimed) in asks.into_iter().zip(rounds) {
+            if !claimed.lease_was_held && !self.held.is_empty() {
+                log::error!(target: "conveyor::queue_reader", "lease on queue {queue} had expired: another worker may have recovered this worker's jobs; checking which are still held");
+                self.lease_lost = true;
+            }
+            if claimed.paused {
+                // The QueueWatch says when it is resumed.
+                self.queue_paused(queue.clone(), ctx);
+            } else if claimed.jobs.len() < asked {
+                self.idle.insert(queue.clone());
+                self.wait_for_jobs(queue.clone(), ctx);
+            }
+            if let Some(slot) = self.queues.iter().position(|q| *q == queue) {
+                per_queue[slot] = claimed.jobs;
             }
         }
+        let jobs = interleave(picks, per_queue);
+        let claimed_any = !jobs.is_empty();
+        self.dispatch(jobs, ctx);
         if claimed_any {
             self.claim(ctx);
         }

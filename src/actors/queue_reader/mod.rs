@@ -31,6 +31,7 @@ use super::processor::{Drain, Processor, ProcessorPool};
 use crate::config::Settings;
 use crate::job::{now_ms, ClaimedJob, FinalStatus, JobHandle, Outcome};
 use crate::metrics::Metrics;
+use crate::queue_order::QueueOrder;
 use crate::redis_queue::{Claimed, RedisQueue, Reschedule};
 
 /// How often failed acknowledgements and reschedules are tried again.
@@ -57,14 +58,16 @@ pub struct Shutdown {
     pub timeout: Duration,
 }
 
-/// How many jobs were claimed per queue in one claim round, or the error.
-type ClaimRound = Vec<(Arc<str>, usize, Result<Claimed, String>)>;
+/// What one claim round took from each queue asked, or the error.
+type ClaimRound = Result<Vec<Claimed>, String>;
 
 pub struct QueueReader {
     redis: RedisQueue,
     worker: Arc<str>,
     settings: Arc<Settings>,
     queues: Vec<Arc<str>>,
+    /// How each claim round is split among the queues.
+    order: QueueOrder,
     processors: Addr<Processor>,
     /// Claimed jobs on their way to a processor slot.
     feed: Arc<JobFeed>,
@@ -118,11 +121,13 @@ impl QueueReader {
             .iter()
             .map(|name| Arc::<str>::from(name.as_str()))
             .collect();
+        let order = QueueOrder::new(settings.queues.mode, &settings.queues.weight_list());
         QueueReader {
             redis,
             worker,
             settings,
             queues,
+            order,
             processors: pool.addr,
             feed: pool.feed,
             outcomes: Some(pool.outcomes),
