@@ -460,7 +460,9 @@ mod tests {
         metrics.record_final(&row("noop", FinalStatus::Succeeded));
         metrics.record_final(&row("noop", FinalStatus::Succeeded));
         metrics.record_final(&row("made-up", FinalStatus::Dead));
-        metrics.record_final(&row("noop", FinalStatus::Cancelled));
+        let mut never_started = row("noop", FinalStatus::Cancelled);
+        never_started.started_at_ms = None;
+        metrics.record_final(&never_started);
         metrics.record_retry("noop", "default");
         Metrics::add(&metrics.in_flight, 7);
         Metrics::add(&metrics.claimed_total, 3);
