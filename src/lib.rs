@@ -13,10 +13,11 @@
 //! - [`redis_queue`]: every Redis key and script (no actors).
 //! - [`store`]: every SQL statement and the migrations (no actors).
 //! - [`kinds`]: the handler registry and the built-in kinds; add your own here.
-//! - [`actors`]: QueueReader, Processor pool, DbWriter, Scheduler, Reaper, Monitor.
+//! - [`actors`]: QueueReader, Processor pool, DbWriter, Scheduler, Ticker, Reaper, Monitor.
 //! - [`worker`]: wiring the actors together, start-up and graceful shutdown.
 //! - [`queue_order`]: how a worker splits its claims among its queues (weighted or strict).
 //! - [`metrics`]: the atomic counters the actors share, and their Prometheus collectors.
+//! - [`schedules`]: `[[schedules]]` entries, tick arithmetic and catch-up (no I/O).
 //! - [`intake`]: submitted JSON (API bodies, `enqueue --file` lines) → messages (no I/O).
 //! - [`api`]: the HTTP API (actix-web), alone or inside a worker.
 //! - [`control`]: operators' actions shared by the API and the CLI (pause, resume, cancel).
@@ -45,5 +46,6 @@ pub mod kinds;
 pub mod metrics;
 pub mod queue_order;
 pub mod redis_queue;
+pub mod schedules;
 pub mod store;
 pub mod worker;

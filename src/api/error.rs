@@ -39,6 +39,9 @@ pub enum ApiError {
         queue: String,
         status: String,
     },
+    /// No such schedule (404).
+    #[error("no schedule {0:?} in the configuration")]
+    NoSchedule(String),
     /// No such route (404).
     #[error("no route {0}")]
     NoRoute(String),
@@ -60,6 +63,17 @@ pub enum ApiError {
     /// The metrics could not be encoded (500).
     #[error("metrics encoding failed: {0}")]
     Metrics(String),
+}
+
+impl From<crate::schedules::control::ControlError> for ApiError {
+    fn from(error: crate::schedules::control::ControlError) -> ApiError {
+        use crate::schedules::control::ControlError;
+        match error {
+            ControlError::Unknown(name) => ApiError::NoSchedule(name),
+            ControlError::Queue(e) => ApiError::Redis(e),
+            ControlError::Store(e) => ApiError::Mysql(e),
+        }
+    }
 }
 
 impl ApiError {
@@ -98,9 +112,10 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Invalid(_) | ApiError::Body(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::NotFound(..) | ApiError::NoRoute(_) | ApiError::UnknownQueue(_) => {
-                StatusCode::NOT_FOUND
-            }
+            ApiError::NotFound(..)
+            | ApiError::NoSchedule(_)
+            | ApiError::NoRoute(_)
+            | ApiError::UnknownQueue(_) => StatusCode::NOT_FOUND,
             ApiError::Finished { .. } => StatusCode::CONFLICT,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Redis(_) | ApiError::Mysql(_) | ApiError::Partial { .. } => {

@@ -16,6 +16,9 @@
 //! | `DELETE /jobs/{id}` | cancel → 202 `{"id","queue","status"}`; finished → 409; unknown → 404 |
 //! | `GET /queues` | pending, running, scheduled, dead, paused per queue (configured or holding jobs) |
 //! | `POST /queues/{q}/pause`, `/resume` | stop or restart starting its jobs → 204 |
+//! | `GET /schedules` | each schedule: next run, paused, latest runs |
+//! | `POST /schedules/{name}/trigger` | run a schedule now → 202 `{"id"}` |
+//! | `POST /schedules/{name}/pause`, `/resume` | pause or resume a schedule → 204 |
 //! | `GET /health` | 200 while the process runs (never needs the token) |
 //! | `GET /ready` | 200 when Redis and MySQL answer, else 503 |
 //! | `GET /metrics` | Prometheus text format |
@@ -25,6 +28,7 @@ mod error;
 mod jobs;
 mod metrics;
 mod ops;
+mod schedules;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -44,6 +48,7 @@ use crate::intake::{Rules, DEFAULT_QUEUE};
 use crate::job::EnvelopeDefaults;
 use crate::metrics::{Metrics, MetricsError};
 use crate::redis_queue::{QueueError, RedisQueue};
+use crate::schedules::Schedule;
 use crate::store::{self, StoreError};
 
 /// Address `conveyor api` serves on when `api.bind` is empty.
@@ -63,6 +68,8 @@ pub enum ApiStartError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// Everything the handlers share; cheap to clone.
@@ -73,6 +80,8 @@ pub struct ApiState {
 
 struct Inner {
     settings: Arc<Settings>,
+    /// The configured schedules, compiled once.
+    schedules: Vec<Schedule>,
     redis: RedisQueue,
     pool: mysql_async::Pool,
     metrics: ApiMetrics,
@@ -97,6 +106,7 @@ impl ApiState {
         let token = Some(settings.api.token.as_bytes().to_vec()).filter(|t| !t.is_empty());
         Ok(ApiState {
             inner: Arc::new(Inner {
+                schedules: settings.schedules()?,
                 redis,
                 pool,
                 metrics: ApiMetrics::new()?,
@@ -109,6 +119,10 @@ impl ApiState {
 
     pub(crate) fn settings(&self) -> &Settings {
         &self.inner.settings
+    }
+
+    pub(crate) fn schedules(&self) -> &[Schedule] {
+        &self.inner.schedules
     }
 
     pub(crate) fn redis(&self) -> &RedisQueue {
@@ -227,6 +241,16 @@ fn routes(config: &mut web::ServiceConfig) {
         .route("/queues", web::get().to(ops::queues))
         .route("/queues/{queue}/pause", web::post().to(control::pause))
         .route("/queues/{queue}/resume", web::post().to(control::resume))
+        .route("/schedules", web::get().to(schedules::list))
+        .route(
+            "/schedules/{name}/trigger",
+            web::post().to(schedules::trigger),
+        )
+        .route("/schedules/{name}/pause", web::post().to(schedules::pause))
+        .route(
+            "/schedules/{name}/resume",
+            web::post().to(schedules::resume),
+        )
         .route("/health", web::get().to(ops::health))
         .route("/ready", web::get().to(ops::ready))
         .route("/metrics", web::get().to(ops::metrics));

@@ -6,6 +6,7 @@ mod bench;
 mod control;
 mod dead;
 mod enqueue;
+mod schedules;
 mod stats;
 
 use std::path::PathBuf;
@@ -52,6 +53,8 @@ enum Command {
     Queue(control::QueueArgs),
     /// Cancel a job: waiting ones never start, running ones are stopped.
     Cancel(control::CancelArgs),
+    /// List, trigger, pause or resume the configured schedules.
+    Schedules(schedules::SchedulesArgs),
 }
 
 /// A command found nothing to act on (exit code 1, not an error).
@@ -71,6 +74,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dead(args) => block_on(dead::run(settings, args)),
         Command::Queue(args) => block_on(control::queue(settings, args)),
         Command::Cancel(args) => block_on(control::cancel(settings, args)),
+        Command::Schedules(args) => block_on(schedules::run(settings, args)),
     }
 }
 

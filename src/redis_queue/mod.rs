@@ -22,6 +22,7 @@
 //! | `P:{q}:cancel` | hash | token → cancel time, for cancelled jobs whose row is not written yet |
 //! | `P:{q}:cancelled` | list | tokens of cancelled jobs waiting for their `cancelled` row (message in `jobs`) |
 //! | `P:{q}:signal:<worker>` | set | tokens a worker holds that were cancelled while it ran them |
+//! | `P:{q}:schedule:<name>` | hash | a schedule's state: last tick handled, fingerprint, pause, latest tick's id |
 //!
 //! A job lives in exactly one of `pending`, `ready`+`jobs`, `scheduled`+`jobs`,
 //! `cancelled`+`jobs` or one worker's `wip`; every move between them is one atomic script. A job
@@ -34,10 +35,12 @@
 //! - `lifecycle`: every call that moves a job between those keys;
 //! - `inspect`: read-only views (a job's state, depths, leases);
 //! - `control`: pause flags and cancel marks.
+//! - `schedules`: schedule state and the script that enqueues due ticks.
 
 mod control;
 mod inspect;
 mod lifecycle;
+mod schedules;
 mod scripts;
 
 use std::sync::Arc;
