@@ -11,6 +11,8 @@
 //! - [`config`]: settings (defaults, file, `CONVEYOR__*` env), validation.
 //! - [`job`]: the envelope, its validation, outcomes (no I/O).
 //! - [`redis_queue`]: every Redis key and script (no actors).
+//! - `job_queue`: the queue side of one worker as a trait, over Redis (and in memory for tests).
+//! - [`backoff`]: the one exponential backoff (job retries, DB writes, claims, start-up).
 //! - [`store`]: every SQL statement and the migrations (no actors).
 //! - [`kinds`]: the handler registry and the built-in kinds; add your own here.
 //! - [`actors`]: QueueReader, Processor pool, DbWriter, Scheduler, Ticker, Reaper, Monitor.
@@ -18,6 +20,7 @@
 //! - [`queue_order`]: how a worker splits its claims among its queues (weighted or strict).
 //! - [`metrics`]: the atomic counters the actors share, and their Prometheus collectors.
 //! - [`schedules`]: `[[schedules]]` entries, tick arithmetic and catch-up (no I/O).
+//! - [`enqueue`]: pushing submitted jobs; the unique-key check at enqueue.
 //! - [`intake`]: submitted JSON (API bodies, `enqueue --file` lines) → messages (no I/O).
 //! - [`api`]: the HTTP API (actix-web), alone or inside a worker.
 //! - [`control`]: operators' actions shared by the API and the CLI (pause, resume, cancel).
@@ -38,10 +41,13 @@
 
 pub mod actors;
 pub mod api;
+pub mod backoff;
 pub mod config;
 pub mod control;
+pub mod enqueue;
 pub mod intake;
 pub mod job;
+pub(crate) mod job_queue;
 pub mod kinds;
 pub mod metrics;
 pub mod queue_order;

@@ -191,6 +191,7 @@ pub struct Collectors {
     succeeded: IntCounterVec,
     dead: IntCounterVec,
     cancelled: IntCounterVec,
+    duplicate: IntCounterVec,
     retried: IntCounterVec,
     dead_letters: IntCounterVec,
     duration: HistogramVec,
@@ -268,6 +269,11 @@ impl Collectors {
             cancelled: reg.counter_vec(
                 "conveyor_jobs_cancelled_total",
                 "Jobs that ended cancelled.",
+                kind_queue,
+            )?,
+            duplicate: reg.counter_vec(
+                "conveyor_jobs_duplicate_total",
+                "Pushed jobs refused because another job held their unique_key (duplicate rows).",
                 kind_queue,
             )?,
             retried: reg.counter_vec(
@@ -355,6 +361,7 @@ impl Collectors {
             FinalStatus::Succeeded => &self.succeeded,
             FinalStatus::Dead => &self.dead,
             FinalStatus::Cancelled => &self.cancelled,
+            FinalStatus::Duplicate => &self.duplicate,
         };
         counter.with_label_values(&[kind, &row.handle.queue]).inc();
         let seconds_since = |start_ms: i64| (row.finished_at_ms - start_ms).max(0) as f64 / 1000.0;

@@ -41,6 +41,10 @@ impl QueueOrder {
         }
     }
 
+    pub fn mode(&self) -> QueueMode {
+        self.mode
+    }
+
     /// The queues, in the order their next `slots` jobs should start:
     /// `eligible[i]` says whether queue `i` may be claimed from now (it has
     /// jobs and is not paused). Empty when no queue is eligible.

@@ -14,7 +14,7 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use super::cancel_signals::CancelSignals;
-use super::queue_reader::{PausedQueues, QueueReader};
+use super::queue_reader::PausedQueues;
 use crate::metrics::Metrics;
 use crate::redis_queue::RedisQueue;
 
@@ -23,7 +23,7 @@ pub struct QueueWatch {
     worker: Arc<str>,
     queues: Vec<Arc<str>>,
     every: Duration,
-    reader: Addr<QueueReader>,
+    reader: Recipient<PausedQueues>,
     cancels: Arc<CancelSignals>,
     metrics: Arc<Metrics>,
     /// What the reader was last told; `None` before the first read.
@@ -38,7 +38,7 @@ impl QueueWatch {
         worker: Arc<str>,
         queues: Vec<Arc<str>>,
         every: Duration,
-        reader: Addr<QueueReader>,
+        reader: Recipient<PausedQueues>,
         cancels: Arc<CancelSignals>,
         metrics: Arc<Metrics>,
     ) -> QueueWatch {

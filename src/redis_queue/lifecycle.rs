@@ -98,10 +98,13 @@ impl RedisQueue {
             .key(&keys.paused)
             .key(&keys.cancel)
             .key(&keys.cancelled)
+            .key(self.unique_registry(queue))
             .arg(max)
             .arg(nonce)
             .arg(worker)
-            .arg(lease_deadline_ms);
+            .arg(lease_deadline_ms)
+            .arg(self.unique_prefix(queue))
+            .arg(crate::job::now_ms());
         invocation
     }
 
@@ -127,7 +130,8 @@ impl RedisQueue {
                 .key(&keys.ids)
                 .key(&keys.accepted)
                 .key(&keys.cancel)
-                .key(keys.signal(worker));
+                .key(keys.signal(worker))
+                .key(self.unique_registry(queue));
             for token in chunk {
                 invocation.arg(token);
             }
@@ -326,10 +330,11 @@ fn claim_nonce() -> String {
 }
 
 /// Reads a claim script's reply: the lease and pause flags, the number of
-/// cancelled jobs (they come first), then (token, message, attempts, error).
+/// cancelled jobs (they come first), then (token, message, attempts, error,
+/// unique key holder).
 fn parse_claim(queue: &Arc<str>, reply: Vec<Vec<u8>>) -> Result<Claimed, QueueError> {
     let claimed_at_ms = crate::job::now_ms();
-    let mut jobs = Vec::with_capacity(reply.len() / 4);
+    let mut jobs = Vec::with_capacity(reply.len() / 5);
     let mut fields = reply.into_iter();
     let lease_was_held = fields.next().is_some_and(|flag| flag == b"1");
     let paused = fields.next().is_some_and(|flag| flag == b"1");
@@ -337,9 +342,13 @@ fn parse_claim(queue: &Arc<str>, reply: Vec<Vec<u8>>) -> Result<Claimed, QueueEr
         Some(count) => utf8(count)?.parse().unwrap_or(0),
         None => 0,
     };
-    while let (Some(token), Some(raw), Some(attempts), Some(error)) =
-        (fields.next(), fields.next(), fields.next(), fields.next())
-    {
+    while let (Some(token), Some(raw), Some(attempts), Some(error), Some(holder)) = (
+        fields.next(),
+        fields.next(),
+        fields.next(),
+        fields.next(),
+        fields.next(),
+    ) {
         jobs.push(ClaimedJob {
             handle: JobHandle {
                 queue: queue.clone(),
@@ -350,6 +359,7 @@ fn parse_claim(queue: &Arc<str>, reply: Vec<Vec<u8>>) -> Result<Claimed, QueueEr
             last_error: Some(utf8(error)?).filter(|e| !e.is_empty()),
             claimed_at_ms,
             cancelled: cancelled > 0,
+            duplicate_of: Some(utf8(holder)?).filter(|h| !h.is_empty()),
         });
         cancelled = cancelled.saturating_sub(1);
     }

@@ -22,6 +22,8 @@
 //! | `P:{q}:cancel` | hash | token → cancel time, for cancelled jobs whose row is not written yet |
 //! | `P:{q}:cancelled` | list | tokens of cancelled jobs waiting for their `cancelled` row (message in `jobs`) |
 //! | `P:{q}:signal:<worker>` | set | tokens a worker holds that were cancelled while it ran them |
+//! | `P:{q}:unique:<key>` | string | the id of the job holding `unique_key` `<key>` |
+//! | `P:{q}:unique_tokens` | hash | claim token → (job id, hold-until, lock key) of jobs holding a unique lock |
 //! | `P:{q}:schedule:<name>` | hash | a schedule's state: last tick handled, fingerprint, pause, latest tick's id |
 //!
 //! A job lives in exactly one of `pending`, `ready`+`jobs`, `scheduled`+`jobs`,
@@ -34,14 +36,18 @@
 //! - `scripts`: the Lua scripts, one atomic move each;
 //! - `lifecycle`: every call that moves a job between those keys;
 //! - `inspect`: read-only views (a job's state, depths, leases);
-//! - `control`: pause flags and cancel marks.
-//! - `schedules`: schedule state and the script that enqueues due ticks.
+//! - `control`: pause flags and cancel marks;
+//! - `schedules`: schedule state and the script that enqueues due ticks;
+//! - `unique`: unique locks, taken on enqueue or claim and released on ack.
 
 mod control;
 mod inspect;
 mod lifecycle;
 mod schedules;
 mod scripts;
+mod unique;
+
+pub use unique::UniqueHolder;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -237,6 +243,7 @@ impl RedisQueue {
             keys.workers.clone(),
             keys.ids.clone(),
             keys.accepted.clone(),
+            self.unique_registry(queue),
         ]);
         let _: () = redis::cmd("DEL")
             .arg(doomed)

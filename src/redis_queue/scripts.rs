@@ -12,6 +12,8 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
+use super::unique::{UNIQUE_CLAIM_LUA, UNIQUE_RELEASE_LUA};
+
 /// Lua: the job id of a message that starts with `{"id":"` (as the API, the
 /// CLI and serde write envelopes), else nil. Ids cannot hold a quote, so the
 /// next quote ends it. A cheap string test: messages are never decoded in Redis.
@@ -28,16 +30,19 @@ end
 /// Moves up to ARGV[1] jobs into this worker's `wip`: first cancelled jobs
 /// waiting for their `cancelled` row (even in a paused queue: they never
 /// start), then, unless the queue is paused, jobs from `ready` and `pending`,
-/// naming new messages `<nonce>-<i>`; renews the worker's lease.
+/// naming new messages `<nonce>-<i>`; renews the worker's lease. Takes the
+/// unique lock of each job with a `unique_key`.
 /// KEYS: pending, ready, jobs, attempts, errors, wip, workers, ids, paused,
-/// cancel, cancelled. ARGV: max, nonce, worker, lease deadline.
+/// cancel, cancelled, unique token registry. ARGV: max, nonce, worker, lease
+/// deadline, unique lock prefix, now.
 /// Returns '1' if the worker held a lease before this call ('0' if it had
 /// been presumed dead, or is new), '1' if the queue is paused, the number of
 /// cancelled jobs, then a flat list of (token, message, attempts, last
-/// error), the cancelled jobs first.
+/// error, id of the job holding its unique key or ''), the cancelled jobs
+/// first.
 pub(super) static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        r"{LEAD_ID_LUA}
+        r"{LEAD_ID_LUA}{UNIQUE_CLAIM_LUA}
 local max = tonumber(ARGV[1])
 local cancelled, out, wip = {{}}, {{}}, {{}}
 local lease = '0'
@@ -48,6 +53,7 @@ local function take(token, raw, into)
   into[#into + 1] = token; into[#into + 1] = raw
   into[#into + 1] = redis.call('HGET', KEYS[4], token) or '0'
   into[#into + 1] = redis.call('HGET', KEYS[5], token) or ''
+  into[#into + 1] = unique_claim(token, raw, ARGV[5], KEYS[12], tonumber(ARGV[6]))
 end
 local function from_jobs(list, flagged_only)
   local tokens = redis.call('RPOP', list, max)
@@ -74,6 +80,7 @@ if not paused and max > 0 then
       local token = ARGV[2] .. '-' .. i
       wip[#wip + 1] = token; wip[#wip + 1] = raw
       out[#out + 1] = token; out[#out + 1] = raw; out[#out + 1] = '0'; out[#out + 1] = ''
+      out[#out + 1] = unique_claim(token, raw, ARGV[5], KEYS[12], tonumber(ARGV[6]))
     end
   end
 end
@@ -85,7 +92,7 @@ end
 if #wip > 0 then redis.call('HSET', KEYS[6], unpack(wip)) end
 if #ids > 0 then redis.call('HSET', KEYS[8], unpack(ids)) end
 redis.call('ZADD', KEYS[7], ARGV[4], ARGV[3])
-local reply = {{lease, paused and '1' or '0', tostring(#cancelled / 4)}}
+local reply = {{lease, paused and '1' or '0', tostring(#cancelled / 5)}}
 for _, v in ipairs(cancelled) do reply[#reply + 1] = v end
 for _, v in ipairs(out) do reply[#reply + 1] = v end
 return reply
@@ -95,12 +102,13 @@ return reply
 
 /// Acknowledges committed jobs (ARGV: tokens): removes them from this
 /// worker's `wip` with their attempt count, last error, id entries and
-/// cancel marks, in a few bulk commands. Tokens no longer in `wip` (lease
-/// lost) are left alone. KEYS: wip, attempts, errors, ids, accepted, cancel,
-/// this worker's signal set. Returns how many were acknowledged.
+/// cancel marks, in a few bulk commands, and releases the unique locks they
+/// hold. Tokens no longer in `wip` (lease lost) are left alone. KEYS: wip,
+/// attempts, errors, ids, accepted, cancel, this worker's signal set, unique
+/// token registry. Returns how many were acknowledged.
 pub(super) static ACK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        r"{LEAD_ID_LUA}
+        r"{LEAD_ID_LUA}{UNIQUE_RELEASE_LUA}
 local raws = redis.call('HMGET', KEYS[1], unpack(ARGV))
 local held, ids = {{}}, {{}}
 for i = 1, #ARGV do
@@ -122,6 +130,7 @@ if #ids > 0 then
   redis.call('HDEL', KEYS[4], unpack(ids))
   redis.call('HDEL', KEYS[5], unpack(ids))
 end
+unique_release(KEYS[8], held)
 return #held
 "
     ))
