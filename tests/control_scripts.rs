@@ -45,6 +45,20 @@ async fn ack_all(redis: &RedisQueue, worker: &str, jobs: &[ClaimedJob]) {
     assert_eq!(acked, tokens.len());
 }
 
+/// `w1`'s first attempt at `job` failed: a retry, due much later. Returns
+/// how many jobs the reschedule moved.
+async fn fail_attempt(redis: &RedisQueue, job: &ClaimedJob) -> usize {
+    let retry = Reschedule {
+        token: job.handle.token.clone(),
+        due_ms: far_future(),
+        failure: Some((1, "boom".to_string())),
+    };
+    redis
+        .reschedule("default", "w1", &[retry])
+        .await
+        .expect("reschedule")
+}
+
 fn assert_nothing_left(env: &TestEnv) {
     let left: Vec<(String, i64)> = env
         .leftover_keys()
@@ -121,16 +135,7 @@ async fn a_running_job_is_signalled_and_a_retry_of_it_is_cancelled() {
     assert_eq!(w1[0].cancelled_tokens, [jobs[0].handle.token.clone()]);
     let w2 = redis.control_state(&queues, "w2").await.expect("w2");
     assert!(w2[0].cancelled_tokens.is_empty());
-    let retry = Reschedule {
-        token: jobs[0].handle.token.clone(),
-        due_ms: far_future(),
-        failure: Some((1, "boom".to_string())),
-    };
-    let moved = redis
-        .reschedule("default", "w1", &[retry])
-        .await
-        .expect("reschedule");
-    assert_eq!(moved, 1);
+    assert_eq!(fail_attempt(&redis, &jobs[0]).await, 1);
     assert_eq!(state(&redis, "r1").await.as_deref(), Some("cancelled"));
     let (again, _) = claim(&redis, &q, "w2").await;
     assert_eq!(again.len(), 1);
@@ -146,15 +151,7 @@ async fn a_scheduled_job_is_cancelled() {
     let (env, redis, q) = setup();
     env.push("default", &[job("fail", Some("s1"), json!({}))]);
     let (jobs, _) = claim(&redis, &q, "w1").await;
-    let retry = Reschedule {
-        token: jobs[0].handle.token.clone(),
-        due_ms: far_future(),
-        failure: Some((1, "boom".to_string())),
-    };
-    redis
-        .reschedule("default", "w1", &[retry])
-        .await
-        .expect("reschedule");
+    fail_attempt(&redis, &jobs[0]).await;
     assert_eq!(state(&redis, "s1").await.as_deref(), Some("retrying"));
     let answer = redis.cancel("default", "s1").await.expect("cancel");
     assert_eq!(answer, Some(CancelState::Cancelled));
