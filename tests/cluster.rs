@@ -61,9 +61,15 @@ fn workers_on_a_cluster_survive_a_failover_with_one_row_per_job() {
     ];
     let mut workers: Vec<_> = (0..3).map(|_| env.worker(&settings)).collect();
     let total = (QUEUES.len() * PER_QUEUE) as i64;
-    support::wait_until("a quarter of the rows", WAIT, || {
-        env.count_rows() >= total / 4
-    });
+    let start = std::time::Instant::now();
+    while env.count_rows() < total / 4 {
+        assert!(
+            start.elapsed() < WAIT,
+            "a quarter of the rows did not come; a worker's log:\n{}",
+            workers[0].log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let new_master = cluster.fail_over(&env.pending_key("alpha"));
     support::wait_until("half of the rows", WAIT, || env.count_rows() >= total / 2);
     // A master dies without warning; its replica is elected after the node

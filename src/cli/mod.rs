@@ -3,6 +3,7 @@
 
 mod api;
 mod bench;
+mod control;
 mod dead;
 mod enqueue;
 mod prune;
@@ -51,6 +52,10 @@ enum Command {
     Dead(dead::DeadArgs),
     /// Delete results past their retention now (or count them with --dry-run).
     Prune(prune::PruneArgs),
+    /// Pause or resume a queue.
+    Queue(control::QueueArgs),
+    /// Cancel a job: waiting ones never start, running ones are stopped.
+    Cancel(control::CancelArgs),
     /// List, trigger, pause or resume the configured schedules.
     Schedules(schedules::SchedulesArgs),
 }
@@ -71,6 +76,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Api(args) => block_on(api::run(settings, args)),
         Command::Dead(args) => block_on(dead::run(settings, args)),
         Command::Prune(args) => block_on(prune::run(settings, args)),
+        Command::Queue(args) => block_on(control::queue(settings, args)),
+        Command::Cancel(args) => block_on(control::cancel(settings, args)),
         Command::Schedules(args) => block_on(schedules::run(settings, args)),
     }
 }

@@ -66,6 +66,24 @@ impl RedisConn {
     }
 }
 
+/// A plain pipeline on a cluster may hold commands for several queues, so
+/// several slots and masters (Redis refuses one that crosses slots): each
+/// command goes to its own master, all at once. The first error is the
+/// pipeline's error, as on one server.
+async fn split_across_slots(
+    conn: &ClusterConnection,
+    pipeline: &Pipeline,
+) -> RedisResult<Vec<Value>> {
+    let requests = pipeline.cmd_iter().map(|cmd| {
+        let mut conn = conn.clone();
+        async move { conn.req_packed_command(cmd).await }
+    });
+    futures::future::join_all(requests)
+        .await
+        .into_iter()
+        .collect()
+}
+
 impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
@@ -87,7 +105,12 @@ impl ConnectionLike for RedisConn {
             RedisConn::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
             RedisConn::Cluster(lazy) => Box::pin(async move {
                 let mut conn = lazy.connection().await?;
-                conn.req_packed_commands(pipeline, offset, count).await
+                if offset == 0 && count == pipeline.len() {
+                    split_across_slots(&conn, pipeline).await
+                } else {
+                    // A transaction (MULTI/EXEC): its keys share one slot.
+                    conn.req_packed_commands(pipeline, offset, count).await
+                }
             }),
         }
     }
