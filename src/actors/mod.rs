@@ -20,11 +20,11 @@
 //!
 //! Each message type is defined beside the actor that handles it.
 
-pub mod db_writer;
-pub mod job_feed;
-pub mod monitor;
-pub mod processor;
-pub mod queue_reader;
-pub mod reaper;
-pub mod scheduler;
-pub mod ticker;
+pub(crate) mod db_writer;
+pub(crate) mod job_feed;
+pub(crate) mod monitor;
+pub(crate) mod processor;
+pub(crate) mod queue_reader;
+pub(crate) mod reaper;
+pub(crate) mod scheduler;
+pub(crate) mod ticker;

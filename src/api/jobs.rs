@@ -15,7 +15,7 @@ use crate::job::{is_valid_job_id, is_valid_queue_name};
 use crate::redis_queue::JobState;
 use crate::store::{self, JobRecord};
 
-pub async fn submit(
+pub(super) async fn submit(
     state: web::Data<ApiState>,
     req: HttpRequest,
     payload: web::Payload,
@@ -30,7 +30,7 @@ pub async fn submit(
     Ok(HttpResponse::Accepted().json(json!({ "id": job.id, "queue": job.queue })))
 }
 
-pub async fn submit_batch(
+pub(super) async fn submit_batch(
     state: web::Data<ApiState>,
     req: HttpRequest,
     payload: web::Payload,
@@ -72,7 +72,7 @@ async fn accept_by_queue(state: &ApiState, jobs: Vec<Submission>) -> Result<(), 
     Ok(())
 }
 
-pub async fn status(
+pub(super) async fn status(
     state: web::Data<ApiState>,
     req: HttpRequest,
     id: web::Path<String>,

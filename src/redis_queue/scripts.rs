@@ -30,6 +30,11 @@ end
 /// Returns '1' if the worker held a lease before this call ('0' if it had
 /// been presumed dead, or is new), then a flat list of (token, message,
 /// attempts, last error).
+///
+/// KEYS: 1 `pending`, 2 `ready`, 3 `jobs`, 4 `attempts`, 5 `errors`,
+/// 6 this worker's `wip`, 7 `workers`, 8 `ids`.
+/// ARGV: 1 most jobs to take, 2 nonce for new tokens, 3 worker id,
+/// 4 lease deadline (unix ms).
 pub(super) static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r"{LEAD_ID_LUA}
@@ -77,6 +82,9 @@ return out
 /// worker's `wip` with their attempt count, last error and id entries, in a
 /// few bulk commands. Tokens no longer in `wip` (lease lost) are left alone.
 /// Returns how many were acknowledged.
+///
+/// KEYS: 1 this worker's `wip`, 2 `attempts`, 3 `errors`, 4 `ids`, 5 `accepted`.
+/// ARGV: the tokens (at most `MAX_SCRIPT_BATCH` a call).
 pub(super) static ACK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r"{LEAD_ID_LUA}
@@ -105,6 +113,9 @@ return #held
 });
 
 /// Where a job stands in Redis, by id: (state, attempts made, last error), or nil.
+///
+/// KEYS: 1 `ids`, 2 `jobs`, 3 `scheduled`, 4 `attempts`, 5 `errors`, 6 `accepted`.
+/// ARGV: 1 the job id.
 pub(super) static JOB_STATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -127,6 +138,10 @@ return {state, attempts, err}
 /// Moves jobs from this worker's `wip` to `scheduled` (ARGV: token, due,
 /// attempts or '', error — repeated). Jobs no longer in `wip` (lease lost)
 /// are left alone. Returns how many moved.
+///
+/// KEYS: 1 this worker's `wip`, 2 `jobs`, 3 `scheduled`, 4 `attempts`, 5 `errors`.
+/// ARGV: per job four values: token, due time (unix ms), attempts made or
+/// '' (not started), error.
 pub(super) static RESCHEDULE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -151,6 +166,9 @@ return moved
 });
 
 /// Moves up to ARGV[2] jobs due by ARGV[1] from `scheduled` to `ready`, earliest first.
+///
+/// KEYS: 1 `scheduled`, 2 `ready`.
+/// ARGV: 1 now (unix ms), 2 most jobs to move.
 pub(super) static PROMOTE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -166,6 +184,9 @@ return #due
 
 /// Returns the jobs of workers whose lease ended before ARGV[1] to `ready`,
 /// counting the lost attempt. Returns a flat list of (worker, jobs recovered).
+///
+/// KEYS: 1 `workers`, 2 `jobs`, 3 `attempts`, 4 `errors`, 5 `ready`.
+/// ARGV: 1 now (unix ms), 2 the `wip` key prefix (a worker id completes it).
 pub(super) static REAP: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -193,6 +214,9 @@ return out
 
 /// Hands every job of this worker back to the front of `ready` without
 /// counting an attempt, and removes the worker's lease (graceful shutdown).
+///
+/// KEYS: 1 this worker's `wip`, 2 `jobs`, 3 `ready`, 4 `workers`.
+/// ARGV: 1 worker id.
 pub(super) static HAND_BACK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -210,6 +234,9 @@ return #entries / 2
 
 /// Returns the given tokens from this worker's `wip` to the front of `ready`
 /// without counting an attempt. Returns how many moved.
+///
+/// KEYS: 1 this worker's `wip`, 2 `jobs`, 3 `ready`.
+/// ARGV: the tokens.
 pub(super) static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -230,6 +257,9 @@ return moved
 
 /// Renews a worker's lease; returns 1 when it still had one, 0 when it had
 /// been presumed dead (its jobs recovered elsewhere).
+///
+/// KEYS: 1 `workers`.
+/// ARGV: 1 worker id, 2 lease deadline (unix ms).
 pub(super) static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -241,6 +271,9 @@ if had then return 1 else return 0 end
 });
 
 /// Depths: pending+ready, scheduled, and jobs held by all workers.
+///
+/// KEYS: 1 `pending`, 2 `ready`, 3 `scheduled`, 4 `workers`.
+/// ARGV: 1 the `wip` key prefix (a worker id completes it).
 pub(super) static DEPTHS: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
