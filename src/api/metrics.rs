@@ -21,7 +21,9 @@ pub struct ApiMetrics {
     requests: IntCounterVec,
     request_seconds: HistogramVec,
     accepted: IntCounterVec,
+    duplicates: IntCounterVec,
     queue_depth: IntGaugeVec,
+    queue_paused: IntGaugeVec,
 }
 
 impl ApiMetrics {
@@ -45,10 +47,20 @@ impl ApiMetrics {
                 "Jobs the HTTP API accepted into a queue.",
                 &["queue"],
             )?,
+            duplicates: reg.counter_vec(
+                "conveyor_api_duplicates_refused_total",
+                "Jobs the HTTP API refused because another job held their unique_key.",
+                &["queue"],
+            )?,
             queue_depth: reg.gauge_vec(
                 "conveyor_queue_depth",
                 "Jobs of a queue in Redis by state, read at scrape time.",
                 &["queue", "state"],
+            )?,
+            queue_paused: reg.gauge_vec(
+                "conveyor_queue_paused",
+                "1 while a queue is paused (no job of it starts), read at scrape time.",
+                &["queue"],
             )?,
             registry,
         })
@@ -62,6 +74,10 @@ impl ApiMetrics {
         self.request_seconds
             .with_label_values(&[route])
             .observe(seconds);
+    }
+
+    pub fn duplicate_refused(&self, queue: &str) {
+        self.duplicates.with_label_values(&[queue]).inc();
     }
 
     pub fn accepted(&self, queue: &str, jobs: usize) {
@@ -80,6 +96,9 @@ impl ApiMetrics {
                 .with_label_values(&[queue, state])
                 .set(i64::try_from(value).unwrap_or(i64::MAX));
         }
+        self.queue_paused
+            .with_label_values(&[queue])
+            .set(i64::from(depths.paused));
     }
 
     /// Drops a queue's depth series (Redis did not answer): no stale values.
@@ -87,6 +106,7 @@ impl ApiMetrics {
         for state in ["pending", "running", "scheduled"] {
             let _ = self.queue_depth.remove_label_values(&[queue, state]);
         }
+        let _ = self.queue_paused.remove_label_values(&[queue]);
     }
 
     pub fn gather(&self) -> Vec<MetricFamily> {
@@ -103,8 +123,25 @@ fn route_label(path: &str) -> &'static str {
         "/health" => "/health",
         "/ready" => "/ready",
         "/metrics" => "/metrics",
+        "/schedules" => "/schedules",
         p if p.starts_with("/jobs/") && !p[6..].contains('/') => "/jobs/{id}",
-        _ => "other",
+        p if p.starts_with("/queues/") && p.ends_with("/pause") => "/queues/{queue}/pause",
+        p if p.starts_with("/queues/") && p.ends_with("/resume") => "/queues/{queue}/resume",
+        p => schedule_route(p).unwrap_or("other"),
+    }
+}
+
+/// `/schedules/{name}/trigger|pause|resume`.
+fn schedule_route(path: &str) -> Option<&'static str> {
+    let (name, action) = path.strip_prefix("/schedules/")?.split_once('/')?;
+    if name.is_empty() || name.contains('/') {
+        return None;
+    }
+    match action {
+        "trigger" => Some("/schedules/{name}/trigger"),
+        "pause" => Some("/schedules/{name}/pause"),
+        "resume" => Some("/schedules/{name}/resume"),
+        _ => None,
     }
 }
 
@@ -129,6 +166,9 @@ mod tests {
         assert_eq!(route_label("/jobs/batch"), "/jobs/batch");
         assert_eq!(route_label("/jobs/a/b"), "other");
         assert_eq!(route_label("/random"), "other");
+        assert_eq!(route_label("/queues/a/pause"), "/queues/{queue}/pause");
+        assert_eq!(route_label("/schedules/x/pause"), "/schedules/{name}/pause");
+        assert_eq!(route_label("/schedules/x/y/pause"), "other");
         assert_eq!(method_label("BREW"), "other");
     }
 }
