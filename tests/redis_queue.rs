@@ -11,14 +11,7 @@ use serde_json::json;
 use support::{job, TestEnv};
 
 fn queue(env: &TestEnv) -> RedisQueue {
-    RedisQueue::connect(&conveyor::config::RedisSettings {
-        url: env.redis_url.clone(),
-        key_prefix: env.prefix.clone(),
-        response_timeout_ms: 5000,
-        tls_ca_file: String::new(),
-        cluster_nodes: Vec::new(),
-    })
-    .expect("redis url")
+    env.queue_client()
 }
 
 fn far_future() -> i64 {

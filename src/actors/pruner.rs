@@ -15,7 +15,8 @@ use crate::job::now_ms;
 use crate::redis_queue::RedisQueue;
 use crate::retention::{prune, PruneError, PruneOptions, RetentionPolicy};
 
-pub struct Pruner {
+#[derive(Debug)]
+pub(crate) struct Pruner {
     pool: mysql_async::Pool,
     redis: RedisQueue,
     policy: RetentionPolicy,
@@ -26,7 +27,7 @@ pub struct Pruner {
 }
 
 impl Pruner {
-    pub fn new(
+    pub(crate) fn new(
         pool: mysql_async::Pool,
         redis: RedisQueue,
         policy: RetentionPolicy,

@@ -4,8 +4,9 @@
 use anyhow::Context as _;
 use clap::Args;
 
-use conveyor::config::{redact_url, Settings};
+use conveyor::config::Settings;
 use conveyor::job::now_ms;
+use conveyor::redact::redact_url;
 use conveyor::retention::{count_due, prune, PruneReport};
 use conveyor::store;
 
@@ -13,13 +14,13 @@ use conveyor::store;
 #[command(
     after_help = "Examples:\n  CONVEYOR__RESULTS__RETENTION=30d conveyor prune --dry-run\n  conveyor prune --config prod.toml\n\nThe retention comes from results.retention and results.dead_retention.\nExit codes: 0 done, 2 error (no retention set, another process is pruning, or a server failed)."
 )]
-pub struct PruneArgs {
+pub(crate) struct PruneArgs {
     /// Count the rows past their retention; delete nothing.
     #[arg(long)]
     dry_run: bool,
 }
 
-pub async fn run(settings: Settings, args: PruneArgs) -> anyhow::Result<()> {
+pub(super) async fn run(settings: Settings, args: PruneArgs) -> anyhow::Result<()> {
     let policy = settings.results.policy()?;
     anyhow::ensure!(
         policy.is_active(),

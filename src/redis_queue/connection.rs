@@ -33,6 +33,21 @@ pub enum RedisConn {
 #[derive(Clone)]
 pub struct LazyCluster(Arc<(ClusterClient, OnceCell<ClusterConnection>)>);
 
+impl std::fmt::Debug for LazyCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LazyCluster")
+    }
+}
+
+impl std::fmt::Debug for RedisConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RedisConn::Single(_) => f.write_str("RedisConn::Single"),
+            RedisConn::Cluster(_) => f.write_str("RedisConn::Cluster"),
+        }
+    }
+}
+
 impl LazyCluster {
     pub fn new(client: ClusterClient) -> LazyCluster {
         LazyCluster(Arc::new((client, OnceCell::new())))

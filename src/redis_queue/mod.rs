@@ -63,8 +63,10 @@ use std::time::Duration;
 use connection::LazyCluster;
 pub use connection::RedisConn;
 
-use crate::config::{redact_url, RedisSettings};
+use crate::config::RedisSettings;
 use crate::job::ClaimedJob;
+use crate::limits::MAX_SCRIPT_BATCH;
+use crate::redact::redact_url;
 
 pub use control::{CancelState, QueueControl};
 
@@ -178,10 +180,6 @@ impl QueueKeys {
     }
 }
 
-/// Most tokens or fields one script call takes (Lua's `unpack` has a limit
-/// of about 8 000 values).
-pub const MAX_SCRIPT_BATCH: usize = 1000;
-
 /// The Redis side of conveyor: cheap to clone, reconnects by itself.
 #[derive(Clone)]
 pub struct RedisQueue {
@@ -200,6 +198,15 @@ enum Target {
     Cluster {
         waiters: redis::cluster::ClusterClient,
     },
+}
+
+impl std::fmt::Debug for RedisQueue {
+    /// The prefix only: the connection holds the URL, which may hold a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisQueue")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RedisQueue {

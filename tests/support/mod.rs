@@ -1,3 +1,5 @@
+// Test helpers are `pub` for the many test crates that each use a part.
+#![allow(unreachable_pub)]
 //! Test fixtures: real `redis-server` and `mariadbd` processes on free
 //! loopback ports with throw-away data dirs, and the real `conveyor` binary.
 //!
@@ -532,6 +534,18 @@ impl TestEnv {
         let mut process = self.conveyor(args, extra);
         let code = process.wait_exit(Duration::from_secs(60));
         (code, process.log())
+    }
+
+    /// conveyor's own Redis client for this test's space.
+    pub fn queue_client(&self) -> conveyor::redis_queue::RedisQueue {
+        conveyor::redis_queue::RedisQueue::connect(&conveyor::config::RedisSettings {
+            url: self.redis_url.clone(),
+            key_prefix: self.prefix.clone(),
+            response_timeout_ms: 5000,
+            tls_ca_file: String::new(),
+            cluster_nodes: Vec::new(),
+        })
+        .expect("redis url")
     }
 
     pub fn redis(&self) -> redis::Connection {
