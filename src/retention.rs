@@ -149,6 +149,7 @@ impl PruneReport {
         }
     }
 
+    /// Rows of both tables.
     pub fn total(&self) -> u64 {
         self.results + self.dead_letters
     }
@@ -158,12 +159,16 @@ impl PruneReport {
 /// for the next pass.
 #[derive(Debug, thiserror::Error)]
 pub enum PruneError {
+    /// MySQL failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Redis (the lock) failed.
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// Another process holds the prune lock (its id).
     #[error("another process is pruning (it holds the prune lock: {0})")]
     Busy(String),
+    /// The lock ran out between two batches.
     #[error("the prune lock expired during the pass (another process may prune now)")]
     LockLost,
 }
