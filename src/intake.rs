@@ -168,6 +168,7 @@ fn envelope_from(mut map: Map<String, Value>) -> Result<Envelope, Rejected> {
         timeout_ms: take(&mut map, "timeout_ms")?,
         run_at: take(&mut map, "run_at")?,
         enqueued_at: take(&mut map, "enqueued_at")?,
+        key: take(&mut map, "key")?,
     };
     if let Some(unknown) = map.keys().next() {
         return Err(Rejected::field(unknown, "unknown field"));

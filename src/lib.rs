@@ -18,6 +18,7 @@
 //! - [`actors`]: QueueReader, Processor pool, DbWriter, Scheduler, Ticker, Reaper, Monitor.
 //! - [`worker`]: wiring the actors together, start-up and graceful shutdown.
 //! - [`metrics`]: the atomic counters the actors share, and their Prometheus collectors.
+//! - [`limiters`]: `[[limiters]]` entries: selectors, concurrency and rate limits (no I/O).
 //! - [`schedules`]: `[[schedules]]` entries, tick arithmetic and catch-up (no I/O).
 //! - [`intake`]: submitted JSON (API bodies, `enqueue --file` lines) → messages (no I/O).
 //! - [`api`]: the HTTP API (actix-web), alone or inside a worker.
@@ -44,6 +45,7 @@ pub mod intake;
 pub mod job;
 pub(crate) mod job_queue;
 pub mod kinds;
+pub mod limiters;
 pub mod metrics;
 pub mod redis_queue;
 pub mod schedules;

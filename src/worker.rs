@@ -23,6 +23,7 @@ use crate::config::{redact_url, Settings};
 use crate::job::EnvelopeDefaults;
 use crate::job_queue::RedisJobQueue;
 use crate::kinds::Registry;
+use crate::limiters::LimiterBook;
 use crate::metrics::Metrics;
 use crate::redis_queue::{QueueError, RedisQueue};
 use crate::store::{self, StoreError};
@@ -110,6 +111,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WorkerError> {
     let schedules = settings.schedules()?;
+    let limiters = LimiterBook::new(settings.limiters()?);
     let settings = Arc::new(settings);
     let worker: Arc<str> = worker_id().into();
     log::info!(
@@ -146,6 +148,7 @@ pub async fn run(
         pool.clone(),
         redis.clone(),
         metrics.clone(),
+        limiters,
     );
     start_ticker(&settings, schedules, redis, metrics.clone());
     shutdown.await;
@@ -166,6 +169,7 @@ fn start_actors(
     mysql: mysql_async::Pool,
     redis: RedisQueue,
     metrics: Arc<Metrics>,
+    limiters: LimiterBook,
 ) -> Addr<QueueReader> {
     let feed = Arc::new(JobFeed::new(
         settings.processors.count,
@@ -206,7 +210,7 @@ fn start_actors(
                 metrics.clone(),
             )
             .start();
-            let queue_side = RedisJobQueue::new(redis, worker);
+            let queue_side = RedisJobQueue::new(redis, worker, limiters);
             QueueReader::new(queue_side, &settings, processors, db.recipient(), metrics)
         })
     };

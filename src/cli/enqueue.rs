@@ -84,6 +84,7 @@ async fn enqueue_one(settings: &Settings, args: EnqueueArgs) -> anyhow::Result<(
         timeout_ms: args.timeout_ms,
         run_at,
         enqueued_at: Some(conveyor::job::now_ms()),
+        key: None,
     };
     let valid = validate_envelope(envelope.clone(), "", &defaults(settings))?;
     let redis = super::connect_redis(settings)?;

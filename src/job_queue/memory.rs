@@ -160,6 +160,7 @@ impl JobQueue for MemoryQueue {
         Ok(Claimed {
             jobs,
             lease_was_held,
+            held_back: None,
         })
     }
 

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 
+use crate::limiters::{Limiter, LimiterBook};
 use crate::redis_queue::{wait_for_message, Claimed, QueueError, RedisQueue, Reschedule};
 
 /// One worker's view of the queues it consumes. Every method acts on the jobs
@@ -78,15 +79,18 @@ pub(crate) trait JobQueue: Clone + Unpin + 'static {
 pub(crate) struct RedisJobQueue {
     redis: RedisQueue,
     worker: Arc<str>,
+    /// The limiters claims must honour.
+    limiters: LimiterBook,
     /// A blocking connection per queue, kept between waits.
     waiters: Arc<Mutex<HashMap<Arc<str>, MultiplexedConnection>>>,
 }
 
 impl RedisJobQueue {
-    pub(crate) fn new(redis: RedisQueue, worker: Arc<str>) -> RedisJobQueue {
+    pub(crate) fn new(redis: RedisQueue, worker: Arc<str>, limiters: LimiterBook) -> RedisJobQueue {
         RedisJobQueue {
             redis,
             worker,
+            limiters,
             waiters: Arc::default(),
         }
     }
@@ -113,8 +117,16 @@ impl JobQueue for RedisJobQueue {
         max: usize,
         lease_deadline_ms: i64,
     ) -> Result<Claimed, QueueError> {
+        let limiters = self.limiters.current();
+        let covering: Vec<&Limiter> = limiters.iter().filter(|l| l.covers_queue(queue)).collect();
+        if covering.is_empty() {
+            return self
+                .redis
+                .claim(queue, &self.worker, max, lease_deadline_ms)
+                .await;
+        }
         self.redis
-            .claim(queue, &self.worker, max, lease_deadline_ms)
+            .claim_limited(queue, &self.worker, max, lease_deadline_ms, &covering)
             .await
     }
 

@@ -40,27 +40,12 @@ impl RedisQueue {
             .arg(lease_deadline_ms)
             .invoke_async(&mut self.conn.clone())
             .await?;
-        let claimed_at_ms = crate::job::now_ms();
-        let mut jobs = Vec::with_capacity(reply.len() / 4);
         let mut fields = reply.into_iter();
         let lease_was_held = fields.next().is_some_and(|flag| flag == b"1");
-        while let (Some(token), Some(raw), Some(attempts), Some(error)) =
-            (fields.next(), fields.next(), fields.next(), fields.next())
-        {
-            jobs.push(ClaimedJob {
-                handle: JobHandle {
-                    queue: queue.clone(),
-                    token: utf8(token)?,
-                },
-                raw,
-                attempts_made: utf8(attempts)?.parse().unwrap_or(0),
-                last_error: Some(utf8(error)?).filter(|e| !e.is_empty()),
-                claimed_at_ms,
-            });
-        }
         Ok(Claimed {
-            jobs,
+            jobs: claimed_jobs(queue, fields)?,
             lease_was_held,
+            held_back: None,
         })
     }
 
@@ -84,7 +69,9 @@ impl RedisQueue {
                 .key(&keys.attempts)
                 .key(&keys.errors)
                 .key(&keys.ids)
-                .key(&keys.accepted);
+                .key(&keys.accepted)
+                .key(&keys.slotted)
+                .key(&keys.freed);
             for token in chunk {
                 invocation.arg(token);
             }
@@ -111,7 +98,9 @@ impl RedisQueue {
             .key(&keys.jobs)
             .key(&keys.scheduled)
             .key(&keys.attempts)
-            .key(&keys.errors);
+            .key(&keys.errors)
+            .key(&keys.slotted)
+            .key(&keys.freed);
         for job in jobs {
             let (attempts, error) = match &job.failure {
                 Some((attempts, error)) => (attempts.to_string(), error.as_str()),
@@ -175,6 +164,8 @@ impl RedisQueue {
             .key(&keys.attempts)
             .key(&keys.errors)
             .key(&keys.ready)
+            .key(&keys.slotted)
+            .key(&keys.freed)
             .arg(now_ms)
             .arg(&keys.wip_prefix)
             .invoke_async(&mut self.conn.clone())
@@ -211,7 +202,9 @@ impl RedisQueue {
         invocation
             .key(keys.wip(worker))
             .key(&keys.jobs)
-            .key(&keys.ready);
+            .key(&keys.ready)
+            .key(&keys.slotted)
+            .key(&keys.freed);
         for token in tokens {
             invocation.arg(token);
         }
@@ -226,6 +219,8 @@ impl RedisQueue {
             .key(&keys.jobs)
             .key(&keys.ready)
             .key(&keys.workers)
+            .key(&keys.slotted)
+            .key(&keys.freed)
             .arg(worker)
             .invoke_async(&mut self.conn.clone())
             .await?)
@@ -265,6 +260,30 @@ impl RedisQueue {
     }
 }
 
-fn utf8(bytes: Vec<u8>) -> Result<String, QueueError> {
+/// The (token, message, attempts, last error) groups of a claim's reply.
+pub(super) fn claimed_jobs(
+    queue: &Arc<str>,
+    mut fields: impl Iterator<Item = Vec<u8>>,
+) -> Result<Vec<ClaimedJob>, QueueError> {
+    let claimed_at_ms = crate::job::now_ms();
+    let mut jobs = Vec::new();
+    while let (Some(token), Some(raw), Some(attempts), Some(error)) =
+        (fields.next(), fields.next(), fields.next(), fields.next())
+    {
+        jobs.push(ClaimedJob {
+            handle: JobHandle {
+                queue: queue.clone(),
+                token: utf8(token)?,
+            },
+            raw,
+            attempts_made: utf8(attempts)?.parse().unwrap_or(0),
+            last_error: Some(utf8(error)?).filter(|e| !e.is_empty()),
+            claimed_at_ms,
+        });
+    }
+    Ok(jobs)
+}
+
+pub(super) fn utf8(bytes: Vec<u8>) -> Result<String, QueueError> {
     String::from_utf8(bytes).map_err(|e| QueueError::Protocol(e.to_string()))
 }

@@ -19,6 +19,12 @@
 //! | `P:{q}:ids` | hash | job id → claim token, for claimed jobs whose message starts with `{"id":"` |
 //! | `P:{q}:accepted` | hash | job id → accepted time, for jobs the HTTP API took and no worker finished yet |
 //! | `P:{q}:schedule:<name>` | hash | a schedule's state: last tick handled, fingerprint, pause, latest tick's id |
+//! | `P:{q}:slotted` | hash | token → the limiter slot sets it holds (one per line), for running jobs that hold a slot |
+//! | `P:{q}:freed` | list | a short signal list: pushed when slots are released, for workers waiting on a full limiter |
+//! | `P:{q}:limiter:<name>:slots` | zset | token → claim time (ms): the concurrency slots of a limiter with `queue = q` |
+//! | `P:{q}:limiter:<name>:window:<n>` | string | starts in the rate window n (expires after two windows) |
+//! | `P:{q}:limiter:<name>:key:<key>:…` | | the same per job key (`per_key_concurrency`, `per_key_rate`) |
+//! | `P:limiter:{<name>}:…` | | the same for a limiter without a `queue` (its own hash tag; see docs/limiters.md) |
 //!
 //! A job lives in exactly one of `pending`, `ready`+`jobs`, `scheduled`+`jobs`
 //! or one worker's `wip`; every move between them is one atomic script. A job
@@ -30,12 +36,17 @@
 //! - `scripts`: the Lua scripts, one atomic move each;
 //! - `lifecycle`: every call that moves a job between those keys;
 //! - `inspect`: read-only views (a job's state, depths, leases);
-//! - `schedules`: schedule state and the script that enqueues due ticks.
+//! - `schedules`: schedule state and the script that enqueues due ticks;
+//! - `limits`, `limit_scripts`: the claim under limiters and the release of slots.
 
 mod inspect;
 mod lifecycle;
+mod limit_scripts;
+mod limits;
 mod schedules;
 mod scripts;
+
+pub use limits::{HeldBack, LIMIT_RECHECK_MS};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,6 +98,8 @@ pub struct Claimed {
     /// Whether the worker held a lease before this claim. `false` for a
     /// worker that holds jobs means it had been presumed dead meanwhile.
     pub lease_was_held: bool,
+    /// Jobs a limiter held back (they stay queued), if any.
+    pub held_back: Option<HeldBack>,
 }
 
 /// A job going back to `scheduled`: after a failed attempt, or not yet due.
@@ -111,6 +124,10 @@ pub struct QueueKeys {
     workers: String,
     ids: String,
     accepted: String,
+    slotted: String,
+    freed: String,
+    /// `P:{q}:limiter:`; a limiter's name completes it.
+    limiter_prefix: String,
     /// `P:{q}:wip:`; a worker's id completes it.
     wip_prefix: String,
 }
@@ -128,6 +145,9 @@ impl QueueKeys {
             workers: format!("{base}:workers"),
             ids: format!("{base}:ids"),
             accepted: format!("{base}:accepted"),
+            slotted: format!("{base}:slotted"),
+            freed: format!("{base}:freed"),
+            limiter_prefix: format!("{base}:limiter:"),
             wip_prefix: format!("{base}:wip:"),
         }
     }
@@ -208,6 +228,8 @@ impl RedisQueue {
             keys.workers.clone(),
             keys.ids.clone(),
             keys.accepted.clone(),
+            keys.slotted.clone(),
+            keys.freed.clone(),
         ]);
         let _: () = redis::cmd("DEL")
             .arg(doomed)

@@ -12,10 +12,12 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
+use super::limit_scripts::FREE_SLOTS_LUA;
+
 /// Lua: the job id of a message that starts with `{"id":"` (as the API, the
 /// CLI and serde write envelopes), else nil. Ids cannot hold a quote, so the
 /// next quote ends it. A cheap string test: messages are never decoded in Redis.
-const LEAD_ID_LUA: &str = r#"
+pub(super) const LEAD_ID_LUA: &str = r#"
 local function lead_id(raw)
   if string.sub(raw, 1, 7) == '{"id":"' then
     local stop = string.find(raw, '"', 8, true)
@@ -75,11 +77,12 @@ return out
 
 /// Acknowledges committed jobs (ARGV: tokens): removes them from this
 /// worker's `wip` with their attempt count, last error and id entries, in a
-/// few bulk commands. Tokens no longer in `wip` (lease lost) are left alone.
-/// Returns how many were acknowledged.
+/// few bulk commands, and releases their limiter slots. Tokens no longer in
+/// `wip` (lease lost) are left alone. The last two KEYS are `slotted` and
+/// `freed`. Returns how many were acknowledged.
 pub(super) static ACK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        r"{LEAD_ID_LUA}
+        r"{LEAD_ID_LUA}{FREE_SLOTS_LUA}
 local raws = redis.call('HMGET', KEYS[1], unpack(ARGV))
 local held, ids = {{}}, {{}}
 for i = 1, #ARGV do
@@ -94,6 +97,7 @@ if #held > 0 then
   redis.call('HDEL', KEYS[1], unpack(held))
   redis.call('HDEL', KEYS[2], unpack(held))
   redis.call('HDEL', KEYS[3], unpack(held))
+  free_slots(KEYS[#KEYS - 1], KEYS[#KEYS], held)
 end
 if #ids > 0 then
   redis.call('HDEL', KEYS[4], unpack(ids))
@@ -126,11 +130,12 @@ return {state, attempts, err}
 
 /// Moves jobs from this worker's `wip` to `scheduled` (ARGV: token, due,
 /// attempts or '', error — repeated). Jobs no longer in `wip` (lease lost)
-/// are left alone. Returns how many moved.
+/// are left alone; moved jobs release their limiter slots (the last two
+/// KEYS: `slotted`, `freed`). Returns how many moved.
 pub(super) static RESCHEDULE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local moved = 0
+    Script::new(&format!(
+        r"{FREE_SLOTS_LUA}
+local moved = {{}}
 for i = 1, #ARGV, 4 do
   local token = ARGV[i]
   local raw = redis.call('HGET', KEYS[1], token)
@@ -142,12 +147,13 @@ for i = 1, #ARGV, 4 do
       redis.call('HSET', KEYS[4], token, ARGV[i + 2])
       redis.call('HSET', KEYS[5], token, ARGV[i + 3])
     end
-    moved = moved + 1
+    moved[#moved + 1] = token
   end
 end
-return moved
-",
-    )
+free_slots(KEYS[#KEYS - 1], KEYS[#KEYS], moved)
+return #moved
+"
+    ))
 });
 
 /// Moves up to ARGV[2] jobs due by ARGV[1] from `scheduled` to `ready`, earliest first.
@@ -165,67 +171,77 @@ return #due
 });
 
 /// Returns the jobs of workers whose lease ended before ARGV[1] to `ready`,
-/// counting the lost attempt. Returns a flat list of (worker, jobs recovered).
+/// counting the lost attempt, and releases their limiter slots (the last two
+/// KEYS: `slotted`, `freed`). Returns a flat list of (worker, jobs recovered).
 pub(super) static REAP: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local out = {}
+    Script::new(&format!(
+        r"{FREE_SLOTS_LUA}
+local out = {{}}
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 16)
 for _, worker in ipairs(expired) do
   local wip = ARGV[2] .. worker
   local entries = redis.call('HGETALL', wip)
+  local tokens = {{}}
   for i = 1, #entries, 2 do
     local token = entries[i]
+    tokens[#tokens + 1] = token
     redis.call('HSET', KEYS[2], token, entries[i + 1])
     local n = redis.call('HINCRBY', KEYS[3], token, 1)
     redis.call('HSET', KEYS[4], token,
       'worker ' .. worker .. ' stopped responding during attempt ' .. n .. ' (lease expired)')
     redis.call('LPUSH', KEYS[5], token)
   end
+  free_slots(KEYS[#KEYS - 1], KEYS[#KEYS], tokens)
   redis.call('DEL', wip)
   redis.call('ZREM', KEYS[1], worker)
   out[#out + 1] = worker; out[#out + 1] = tostring(#entries / 2)
 end
 return out
-",
-    )
+"
+    ))
 });
 
 /// Hands every job of this worker back to the front of `ready` without
-/// counting an attempt, and removes the worker's lease (graceful shutdown).
+/// counting an attempt, releases their limiter slots (the last two KEYS:
+/// `slotted`, `freed`) and removes the worker's lease (graceful shutdown).
 pub(super) static HAND_BACK: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
+    Script::new(&format!(
+        r"{FREE_SLOTS_LUA}
 local entries = redis.call('HGETALL', KEYS[1])
+local tokens = {{}}
 for i = 1, #entries, 2 do
+  tokens[#tokens + 1] = entries[i]
   redis.call('HSET', KEYS[2], entries[i], entries[i + 1])
   redis.call('RPUSH', KEYS[3], entries[i])
 end
+free_slots(KEYS[#KEYS - 1], KEYS[#KEYS], tokens)
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
 return #entries / 2
-",
-    )
+"
+    ))
 });
 
 /// Returns the given tokens from this worker's `wip` to the front of `ready`
-/// without counting an attempt. Returns how many moved.
+/// without counting an attempt, releasing their limiter slots (the last two
+/// KEYS: `slotted`, `freed`). Returns how many moved.
 pub(super) static RELEASE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local moved = 0
+    Script::new(&format!(
+        r"{FREE_SLOTS_LUA}
+local moved = {{}}
 for _, token in ipairs(ARGV) do
   local raw = redis.call('HGET', KEYS[1], token)
   if raw then
     redis.call('HDEL', KEYS[1], token)
     redis.call('HSET', KEYS[2], token, raw)
     redis.call('RPUSH', KEYS[3], token)
-    moved = moved + 1
+    moved[#moved + 1] = token
   end
 end
-return moved
-",
-    )
+free_slots(KEYS[#KEYS - 1], KEYS[#KEYS], moved)
+return #moved
+"
+    ))
 });
 
 /// Renews a worker's lease; returns 1 when it still had one, 0 when it had

@@ -48,6 +48,7 @@ async fn run_claim_round(queue_side: impl JobQueue, request: ClaimRequest) -> Ro
                     asked,
                     handles: claimed.jobs.iter().map(|job| job.handle.clone()).collect(),
                     lease_was_held: claimed.lease_was_held,
+                    held_back_for_ms: claimed.held_back.as_ref().map(|h| h.retry_in_ms),
                 });
                 reply.jobs.extend(claimed.jobs);
             }

@@ -51,6 +51,15 @@ enum Waiter {
     RetryAt(i64),
 }
 
+/// A queue whose waiting jobs a limiter holds back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Limited {
+    /// Not claimed from before this time (a rate window turns, or the
+    /// recheck of a full concurrency limit), or before one of this worker's
+    /// own jobs of the queue ends and releases its slot.
+    Until(i64),
+}
+
 /// The claim core. See the module documentation.
 #[derive(Debug)]
 pub(crate) struct ClaimCore {
@@ -64,6 +73,9 @@ pub(crate) struct ClaimCore {
     /// Queues found empty: not claimed from until a wait or a wake says so.
     empty: HashSet<Arc<str>>,
     waiters: HashMap<Arc<str>, Waiter>,
+    /// Queues whose jobs limiters hold back: no claim (and no blocking wait,
+    /// which would return at once) until the limit may have room.
+    limited: HashMap<Arc<str>, Limited>,
     owed: OwedWrites,
 }
 
@@ -80,6 +92,7 @@ impl ClaimCore {
             failures: 0,
             empty: HashSet::new(),
             waiters: HashMap::new(),
+            limited: HashMap::new(),
             owed: OwedWrites::new(),
         }
     }
@@ -128,7 +141,12 @@ impl ClaimCore {
                 self.lease_lost(claim.queue.clone(), &mut effects);
             }
             self.redis_answered(&mut effects);
-            if claim.handles.len() < claim.asked {
+            if let Some(delay_ms) = claim.held_back_for_ms {
+                let until = now_ms + ms(delay_ms).max(1);
+                self.limited
+                    .insert(claim.queue.clone(), Limited::Until(until));
+                effects.push(Effect::TickAt(until));
+            } else if claim.handles.len() < claim.asked {
                 self.empty.insert(claim.queue.clone());
                 self.start_wait(claim.queue, &mut effects);
             }
@@ -215,6 +233,8 @@ impl ClaimCore {
         }
         for handle in &report.done {
             self.held.remove(handle);
+            // Its end released its limiter slots: look at its queue again.
+            self.limited.remove(&handle.queue);
         }
         if let Some(error) = report.error {
             effects.push(Effect::Report(Report::WriteFailed {
@@ -273,6 +293,8 @@ impl ClaimCore {
             self.waiters.remove(&queue);
             self.empty.remove(&queue);
         }
+        self.limited
+            .retain(|_, Limited::Until(until)| *until > now_ms);
         effects.extend(self.owed.on_tick(now_ms));
         if let Lifecycle::Draining { deadline_ms } = self.lifecycle {
             if now_ms >= deadline_ms {
@@ -340,7 +362,7 @@ impl ClaimCore {
             .config
             .queues
             .iter()
-            .filter(|queue| !self.empty.contains(*queue))
+            .filter(|queue| !self.empty.contains(*queue) && !self.limited.contains_key(*queue))
             .map(|queue| (queue.clone(), self.config.claim_batch))
             .collect();
         if asks.is_empty() {

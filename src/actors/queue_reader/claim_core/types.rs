@@ -97,6 +97,8 @@ pub(crate) struct QueueClaim {
     pub(crate) handles: Vec<JobHandle>,
     /// Whether the lease was held before this claim.
     pub(crate) lease_was_held: bool,
+    /// When a limiter held jobs back: after how long they may pass.
+    pub(crate) held_back_for_ms: Option<u64>,
 }
 
 /// What a reconcile round found.

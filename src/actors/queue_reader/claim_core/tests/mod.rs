@@ -50,6 +50,7 @@ pub(super) fn claim(queue: &str, asked: usize, range: std::ops::Range<usize>) ->
         asked,
         handles: handles(queue, range),
         lease_was_held: true,
+        held_back_for_ms: None,
     }
 }
 
