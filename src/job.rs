@@ -32,6 +32,9 @@ pub struct ClaimedJob {
     pub last_error: Option<String>,
     /// When this worker claimed it (unix ms).
     pub claimed_at_ms: i64,
+    /// The id of the job holding this message's `unique_key` in its queue,
+    /// when that is another job: this one is a duplicate and does not run.
+    pub duplicate_of: Option<String>,
 }
 
 /// The job envelope of the wire contract.
@@ -55,6 +58,12 @@ pub struct Envelope {
     /// per-key limits group jobs by it. Unkeyed jobs share one key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// No second job of the same queue and key while this one is unfinished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique_key: Option<String>,
+    /// Holds the unique lock at least this long after `enqueued_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique_for_ms: Option<u64>,
 }
 
 /// `run_at`: an RFC 3339 time or unix milliseconds.
@@ -99,6 +108,7 @@ pub struct ValidJob {
     pub run_at_ms: Option<i64>,
     pub enqueued_at_ms: Option<i64>,
     pub key: Option<String>,
+    pub unique_key: Option<String>,
 }
 
 /// Defaults applied to fields an envelope leaves out.
@@ -181,6 +191,7 @@ pub fn validate_envelope(
         Some(run_at) => Some(run_at.to_unix_ms().map_err(|e| bad("run_at", e))?),
         None => None,
     };
+    check_unique(envelope.unique_key.as_deref(), envelope.unique_for_ms)?;
     Ok(ValidJob {
         id,
         kind: envelope.kind,
@@ -190,7 +201,31 @@ pub fn validate_envelope(
         run_at_ms,
         enqueued_at_ms: envelope.enqueued_at,
         key: envelope.key,
+        unique_key: envelope.unique_key,
     })
+}
+
+/// Longest `unique_key`, in characters.
+pub const MAX_UNIQUE_KEY_CHARS: usize = 128;
+
+fn check_unique(key: Option<&str>, for_ms: Option<u64>) -> Result<(), Malformed> {
+    if let Some(key) = key {
+        let chars = key.chars().count();
+        if chars == 0 || chars > MAX_UNIQUE_KEY_CHARS {
+            return Err(bad(
+                "unique_key",
+                format!("must be 1-{MAX_UNIQUE_KEY_CHARS} characters, got {chars}"),
+            ));
+        }
+    }
+    match (key, for_ms) {
+        (_, Some(0)) => Err(bad("unique_for_ms", "must be positive".to_string())),
+        (None, Some(_)) => Err(bad(
+            "unique_for_ms",
+            "needs a unique_key to hold".to_string(),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn bad(field: &'static str, reason: String) -> Malformed {
@@ -236,6 +271,8 @@ fn is_name(text: &str, also: impl Fn(char) -> bool) -> bool {
 pub enum FinalStatus {
     Succeeded,
     Dead,
+    /// Not run: another job of its queue held its `unique_key`.
+    Duplicate,
 }
 
 impl FinalStatus {
@@ -243,6 +280,7 @@ impl FinalStatus {
         match self {
             FinalStatus::Succeeded => "succeeded",
             FinalStatus::Dead => "dead",
+            FinalStatus::Duplicate => "duplicate",
         }
     }
 }
@@ -382,6 +420,15 @@ mod tests {
             (r#"{"kind":"noop","key":"a b"}"#, "field key"),
             (r#"{"kind":"noop","key":""}"#, "field key"),
             (r#"{"kind":"noop","key":7}"#, "not a valid job envelope"),
+            (r#"{"kind":"noop","unique_key":""}"#, "field unique_key"),
+            (
+                r#"{"kind":"noop","unique_key":"k","unique_for_ms":0}"#,
+                "field unique_for_ms",
+            ),
+            (
+                r#"{"kind":"noop","unique_for_ms":5}"#,
+                "field unique_for_ms",
+            ),
         ];
         for (raw, expected) in cases {
             let err = parse(raw).expect_err(raw).to_string();

@@ -20,6 +20,7 @@
 //! - [`metrics`]: the atomic counters the actors share, and their Prometheus collectors.
 //! - [`limiters`]: `[[limiters]]` entries: selectors, concurrency and rate limits (no I/O).
 //! - [`schedules`]: `[[schedules]]` entries, tick arithmetic and catch-up (no I/O).
+//! - [`enqueue`]: pushing submitted jobs; the unique-key check at enqueue.
 //! - [`intake`]: submitted JSON (API bodies, `enqueue --file` lines) → messages (no I/O).
 //! - [`api`]: the HTTP API (actix-web), alone or inside a worker.
 //!
@@ -41,6 +42,7 @@ pub mod actors;
 pub mod api;
 pub mod backoff;
 pub mod config;
+pub mod enqueue;
 pub mod intake;
 pub mod job;
 pub(crate) mod job_queue;

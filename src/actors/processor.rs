@@ -176,6 +176,9 @@ pub async fn run_job(env: &ProcessorEnv, job: ClaimedJob) -> Outcome {
             })
         }
     };
+    if let Some(holder) = job.duplicate_of.clone() {
+        return duplicate(job, valid, holder);
+    }
     if let Some(due_ms) = valid.run_at_ms.filter(|due| *due > started_ms) {
         return Outcome::Defer {
             handle: job.handle,
@@ -290,6 +293,25 @@ fn decide(
     }
 }
 
+/// A message refused because job `holder` holds its `unique_key`: it does
+/// not run, and its row points at the holder.
+fn duplicate(job: ClaimedJob, valid: ValidJob, holder: String) -> Outcome {
+    let output = serde_json::json!({ "duplicate_of": holder }).to_string();
+    Outcome::Finished(ResultRow {
+        handle: job.handle,
+        id: valid.id,
+        kind: valid.kind,
+        status: FinalStatus::Duplicate,
+        attempts: 0,
+        output: Some(output),
+        error: None,
+        enqueued_at_ms: valid.enqueued_at_ms,
+        started_at_ms: None,
+        finished_at_ms: now_ms(),
+        message: None,
+    })
+}
+
 fn finished(
     job: ClaimedJob,
     valid: ValidJob,
@@ -347,6 +369,7 @@ mod tests {
             attempts_made: 0,
             last_error: None,
             claimed_at_ms: 0,
+            duplicate_of: None,
         }
     }
 

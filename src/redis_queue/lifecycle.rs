@@ -34,10 +34,13 @@ impl RedisQueue {
             .key(keys.wip(worker))
             .key(&keys.workers)
             .key(&keys.ids)
+            .key(self.unique_registry(queue))
             .arg(max)
             .arg(&nonce)
             .arg(worker)
             .arg(lease_deadline_ms)
+            .arg(self.unique_prefix(queue))
+            .arg(crate::job::now_ms())
             .invoke_async(&mut self.conn.clone())
             .await?;
         let mut fields = reply.into_iter();
@@ -70,6 +73,7 @@ impl RedisQueue {
                 .key(&keys.errors)
                 .key(&keys.ids)
                 .key(&keys.accepted)
+                .key(self.unique_registry(queue))
                 .key(&keys.slotted)
                 .key(&keys.freed);
             for token in chunk {
@@ -260,16 +264,20 @@ impl RedisQueue {
     }
 }
 
-/// The (token, message, attempts, last error) groups of a claim's reply.
+/// The (token, message, attempts, last error, unique holder) groups of a claim's reply.
 pub(super) fn claimed_jobs(
     queue: &Arc<str>,
     mut fields: impl Iterator<Item = Vec<u8>>,
 ) -> Result<Vec<ClaimedJob>, QueueError> {
     let claimed_at_ms = crate::job::now_ms();
     let mut jobs = Vec::new();
-    while let (Some(token), Some(raw), Some(attempts), Some(error)) =
-        (fields.next(), fields.next(), fields.next(), fields.next())
-    {
+    while let (Some(token), Some(raw), Some(attempts), Some(error), Some(holder)) = (
+        fields.next(),
+        fields.next(),
+        fields.next(),
+        fields.next(),
+        fields.next(),
+    ) {
         jobs.push(ClaimedJob {
             handle: JobHandle {
                 queue: queue.clone(),
@@ -279,6 +287,7 @@ pub(super) fn claimed_jobs(
             attempts_made: utf8(attempts)?.parse().unwrap_or(0),
             last_error: Some(utf8(error)?).filter(|e| !e.is_empty()),
             claimed_at_ms,
+            duplicate_of: Some(utf8(holder)?).filter(|h| !h.is_empty()),
         });
     }
     Ok(jobs)

@@ -10,6 +10,7 @@ use std::sync::LazyLock;
 use redis::Script;
 
 use super::scripts::LEAD_ID_LUA;
+use super::unique::UNIQUE_CLAIM_LUA;
 
 /// Lua: `free_slots(slotted, tokens)` releases every limiter slot the given
 /// tokens hold (the `slotted` hash maps a token to its slot sets, one per
@@ -43,27 +44,31 @@ end
 /// stay in their list in their place. It looks at most ARGV[6] jobs ahead, and
 /// stops at the first job held back by a limiter that covers the whole queue.
 ///
-/// KEYS: pending, ready, jobs, attempts, errors, wip, workers, ids, slotted.
-/// ARGV: max, nonce, worker, lease deadline, (unused), look-ahead, then nine
-/// values per limiter: state key base, kind ('' = any), concurrency, rate
-/// count, rate window ms, per-key concurrency, per-key rate count, per-key
-/// rate window ms (0 = no such limit), name.
+/// Takes unique locks as the plain claim does.
+///
+/// KEYS: pending, ready, jobs, attempts, errors, wip, workers, ids, slotted,
+/// unique token registry.
+/// ARGV: max, nonce, worker, lease deadline, the delay reported for a full
+/// concurrency limit (ms), look-ahead, unique lock prefix, now (ms), then
+/// nine values per limiter: state key base, kind ('' = any), concurrency,
+/// rate count, rate window ms, per-key concurrency, per-key rate count,
+/// per-key rate window ms (0 = no such limit), name.
 ///
 /// Returns the lease flag ('1' if the worker held its lease), the delay in ms
-/// after which a held-back job may pass ('0': none was held back; for a full
-/// concurrency limit, ARGV[5]... see `RECHECK`), the number of (limiter, jobs
-/// held back) pairs and those pairs, then (token, message, attempts, last
-/// error) per job.
+/// after which a held-back job may pass ('-1': none was held back), the
+/// number of (limiter, jobs held back) pairs and those pairs, then (token,
+/// message, attempts, last error, unique holder or '') per job.
 pub(super) static CLAIM_LIMITED: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        r"{LEAD_ID_LUA}
+        r"{LEAD_ID_LUA}{UNIQUE_CLAIM_LUA}
 local max = tonumber(ARGV[1])
 local look = tonumber(ARGV[6])
 local recheck = tonumber(ARGV[5])
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local limiters = {{}}
-for i = 7, #ARGV, 9 do
+local lock_prefix, unique_now = ARGV[7], tonumber(ARGV[8])
+for i = 9, #ARGV, 9 do
   limiters[#limiters + 1] = {{base = ARGV[i], kind = ARGV[i + 1], conc = tonumber(ARGV[i + 2]),
     rn = tonumber(ARGV[i + 3]), rms = tonumber(ARGV[i + 4]), kconc = tonumber(ARGV[i + 5]),
     krn = tonumber(ARGV[i + 6]), krms = tonumber(ARGV[i + 7]), name = ARGV[i + 8]}}
@@ -128,6 +133,7 @@ local function take(token, raw, takes, attempts, err)
   if #sets > 0 then redis.call('HSET', KEYS[9], token, table.concat(sets, '\n')) end
   wip[#wip + 1] = token; wip[#wip + 1] = raw
   out[#out + 1] = token; out[#out + 1] = raw; out[#out + 1] = attempts; out[#out + 1] = err
+  out[#out + 1] = unique_claim(token, raw, lock_prefix, KEYS[10], unique_now)
   max = max - 1
 end
 

@@ -65,12 +65,15 @@ impl RedisQueue {
             .key(&keys.workers)
             .key(&keys.ids)
             .key(&keys.slotted)
+            .key(self.unique_registry(queue))
             .arg(max)
             .arg(&nonce)
             .arg(worker)
             .arg(lease_deadline_ms)
             .arg(LIMIT_RECHECK_MS)
-            .arg(max + LOOK_AHEAD);
+            .arg(max + LOOK_AHEAD)
+            .arg(self.unique_prefix(queue))
+            .arg(crate::job::now_ms());
         for limiter in limiters {
             let (rate_count, rate_ms) = rate_args(limiter.rate);
             let (key_rate_count, key_rate_ms) = rate_args(limiter.per_key_rate);

@@ -18,6 +18,8 @@
 //! | `P:{q}:workers` | zset | worker id → lease deadline (unix ms) |
 //! | `P:{q}:ids` | hash | job id → claim token, for claimed jobs whose message starts with `{"id":"` |
 //! | `P:{q}:accepted` | hash | job id → accepted time, for jobs the HTTP API took and no worker finished yet |
+//! | `P:{q}:unique:<key>` | string | the id of the job holding `unique_key` `<key>` |
+//! | `P:{q}:unique_tokens` | hash | claim token → (job id, hold-until, lock key) of jobs holding a unique lock |
 //! | `P:{q}:schedule:<name>` | hash | a schedule's state: last tick handled, fingerprint, pause, latest tick's id |
 //! | `P:{q}:slotted` | hash | token → the limiter slot sets it holds (one per line), for running jobs that hold a slot |
 //! | `P:{q}:freed` | list | a short signal list: pushed when slots are released, for workers waiting on a full limiter |
@@ -37,6 +39,7 @@
 //! - `lifecycle`: every call that moves a job between those keys;
 //! - `inspect`: read-only views (a job's state, depths, leases);
 //! - `schedules`: schedule state and the script that enqueues due ticks;
+//! - `unique`: unique locks, taken on enqueue or claim and released on ack.
 //! - `limits`, `limit_scripts`: the claim under limiters and the release of slots.
 
 mod inspect;
@@ -45,6 +48,9 @@ mod limit_scripts;
 mod limits;
 mod schedules;
 mod scripts;
+mod unique;
+
+pub use unique::UniqueHolder;
 
 pub use limits::{HeldBack, LIMIT_RECHECK_MS};
 
@@ -228,6 +234,7 @@ impl RedisQueue {
             keys.workers.clone(),
             keys.ids.clone(),
             keys.accepted.clone(),
+            self.unique_registry(queue),
             keys.slotted.clone(),
             keys.freed.clone(),
         ]);

@@ -256,6 +256,8 @@ impl Schedule {
             run_at: None,
             enqueued_at: Some(enqueued_at_ms),
             key: None,
+            unique_key: None,
+            unique_for_ms: None,
         };
         // Serialising a struct of strings, numbers and a JSON value cannot fail.
         serde_json::to_vec(&envelope).unwrap_or_default()
