@@ -241,6 +241,12 @@ impl JobQueue for MemoryQueue {
             .is_some())
     }
 
+    /// No limiters in memory: nothing is ever held back.
+    async fn wait_for_slot(&self, _: &Arc<str>, timeout: Duration) -> Result<(), QueueError> {
+        tokio::time::sleep(timeout).await;
+        Ok(())
+    }
+
     async fn wait_for_jobs(&self, queue: &Arc<str>, timeout: Duration) -> Result<(), QueueError> {
         let pushed = self.pushed.notified();
         tokio::pin!(pushed);

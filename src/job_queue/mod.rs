@@ -18,7 +18,9 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 
 use crate::limiters::{Limiter, LimiterBook};
-use crate::redis_queue::{wait_for_message, Claimed, QueueError, RedisQueue, Reschedule};
+use crate::redis_queue::{
+    wait_for_message, wait_for_released_slot, Claimed, QueueError, RedisQueue, Reschedule,
+};
 
 /// One worker's view of the queues it consumes. Every method acts on the jobs
 /// of the worker the value was made for.
@@ -66,6 +68,13 @@ pub(crate) trait JobQueue: Clone + Unpin + 'static {
         lease_deadline_ms: i64,
     ) -> impl Future<Output = Result<bool, QueueError>>;
 
+    /// Waits until a job of `queue` releases limiter slots or `timeout` passes.
+    fn wait_for_slot(
+        &self,
+        queue: &Arc<str>,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<(), QueueError>>;
+
     /// Waits until `queue` may have work or `timeout` passes.
     fn wait_for_jobs(
         &self,
@@ -74,6 +83,16 @@ pub(crate) trait JobQueue: Clone + Unpin + 'static {
     ) -> impl Future<Output = Result<(), QueueError>>;
 }
 
+/// What a blocking wait waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Wait {
+    Message,
+    ReleasedSlot,
+}
+
+/// Kept blocking connections, by queue and kind of wait.
+type Waiters = HashMap<(Arc<str>, Wait), MultiplexedConnection>;
+
 /// [`JobQueue`] over Redis, for one worker id.
 #[derive(Clone)]
 pub(crate) struct RedisJobQueue {
@@ -81,8 +100,8 @@ pub(crate) struct RedisJobQueue {
     worker: Arc<str>,
     /// The limiters claims must honour.
     limiters: LimiterBook,
-    /// A blocking connection per queue, kept between waits.
-    waiters: Arc<Mutex<HashMap<Arc<str>, MultiplexedConnection>>>,
+    /// A blocking connection per queue and kind of wait, kept between waits.
+    waiters: Arc<Mutex<Waiters>>,
 }
 
 impl RedisJobQueue {
@@ -95,18 +114,28 @@ impl RedisJobQueue {
         }
     }
 
-    fn spare_waiter(&self, queue: &str) -> Option<MultiplexedConnection> {
-        self.waiters
+    /// The kept connection for this wait, or a new one.
+    async fn waiter(
+        &self,
+        queue: &Arc<str>,
+        wait: Wait,
+    ) -> Result<MultiplexedConnection, QueueError> {
+        let spare = self
+            .waiters
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .remove(queue)
+            .remove(&(queue.clone(), wait));
+        match spare {
+            Some(conn) => Ok(conn),
+            None => self.redis.waiter().await,
+        }
     }
 
-    fn keep_waiter(&self, queue: &Arc<str>, conn: MultiplexedConnection) {
+    fn keep_waiter(&self, queue: &Arc<str>, wait: Wait, conn: MultiplexedConnection) {
         self.waiters
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(queue.clone(), conn);
+            .insert((queue.clone(), wait), conn);
     }
 }
 
@@ -160,12 +189,16 @@ impl JobQueue for RedisJobQueue {
     /// response timeout would cut the wait off); the connection is kept for
     /// the next wait when this one ends well.
     async fn wait_for_jobs(&self, queue: &Arc<str>, timeout: Duration) -> Result<(), QueueError> {
-        let mut conn = match self.spare_waiter(queue) {
-            Some(conn) => conn,
-            None => self.redis.waiter().await?,
-        };
+        let mut conn = self.waiter(queue, Wait::Message).await?;
         wait_for_message(&mut conn, &self.redis.keys(queue), timeout).await?;
-        self.keep_waiter(queue, conn);
+        self.keep_waiter(queue, Wait::Message, conn);
+        Ok(())
+    }
+
+    async fn wait_for_slot(&self, queue: &Arc<str>, timeout: Duration) -> Result<(), QueueError> {
+        let mut conn = self.waiter(queue, Wait::ReleasedSlot).await?;
+        wait_for_released_slot(&mut conn, &self.redis.keys(queue), timeout).await?;
+        self.keep_waiter(queue, Wait::ReleasedSlot, conn);
         Ok(())
     }
 }

@@ -55,8 +55,9 @@ end
 /// per-key rate window ms (0 = no such limit), name.
 ///
 /// Returns the lease flag ('1' if the worker held its lease), the delay in ms
-/// after which a held-back job may pass ('-1': none was held back), the
-/// number of (limiter, jobs held back) pairs and those pairs, then (token,
+/// after which a held-back job may pass ('-1': none was held back), '1' if
+/// a full concurrency limit held one back (a released slot may let it pass
+/// sooner), the number of (limiter, jobs held back) pairs and those pairs, then (token,
 /// message, attempts, last error, unique holder or '') per job.
 pub(super) static CLAIM_LIMITED: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
@@ -76,10 +77,11 @@ end
 local out, wip = {{}}, {{}}
 local lease = '0'
 if redis.call('ZSCORE', KEYS[7], ARGV[3]) then lease = '1' end
-local retry, held, stopped, seq = -1, {{}}, false, 0
+local retry, held, stopped, seq, slot_full = -1, {{}}, false, 0, '0'
 
-local function hold(l, delay, whole)
+local function hold(l, delay, whole, slot)
   if retry < 0 or delay < retry then retry = delay end
+  if slot then slot_full = '1' end
   held[l.name] = (held[l.name] or 0) + 1
   if whole then stopped = true end
   return nil
@@ -89,14 +91,14 @@ end
 local function room(l, base, conc, rn, rms, takes, whole)
   if conc > 0 then
     local set = base .. ':slots'
-    if redis.call('ZCARD', set) >= conc then return hold(l, recheck, whole) end
+    if redis.call('ZCARD', set) >= conc then return hold(l, recheck, whole, true) end
     takes[#takes + 1] = {{set}}
   end
   if rn > 0 then
     local w = math.floor(now / rms)
     local counter = base .. ':window:' .. w
     if tonumber(redis.call('GET', counter) or '0') >= rn then
-      return hold(l, (w + 1) * rms - now, whole)
+      return hold(l, (w + 1) * rms - now, whole, false)
     end
     takes[#takes + 1] = {{counter, rms}}
   end
@@ -181,7 +183,7 @@ end
 if #wip > 0 then redis.call('HSET', KEYS[6], unpack(wip)) end
 if #ids > 0 then redis.call('HSET', KEYS[8], unpack(ids)) end
 redis.call('ZADD', KEYS[7], ARGV[4], ARGV[3])
-local reply = {{lease, tostring(retry)}}
+local reply = {{lease, tostring(retry), slot_full}}
 local pairs_out = {{}}
 for name, n in pairs(held) do pairs_out[#pairs_out + 1] = name; pairs_out[#pairs_out + 1] = tostring(n) end
 reply[#reply + 1] = tostring(#pairs_out / 2)

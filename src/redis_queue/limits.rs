@@ -27,6 +27,9 @@ pub struct HeldBack {
     /// After this long a held-back job may pass (a rate window turns), or
     /// [`LIMIT_RECHECK_MS`] when a concurrency limit is full.
     pub retry_in_ms: u64,
+    /// A full concurrency limit held a job back: a released slot (see
+    /// [`wait_for_released_slot`]) may let it pass sooner.
+    pub slot_full: bool,
     /// (limiter, jobs it held back among those looked at).
     pub by: Vec<(String, u64)>,
 }
@@ -92,21 +95,39 @@ impl RedisQueue {
         let mut fields = reply.into_iter();
         let lease_was_held = fields.next().is_some_and(|flag| flag == b"1");
         let retry_in_ms: i64 = number(fields.next())?;
+        let slot_full = fields.next().is_some_and(|flag| flag == b"1");
         let pairs: usize = number(fields.next())?;
         let mut by = Vec::with_capacity(pairs);
         for _ in 0..pairs {
             let name = utf8(fields.next().unwrap_or_default())?;
             by.push((name, number(fields.next())?));
         }
-        let held_back = u64::try_from(retry_in_ms)
-            .ok()
-            .map(|retry_in_ms| HeldBack { retry_in_ms, by });
+        let held_back = u64::try_from(retry_in_ms).ok().map(|retry_in_ms| HeldBack {
+            retry_in_ms,
+            slot_full,
+            by,
+        });
         Ok(Claimed {
             jobs: claimed_jobs(queue, fields)?,
             lease_was_held,
             held_back,
         })
     }
+}
+
+/// Blocks until a job of `queue` releases limiter slots or `timeout`
+/// passes. `Ok(true)` when slots were released.
+pub async fn wait_for_released_slot(
+    conn: &mut redis::aio::MultiplexedConnection,
+    keys: &super::QueueKeys,
+    timeout: std::time::Duration,
+) -> Result<bool, QueueError> {
+    let reply: Option<(String, String)> = redis::cmd("BLPOP")
+        .arg(&keys.freed)
+        .arg(timeout.as_secs_f64())
+        .query_async(conn)
+        .await?;
+    Ok(reply.is_some())
 }
 
 fn rate_args(rate: Option<Rate>) -> (u32, u64) {

@@ -52,7 +52,7 @@ mod unique;
 
 pub use unique::UniqueHolder;
 
-pub use limits::{HeldBack, LIMIT_RECHECK_MS};
+pub use limits::{wait_for_released_slot, HeldBack, LIMIT_RECHECK_MS};
 
 use std::sync::Arc;
 use std::time::Duration;

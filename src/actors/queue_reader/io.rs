@@ -14,7 +14,7 @@ use super::ledger::{hand_back_all, write_to_redis};
 use super::QueueReader;
 use crate::job::{now_ms, ClaimedJob, JobHandle};
 use crate::job_queue::JobQueue;
-use crate::redis_queue::{QueueError, Reschedule};
+use crate::redis_queue::{QueueError, Reschedule, LIMIT_RECHECK_MS};
 
 /// A claim round's replies: per queue, then the error that ended it early.
 struct RoundReply {
@@ -49,6 +49,7 @@ async fn run_claim_round(queue_side: impl JobQueue, request: ClaimRequest) -> Ro
                     handles: claimed.jobs.iter().map(|job| job.handle.clone()).collect(),
                     lease_was_held: claimed.lease_was_held,
                     held_back_for_ms: claimed.held_back.as_ref().map(|h| h.retry_in_ms),
+                    slot_full: claimed.held_back.as_ref().is_some_and(|h| h.slot_full),
                 });
                 reply.jobs.extend(claimed.jobs);
             }
@@ -119,6 +120,22 @@ impl<Q: JobQueue> QueueReader<Q> {
                 log::debug!(target: "conveyor::queue_reader", "waiting on queue {queue} failed: {error}");
             }
             let effects = act.core.on_wait_ended(now_ms(), queue, result.is_ok());
+            act.apply(effects, ctx);
+        }));
+    }
+
+    /// Blocks until a job of `queue` releases limiter slots (or the recheck
+    /// time passes).
+    pub(super) fn wait_for_slot(&mut self, queue: Arc<str>, ctx: &mut Context<Self>) {
+        let queue_side = self.queue_side.clone();
+        let timeout = std::time::Duration::from_millis(LIMIT_RECHECK_MS);
+        let waited = queue.clone();
+        let wait = async move { queue_side.wait_for_slot(&waited, timeout).await };
+        ctx.spawn(wait.into_actor(self).map(move |result, act, ctx| {
+            if let Err(error) = &result {
+                log::debug!(target: "conveyor::queue_reader", "waiting for a limiter slot on queue {queue} failed: {error}");
+            }
+            let effects = act.core.on_slot_released(now_ms(), queue);
             act.apply(effects, ctx);
         }));
     }

@@ -76,6 +76,8 @@ pub(crate) struct ClaimCore {
     /// Queues whose jobs limiters hold back: no claim (and no blocking wait,
     /// which would return at once) until the limit may have room.
     limited: HashMap<Arc<str>, Limited>,
+    /// Queues with a wait for a released limiter slot under way.
+    slot_waits: HashSet<Arc<str>>,
     owed: OwedWrites,
 }
 
@@ -93,6 +95,7 @@ impl ClaimCore {
             empty: HashSet::new(),
             waiters: HashMap::new(),
             limited: HashMap::new(),
+            slot_waits: HashSet::new(),
             owed: OwedWrites::new(),
         }
     }
@@ -142,10 +145,7 @@ impl ClaimCore {
             }
             self.redis_answered(&mut effects);
             if let Some(delay_ms) = claim.held_back_for_ms {
-                let until = now_ms + ms(delay_ms).max(1);
-                self.limited
-                    .insert(claim.queue.clone(), Limited::Until(until));
-                effects.push(Effect::TickAt(until));
+                self.hold_back(now_ms, &claim, delay_ms, &mut effects);
             } else if claim.handles.len() < claim.asked {
                 self.empty.insert(claim.queue.clone());
                 self.start_wait(claim.queue, &mut effects);
@@ -273,6 +273,14 @@ impl ClaimCore {
         let at = now_ms + ms(self.config.wait_retry_ms);
         self.waiters.insert(queue, Waiter::RetryAt(at));
         vec![Effect::TickAt(at)]
+    }
+
+    /// The wait for a released slot on `queue` ended (a slot was released
+    /// somewhere, or the wait timed out or failed): look at the queue again.
+    pub(crate) fn on_slot_released(&mut self, now_ms: i64, queue: Arc<str>) -> Effects {
+        self.slot_waits.remove(&queue);
+        self.limited.remove(&queue);
+        self.step(now_ms, Vec::new())
     }
 
     /// The time asked for by a `TickAt` (or later) has come.
@@ -415,6 +423,19 @@ impl ClaimCore {
             error: error.to_string(),
         }));
         effects.push(Effect::TickAt(until_ms));
+    }
+
+    /// Limiters held jobs of the claim's queue back: leave the queue alone
+    /// until the limit may have room (and wait for a released slot when a
+    /// concurrency limit is full).
+    fn hold_back(&mut self, now_ms: i64, claim: &QueueClaim, delay_ms: u64, effects: &mut Effects) {
+        let until = now_ms + ms(delay_ms).max(1);
+        self.limited
+            .insert(claim.queue.clone(), Limited::Until(until));
+        effects.push(Effect::TickAt(until));
+        if claim.slot_full && self.slot_waits.insert(claim.queue.clone()) {
+            effects.push(Effect::WaitForSlot(claim.queue.clone()));
+        }
     }
 
     fn start_wait(&mut self, queue: Arc<str>, effects: &mut Effects) {

@@ -143,6 +143,39 @@ fn a_queue_a_limiter_holds_back_is_left_alone_until_the_limit_may_have_room() {
 }
 
 #[test]
+fn a_full_concurrency_limit_waits_for_a_released_slot_once() {
+    let mut core = ClaimCore::new(config(&["a"], 100, 5000));
+    core.start(T0);
+    let full = QueueClaim {
+        slot_full: true,
+        ..held_back("a", 100, 0..2, 1000)
+    };
+    let effects = core.on_claimed(T0, vec![full.clone()], None);
+    let slot_waits = |effects: &[Effect]| {
+        effects
+            .iter()
+            .filter(|e| matches!(e, Effect::WaitForSlot(q) if &**q == "a"))
+            .count()
+    };
+    assert_eq!(slot_waits(&effects), 1);
+    let effects = core.on_slot_released(T0 + 5, q("a"));
+    assert_eq!(
+        asks(&effects),
+        [("a".into(), 100)],
+        "a released slot: claim at once"
+    );
+    let effects = core.on_claimed(T0 + 6, vec![full.clone()], None);
+    assert_eq!(
+        slot_waits(&effects),
+        1,
+        "the next wait starts once the last ended"
+    );
+    core.on_tick(T0 + 1006);
+    let effects = core.on_claimed(T0 + 1007, vec![full], None);
+    assert_eq!(slot_waits(&effects), 0, "a wait is still under way");
+}
+
+#[test]
 fn a_job_of_a_held_back_queue_ending_here_looks_at_it_again_at_once() {
     let mut core = ClaimCore::new(config(&["a"], 100, 5000));
     core.start(T0);

@@ -51,6 +51,7 @@ pub(super) fn claim(queue: &str, asked: usize, range: std::ops::Range<usize>) ->
         handles: handles(queue, range),
         lease_was_held: true,
         held_back_for_ms: None,
+        slot_full: false,
     }
 }
 
