@@ -12,6 +12,7 @@ use actix::prelude::*;
 
 use crate::actors::db_writer::DbWriter;
 use crate::actors::job_feed::JobFeed;
+use crate::actors::limiter_watch::LimiterWatch;
 use crate::actors::monitor::Monitor;
 use crate::actors::processor::{Processor, ProcessorEnv, ProcessorPool};
 use crate::actors::queue_reader::{QueueReader, Shutdown};
@@ -111,7 +112,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WorkerError> {
     let schedules = settings.schedules()?;
-    let limiters = LimiterBook::new(settings.limiters()?);
+    let configured_limiters = settings.limiters()?;
+    let limiters = LimiterBook::new(configured_limiters.clone());
     let settings = Arc::new(settings);
     let worker: Arc<str> = worker_id().into();
     log::info!(
@@ -148,8 +150,9 @@ pub async fn run(
         pool.clone(),
         redis.clone(),
         metrics.clone(),
-        limiters,
+        limiters.clone(),
     );
+    LimiterWatch::new(redis.clone(), configured_limiters, limiters).start();
     start_ticker(&settings, schedules, redis, metrics.clone());
     shutdown.await;
     log::info!(target: "conveyor::worker", "shutdown requested");

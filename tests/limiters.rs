@@ -2,8 +2,9 @@
 //! workers: the running jobs a concurrency limit matches never overlap more
 //! than the limit (measured from the rows' started_at/finished_at) and come
 //! near it; no window sees more starts than a rate allows; per-key limits
-//! hold per key; a killed slot holder's slot comes back after its lease; bad
-//! limiters and bad keys are refused with the key named.
+//! hold per key; a killed slot holder's slot comes back after its lease; a
+//! limiter changed over HTTP takes effect without a restart; bad limiters and
+//! bad keys are refused with the key named.
 
 mod support;
 
@@ -11,7 +12,8 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use serde_json::json;
-use support::{job, wait_until, ConveyorProcess, TestEnv};
+use support::http::{Http, Response};
+use support::{free_port, job, wait_until, ConveyorProcess, TestEnv};
 
 const LONG: Duration = Duration::from_secs(90);
 
@@ -282,5 +284,103 @@ fn a_bad_key_is_a_dead_letter_with_the_reason() {
     let letters = env.dead_letters();
     assert!(letters[0].1.contains("field key"), "{letters:?}");
     assert_eq!(env.row("good-key").status, "succeeded");
+    assert_eq!(w.stop(), 0);
+}
+
+fn put(http: &Http, path: &str, body: serde_json::Value) -> Response {
+    let request = http
+        .client()
+        .put(format!("{}{path}", http.base))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    http.send(request)
+}
+
+#[test]
+fn a_limiter_put_at_run_time_takes_effect_without_restart() {
+    let env = TestEnv::new();
+    let config =
+        config_file("[[limiters]]\nname = \"sleepers\"\nkind = \"sleep\"\nconcurrency = 1\n");
+    let bind = format!("127.0.0.1:{}", free_port());
+    let mut w = worker(&env, &config, &[("CONVEYOR__API__BIND", bind.as_str())]);
+    w.wait_for_log("api listening", LONG);
+    let http = Http::new(&format!("http://{bind}"));
+    let first: Vec<String> = (0..6)
+        .map(|i| keyed("sleep", &format!("a-{i}"), None, json!({ "ms": 200 })))
+        .collect();
+    env.push("default", &first);
+    wait_until(
+        "GET /limiters to show one running and some waiting",
+        LONG,
+        || {
+            let list = http.get("/limiters").json();
+            list[0]["running"] == json!(1) && list[0]["waiting"].as_u64().unwrap_or(0) > 0
+        },
+    );
+    env.wait_for_rows(6, LONG);
+    assert_eq!(max_overlap(&spans(&env, "a-")), 1);
+
+    let answer = put(
+        &http,
+        "/limiters/sleepers",
+        json!({ "kind": "sleep", "concurrency": 4 }),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(
+        answer.json(),
+        json!({ "name": "sleepers", "kind": "sleep", "concurrency": 4 })
+    );
+    w.wait_for_log("limiters in force", LONG);
+    let second: Vec<String> = (0..16)
+        .map(|i| keyed("sleep", &format!("b-{i:02}"), None, json!({ "ms": 200 })))
+        .collect();
+    env.push("default", &second);
+    env.wait_for_rows(22, LONG);
+    let overlap = max_overlap(&spans(&env, "b-"));
+    assert!(
+        (3..=4).contains(&overlap),
+        "{overlap} ran at once after the change to 4"
+    );
+
+    let path = config.path().to_str().expect("utf-8 path");
+    let (code, out) = env.conveyor_output(&["--config", path, "limiters", "--json"], &[]);
+    assert_eq!(code, 0, "{out}");
+    let listed: serde_json::Value = serde_json::from_str(&out).expect("JSON list");
+    assert_eq!(listed[0]["concurrency"], json!(4), "{out}");
+    assert_eq!(w.stop(), 0);
+}
+
+#[test]
+fn a_bad_limiter_put_is_refused_naming_the_field() {
+    let env = TestEnv::new();
+    let config = config_file("");
+    let bind = format!("127.0.0.1:{}", free_port());
+    let mut w = worker(&env, &config, &[("CONVEYOR__API__BIND", bind.as_str())]);
+    w.wait_for_log("api listening", LONG);
+    let http = Http::new(&format!("http://{bind}"));
+    let cases = [
+        (json!({ "rate": "fast" }), "rate"),
+        (json!({ "concurrency": 0 }), "concurrency"),
+        (json!({ "concurrency": "ten" }), "concurrency"),
+        (json!({ "per_key_rate": "0/1s" }), "per_key_rate"),
+        (json!({ "kind": "http" }), "concurrency"),
+        (json!({ "concurrency": 1, "colour": "red" }), "colour"),
+        (json!({ "name": "other", "concurrency": 1 }), "name"),
+    ];
+    for (body, field) in cases {
+        let answer = put(&http, "/limiters/api", body.clone());
+        assert_eq!(answer.status, 400, "{body}: {}", answer.text);
+        assert_eq!(
+            answer.json()["field"],
+            json!(field),
+            "{body}: {}",
+            answer.text
+        );
+    }
+    assert_eq!(
+        http.get("/limiters").json(),
+        json!([]),
+        "nothing was stored"
+    );
     assert_eq!(w.stop(), 0);
 }

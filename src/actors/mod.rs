@@ -7,6 +7,7 @@
 //!                        └────Committed───────┘
 //!  Scheduler (due retries → ready) · Ticker (schedule ticks → pending)
 //!  Reaper (expired leases → ready) · Monitor (log line)
+//!  LimiterWatch (limiters changed at run time → the QueueReader's claims)
 //! ```
 //!
 //! - [`queue_reader::QueueReader`]: claims, dispatches, routes outcomes, acks after commit.
@@ -17,11 +18,13 @@
 //! - [`ticker::Ticker`]: enqueues due schedule ticks, once across all workers.
 //! - [`reaper::Reaper`]: recovers jobs of workers whose lease expired.
 //! - [`monitor::Monitor`]: the `conveyor::mailbox` log line.
+//! - [`limiter_watch::LimiterWatch`]: limiters changed at run time, put in force.
 //!
 //! Each message type is defined beside the actor that handles it.
 
 pub mod db_writer;
 pub mod job_feed;
+pub mod limiter_watch;
 pub mod monitor;
 pub mod processor;
 pub mod queue_reader;

@@ -5,6 +5,7 @@ mod api;
 mod bench;
 mod dead;
 mod enqueue;
+mod limiters;
 mod schedules;
 mod stats;
 
@@ -50,6 +51,8 @@ enum Command {
     Dead(dead::DeadArgs),
     /// List, trigger, pause or resume the configured schedules.
     Schedules(schedules::SchedulesArgs),
+    /// The limiters in force with their running and waiting jobs; change one.
+    Limiters(limiters::LimitersArgs),
 }
 
 /// A command found nothing to act on (exit code 1, not an error).
@@ -68,6 +71,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Api(args) => block_on(api::run(settings, args)),
         Command::Dead(args) => block_on(dead::run(settings, args)),
         Command::Schedules(args) => block_on(schedules::run(settings, args)),
+        Command::Limiters(args) => block_on(limiters::run(settings, args)),
     }
 }
 

@@ -8,6 +8,9 @@
 //! unusable. It must never do I/O: the claim script in Redis counts the slots
 //! and windows, and `redis_queue` passes it these numbers.
 
+pub mod control;
+pub mod waiting;
+
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::{Arc, RwLock};

@@ -47,7 +47,8 @@ end
 /// Takes unique locks as the plain claim does.
 ///
 /// KEYS: pending, ready, jobs, attempts, errors, wip, workers, ids, slotted,
-/// unique token registry.
+/// unique token registry, limited (limiter → jobs held back, rewritten by
+/// each call for `GET /limiters`).
 /// ARGV: max, nonce, worker, lease deadline, the delay reported for a full
 /// concurrency limit (ms), look-ahead, unique lock prefix, now (ms), then
 /// nine values per limiter: state key base, kind ('' = any), concurrency,
@@ -83,7 +84,7 @@ local function hold(l, delay, whole, slot)
   if retry < 0 or delay < retry then retry = delay end
   if slot then slot_full = '1' end
   held[l.name] = (held[l.name] or 0) + 1
-  if whole then stopped = true end
+  if whole then stopped = l.name end
   return nil
 end
 
@@ -175,6 +176,8 @@ end
 
 scan(KEYS[2], true)
 scan(KEYS[1], false)
+-- A limiter that covers the whole queue holds back every job still waiting.
+if stopped then held[stopped] = redis.call('LLEN', KEYS[1]) + redis.call('LLEN', KEYS[2]) end
 local ids = {{}}
 for i = 1, #wip, 2 do
   local id = lead_id(wip[i + 1])
@@ -186,6 +189,8 @@ redis.call('ZADD', KEYS[7], ARGV[4], ARGV[3])
 local reply = {{lease, tostring(retry), slot_full}}
 local pairs_out = {{}}
 for name, n in pairs(held) do pairs_out[#pairs_out + 1] = name; pairs_out[#pairs_out + 1] = tostring(n) end
+redis.call('DEL', KEYS[11])
+if #pairs_out > 0 then redis.call('HSET', KEYS[11], unpack(pairs_out)) end
 reply[#reply + 1] = tostring(#pairs_out / 2)
 for _, v in ipairs(pairs_out) do reply[#reply + 1] = v end
 for _, v in ipairs(out) do reply[#reply + 1] = v end

@@ -69,6 +69,7 @@ impl RedisQueue {
             .key(&keys.ids)
             .key(&keys.slotted)
             .key(self.unique_registry(queue))
+            .key(&keys.limited)
             .arg(max)
             .arg(&nonce)
             .arg(worker)
@@ -128,6 +129,76 @@ pub async fn wait_for_released_slot(
         .query_async(conn)
         .await?;
     Ok(reply.is_some())
+}
+
+impl RedisQueue {
+    /// `P:limiters`: limiter name → its definition (JSON) set at run time.
+    fn stored_limiters_key(&self) -> String {
+        format!("{}:limiters", self.prefix)
+    }
+
+    /// Limiter definitions set at run time: (name, JSON).
+    pub async fn stored_limiters(&self) -> Result<Vec<(String, String)>, QueueError> {
+        Ok(redis::cmd("HGETALL")
+            .arg(self.stored_limiters_key())
+            .query_async(&mut self.conn.clone())
+            .await?)
+    }
+
+    /// Stores a limiter definition for every worker (it replaces the
+    /// configuration's limiter of that name).
+    pub async fn store_limiter(&self, name: &str, json: &str) -> Result<(), QueueError> {
+        let _: () = redis::cmd("HSET")
+            .arg(self.stored_limiters_key())
+            .arg(name)
+            .arg(json)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// Jobs holding a slot of `limiter` seen from `queue`: its concurrency
+    /// slots, or with only a per-key concurrency the slots of every key.
+    pub async fn limiter_running(&self, queue: &str, limiter: &Limiter) -> Result<u64, QueueError> {
+        let base = self.limiter_base(queue, limiter);
+        if limiter.concurrency.is_some() {
+            return Ok(redis::cmd("ZCARD")
+                .arg(format!("{base}:slots"))
+                .query_async(&mut self.conn.clone())
+                .await?);
+        }
+        let mut running = 0;
+        let mut cursor = 0u64;
+        loop {
+            let (next, sets): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{base}:key:*:slots"))
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut self.conn.clone())
+                .await?;
+            for set in sets {
+                let n: u64 = redis::cmd("ZCARD")
+                    .arg(set)
+                    .query_async(&mut self.conn.clone())
+                    .await?;
+                running += n;
+            }
+            if next == 0 {
+                return Ok(running);
+            }
+            cursor = next;
+        }
+    }
+
+    /// (limiter, jobs held back) as the latest limited claim of `queue` saw them.
+    pub async fn held_back(&self, queue: &str) -> Result<Vec<(String, u64)>, QueueError> {
+        Ok(redis::cmd("HGETALL")
+            .arg(&self.keys(queue).limited)
+            .query_async(&mut self.conn.clone())
+            .await?)
+    }
 }
 
 fn rate_args(rate: Option<Rate>) -> (u32, u64) {

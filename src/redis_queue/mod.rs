@@ -22,6 +22,8 @@
 //! | `P:{q}:unique_tokens` | hash | claim token → (job id, hold-until, lock key) of jobs holding a unique lock |
 //! | `P:{q}:schedule:<name>` | hash | a schedule's state: last tick handled, fingerprint, pause, latest tick's id |
 //! | `P:{q}:slotted` | hash | token → the limiter slot sets it holds (one per line), for running jobs that hold a slot |
+//! | `P:{q}:limited` | hash | limiter → jobs it held back at the latest limited claim (for `GET /limiters`) |
+//! | `P:limiters` | hash | limiter name → its definition (JSON) set at run time by `PUT /limiters/{name}` |
 //! | `P:{q}:freed` | list | a short signal list: pushed when slots are released, for workers waiting on a full limiter |
 //! | `P:{q}:limiter:<name>:slots` | zset | token → claim time (ms): the concurrency slots of a limiter with `queue = q` |
 //! | `P:{q}:limiter:<name>:window:<n>` | string | starts in the rate window n (expires after two windows) |
@@ -132,6 +134,7 @@ pub struct QueueKeys {
     accepted: String,
     slotted: String,
     freed: String,
+    limited: String,
     /// `P:{q}:limiter:`; a limiter's name completes it.
     limiter_prefix: String,
     /// `P:{q}:wip:`; a worker's id completes it.
@@ -153,6 +156,7 @@ impl QueueKeys {
             accepted: format!("{base}:accepted"),
             slotted: format!("{base}:slotted"),
             freed: format!("{base}:freed"),
+            limited: format!("{base}:limited"),
             limiter_prefix: format!("{base}:limiter:"),
             wip_prefix: format!("{base}:wip:"),
         }
@@ -237,6 +241,7 @@ impl RedisQueue {
             self.unique_registry(queue),
             keys.slotted.clone(),
             keys.freed.clone(),
+            keys.limited.clone(),
         ]);
         let _: () = redis::cmd("DEL")
             .arg(doomed)

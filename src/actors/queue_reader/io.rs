@@ -14,6 +14,7 @@ use super::ledger::{hand_back_all, write_to_redis};
 use super::QueueReader;
 use crate::job::{now_ms, ClaimedJob, JobHandle};
 use crate::job_queue::JobQueue;
+use crate::limiters::waiting::HeldBackBy;
 use crate::redis_queue::{QueueError, Reschedule, LIMIT_RECHECK_MS};
 
 /// A claim round's replies: per queue, then the error that ended it early.
@@ -21,6 +22,8 @@ struct RoundReply {
     claims: Vec<QueueClaim>,
     jobs: Vec<ClaimedJob>,
     error: Option<QueueError>,
+    /// (queue, jobs held back per limiter) of each claim.
+    limited: Vec<(Arc<str>, HeldBackBy)>,
 }
 
 /// Claims from each queue in turn, never more than the budget in all; stops
@@ -30,6 +33,7 @@ async fn run_claim_round(queue_side: impl JobQueue, request: ClaimRequest) -> Ro
         claims: Vec::with_capacity(request.asks.len()),
         jobs: Vec::new(),
         error: None,
+        limited: Vec::new(),
     };
     let mut budget = request.budget;
     for (queue, count) in request.asks {
@@ -43,6 +47,8 @@ async fn run_claim_round(queue_side: impl JobQueue, request: ClaimRequest) -> Ro
         {
             Ok(claimed) => {
                 budget = budget.saturating_sub(claimed.jobs.len());
+                let by = claimed.held_back.as_ref().map(|h| h.by.clone());
+                reply.limited.push((queue.clone(), by.unwrap_or_default()));
                 reply.claims.push(QueueClaim {
                     queue,
                     asked,
@@ -90,6 +96,9 @@ impl<Q: JobQueue> QueueReader<Q> {
     pub(super) fn claim_round(&mut self, request: ClaimRequest, ctx: &mut Context<Self>) {
         let round = run_claim_round(self.queue_side.clone(), request);
         ctx.spawn(round.into_actor(self).map(|reply, act, ctx| {
+            for (queue, by) in &reply.limited {
+                act.metrics.limited.record(queue, by);
+            }
             let effects = act.core.on_claimed(now_ms(), reply.claims, reply.error);
             act.dispatch(reply.jobs, ctx);
             act.apply(effects, ctx);
