@@ -25,13 +25,14 @@ use crate::redis_queue::{
 /// One worker's view of the queues it consumes. Every method acts on the jobs
 /// of the worker the value was made for.
 pub(crate) trait JobQueue: Clone + Unpin + 'static {
-    /// Claims up to `max` jobs of `queue`, renewing the lease to `lease_deadline_ms`.
-    fn claim(
+    /// Claims from several queues in one round trip: up to `max` jobs of
+    /// each (queue, max), answering in the same order, and renews the lease
+    /// on each to `lease_deadline_ms`.
+    fn claim_many(
         &self,
-        queue: &Arc<str>,
-        max: usize,
+        asks: &[(Arc<str>, usize)],
         lease_deadline_ms: i64,
-    ) -> impl Future<Output = Result<Claimed, QueueError>>;
+    ) -> impl Future<Output = Result<Vec<Claimed>, QueueError>>;
 
     /// Removes committed jobs; returns how many were still held.
     fn ack(
@@ -140,23 +141,51 @@ impl RedisJobQueue {
 }
 
 impl JobQueue for RedisJobQueue {
-    async fn claim(
+    async fn claim_many(
         &self,
-        queue: &Arc<str>,
-        max: usize,
+        asks: &[(Arc<str>, usize)],
         lease_deadline_ms: i64,
-    ) -> Result<Claimed, QueueError> {
+    ) -> Result<Vec<Claimed>, QueueError> {
         let limiters = self.limiters.current();
-        let covering: Vec<&Limiter> = limiters.iter().filter(|l| l.covers_queue(queue)).collect();
-        if covering.is_empty() {
+        let covering = |queue: &str| -> Vec<&Limiter> {
+            limiters.iter().filter(|l| l.covers_queue(queue)).collect()
+        };
+        if asks.iter().all(|(queue, _)| covering(queue).is_empty()) {
             return self
                 .redis
-                .claim(queue, &self.worker, max, lease_deadline_ms)
+                .claim_many(asks, &self.worker, lease_deadline_ms)
                 .await;
         }
-        self.redis
-            .claim_limited(queue, &self.worker, max, lease_deadline_ms, &covering)
-            .await
+        // Queues under limiters take the limited claim, one round trip each;
+        // the rest still go in one pipeline.
+        let plain: Vec<(Arc<str>, usize)> = asks
+            .iter()
+            .filter(|(queue, _)| covering(queue).is_empty())
+            .cloned()
+            .collect();
+        let plain_claims = if plain.is_empty() {
+            Vec::new()
+        } else {
+            self.redis
+                .claim_many(&plain, &self.worker, lease_deadline_ms)
+                .await?
+        };
+        let mut plain_claims = plain_claims.into_iter();
+        let mut claims = Vec::with_capacity(asks.len());
+        for (queue, max) in asks {
+            let limits = covering(queue);
+            let claimed = if limits.is_empty() {
+                plain_claims.next().ok_or_else(|| {
+                    QueueError::Protocol("a claim round answered too few queues".to_string())
+                })?
+            } else {
+                self.redis
+                    .claim_limited(queue, &self.worker, *max, lease_deadline_ms, &limits)
+                    .await?
+            };
+            claims.push(claimed);
+        }
+        Ok(claims)
     }
 
     async fn ack(&self, queue: &str, tokens: &[String]) -> Result<usize, QueueError> {

@@ -44,22 +44,26 @@ end
 /// stay in their list in their place. It looks at most ARGV[6] jobs ahead, and
 /// stops at the first job held back by a limiter that covers the whole queue.
 ///
-/// Takes unique locks as the plain claim does.
+/// Takes unique locks, honours a pause and takes cancelled jobs (which never
+/// run, so no limiter holds them) as the plain claim does.
 ///
 /// KEYS: pending, ready, jobs, attempts, errors, wip, workers, ids, slotted,
 /// unique token registry, limited (limiter → jobs held back, rewritten by
-/// each call for `GET /limiters`).
+/// each call for `GET /limiters`), paused, cancel, cancelled.
 /// ARGV: max, nonce, worker, lease deadline, the delay reported for a full
 /// concurrency limit (ms), look-ahead, unique lock prefix, now (ms), then
 /// nine values per limiter: state key base, kind ('' = any), concurrency,
 /// rate count, rate window ms, per-key concurrency, per-key rate count,
 /// per-key rate window ms (0 = no such limit), name.
 ///
-/// Returns the lease flag ('1' if the worker held its lease), the delay in ms
-/// after which a held-back job may pass ('-1': none was held back), '1' if
-/// a full concurrency limit held one back (a released slot may let it pass
-/// sooner), the number of (limiter, jobs held back) pairs and those pairs, then (token,
-/// message, attempts, last error, unique holder or '') per job.
+/// Returns the lease flag ('1' if the worker held its lease), the pause flag,
+/// the number of cancelled jobs, the delay in ms after which a held-back job
+/// may pass ('-1': none was held back), '1' if a full concurrency limit held
+/// one back (a released slot may let it pass sooner), the number of
+/// (limiter, jobs held back) pairs and those pairs (every waiting job for a
+/// limiter that covers the whole queue, else those looked at), then (token,
+/// message, attempts, last error, unique holder or '') per job, the
+/// cancelled jobs first.
 pub(super) static CLAIM_LIMITED: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r"{LEAD_ID_LUA}{UNIQUE_CLAIM_LUA}
@@ -75,9 +79,10 @@ for i = 9, #ARGV, 9 do
     rn = tonumber(ARGV[i + 3]), rms = tonumber(ARGV[i + 4]), kconc = tonumber(ARGV[i + 5]),
     krn = tonumber(ARGV[i + 6]), krms = tonumber(ARGV[i + 7]), name = ARGV[i + 8]}}
 end
-local out, wip = {{}}, {{}}
+local out, wip, cancelled = {{}}, {{}}, {{}}
 local lease = '0'
 if redis.call('ZSCORE', KEYS[7], ARGV[3]) then lease = '1' end
+local paused = redis.call('EXISTS', KEYS[12]) == 1
 local retry, held, stopped, seq, slot_full = -1, {{}}, false, 0, '0'
 
 local function hold(l, delay, whole, slot)
@@ -122,7 +127,8 @@ local function admit(raw)
   return takes
 end
 
-local function take(token, raw, takes, attempts, err)
+local function take(token, raw, takes, attempts, err, into)
+  into = into or out
   local sets = {{}}
   for _, t in ipairs(takes) do
     if t[2] then
@@ -135,9 +141,25 @@ local function take(token, raw, takes, attempts, err)
   end
   if #sets > 0 then redis.call('HSET', KEYS[9], token, table.concat(sets, '\n')) end
   wip[#wip + 1] = token; wip[#wip + 1] = raw
-  out[#out + 1] = token; out[#out + 1] = raw; out[#out + 1] = attempts; out[#out + 1] = err
-  out[#out + 1] = unique_claim(token, raw, lock_prefix, KEYS[10], unique_now)
+  into[#into + 1] = token; into[#into + 1] = raw; into[#into + 1] = attempts; into[#into + 1] = err
+  into[#into + 1] = unique_claim(token, raw, lock_prefix, KEYS[10], unique_now)
   max = max - 1
+end
+
+-- A token with a cancel mark: taken to be finished as cancelled, never run, so no limiter applies.
+local function take_cancelled(token, raw)
+  redis.call('HDEL', KEYS[3], token)
+  take(token, raw, {{}}, redis.call('HGET', KEYS[4], token) or '0',
+    redis.call('HGET', KEYS[5], token) or '', cancelled)
+end
+
+local function from_cancelled()
+  local tokens = redis.call('RPOP', KEYS[14], max)
+  if not tokens then return end
+  for _, token in ipairs(tokens) do
+    local raw = redis.call('HGET', KEYS[3], token)
+    if raw then take_cancelled(token, raw) end
+  end
 end
 
 -- Looks at the oldest entries of `list`; takes what may start, leaves the rest in place.
@@ -151,7 +173,9 @@ local function scan(list, tokens)
     local entry = entries[i]
     local raw = entry
     if tokens then raw = redis.call('HGET', KEYS[3], entry) end
-    if raw then
+    if raw and tokens and redis.call('HEXISTS', KEYS[13], entry) == 1 then
+      take_cancelled(entry, raw)
+    elseif raw then
       local takes = admit(raw)
       if takes then
         if tokens then
@@ -174,8 +198,11 @@ local function scan(list, tokens)
   end
 end
 
-scan(KEYS[2], true)
-scan(KEYS[1], false)
+from_cancelled()
+if not paused then
+  scan(KEYS[2], true)
+  scan(KEYS[1], false)
+end
 -- A limiter that covers the whole queue holds back every job still waiting.
 if stopped then held[stopped] = redis.call('LLEN', KEYS[1]) + redis.call('LLEN', KEYS[2]) end
 local ids = {{}}
@@ -186,13 +213,14 @@ end
 if #wip > 0 then redis.call('HSET', KEYS[6], unpack(wip)) end
 if #ids > 0 then redis.call('HSET', KEYS[8], unpack(ids)) end
 redis.call('ZADD', KEYS[7], ARGV[4], ARGV[3])
-local reply = {{lease, tostring(retry), slot_full}}
+local reply = {{lease, paused and '1' or '0', tostring(#cancelled / 5), tostring(retry), slot_full}}
 local pairs_out = {{}}
 for name, n in pairs(held) do pairs_out[#pairs_out + 1] = name; pairs_out[#pairs_out + 1] = tostring(n) end
 redis.call('DEL', KEYS[11])
 if #pairs_out > 0 then redis.call('HSET', KEYS[11], unpack(pairs_out)) end
 reply[#reply + 1] = tostring(#pairs_out / 2)
 for _, v in ipairs(pairs_out) do reply[#reply + 1] = v end
+for _, v in ipairs(cancelled) do reply[#reply + 1] = v end
 for _, v in ipairs(out) do reply[#reply + 1] = v end
 return reply
 "

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use super::lifecycle::{claimed_jobs, utf8};
+use super::lifecycle::{claim_header, claimed_jobs, utf8};
 use super::limit_scripts::CLAIM_LIMITED;
 use super::{Claimed, QueueError, RedisQueue};
 use crate::limiters::{Limiter, Rate};
@@ -70,6 +70,9 @@ impl RedisQueue {
             .key(&keys.slotted)
             .key(self.unique_registry(queue))
             .key(&keys.limited)
+            .key(&keys.paused)
+            .key(&keys.cancel)
+            .key(&keys.cancelled)
             .arg(max)
             .arg(&nonce)
             .arg(worker)
@@ -94,7 +97,7 @@ impl RedisQueue {
         }
         let reply: Vec<Vec<u8>> = invocation.invoke_async(&mut self.conn.clone()).await?;
         let mut fields = reply.into_iter();
-        let lease_was_held = fields.next().is_some_and(|flag| flag == b"1");
+        let (lease_was_held, paused, cancelled) = claim_header(&mut fields)?;
         let retry_in_ms: i64 = number(fields.next())?;
         let slot_full = fields.next().is_some_and(|flag| flag == b"1");
         let pairs: usize = number(fields.next())?;
@@ -109,8 +112,9 @@ impl RedisQueue {
             by,
         });
         Ok(Claimed {
-            jobs: claimed_jobs(queue, fields)?,
+            jobs: claimed_jobs(queue, cancelled, fields)?,
             lease_was_held,
+            paused,
             held_back,
         })
     }
