@@ -170,7 +170,7 @@ impl Metrics {
 }
 
 /// Label for jobs whose kind no handler is registered under.
-pub const UNREGISTERED_KIND: &str = "unregistered";
+pub(crate) const UNREGISTERED_KIND: &str = "unregistered";
 
 /// Seconds: from a millisecond job up to hours of `run_at` delays.
 const SECONDS_BUCKETS: &[f64] = &[

@@ -14,9 +14,9 @@ use crate::limiters::{control, Limiter, LimiterBook};
 use crate::redis_queue::RedisQueue;
 
 /// How often the stored definitions are read.
-pub const REFRESH: Duration = Duration::from_millis(500);
+pub(crate) const REFRESH: Duration = Duration::from_millis(500);
 
-pub struct LimiterWatch {
+pub(crate) struct LimiterWatch {
     redis: RedisQueue,
     configured: Vec<Limiter>,
     book: LimiterBook,
@@ -24,7 +24,11 @@ pub struct LimiterWatch {
 }
 
 impl LimiterWatch {
-    pub fn new(redis: RedisQueue, configured: Vec<Limiter>, book: LimiterBook) -> LimiterWatch {
+    pub(crate) fn new(
+        redis: RedisQueue,
+        configured: Vec<Limiter>,
+        book: LimiterBook,
+    ) -> LimiterWatch {
         LimiterWatch {
             redis,
             configured,

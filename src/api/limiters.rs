@@ -13,7 +13,7 @@ use crate::intake::Rejected;
 use crate::limiters::control::{self, ControlError};
 use crate::limiters::LimiterConfig;
 
-pub async fn list(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+pub(super) async fn list(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let settings = state.settings();
     let configured = settings
         .limiters()
@@ -22,7 +22,7 @@ pub async fn list(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> 
     Ok(HttpResponse::Ok().json(views))
 }
 
-pub async fn put(
+pub(super) async fn put(
     state: web::Data<ApiState>,
     name: web::Path<String>,
     req: HttpRequest,

@@ -16,7 +16,7 @@ use conveyor::limiters::LimiterConfig;
 #[command(
     after_help = "Examples:\n  conveyor limiters\n  conveyor limiters --json\n  conveyor limiters set partner-api '{\"kind\":\"http\",\"concurrency\":20}'\n\nA definition set here replaces the configured limiter of that name (or adds one) for every worker, from their next claims on."
 )]
-pub struct LimitersArgs {
+pub(super) struct LimitersArgs {
     #[command(subcommand)]
     command: Option<LimitersCommand>,
     /// Print a JSON array (the same as GET /limiters).
@@ -34,7 +34,7 @@ enum LimitersCommand {
     },
 }
 
-pub async fn run(settings: Settings, args: LimitersArgs) -> anyhow::Result<()> {
+pub(super) async fn run(settings: Settings, args: LimitersArgs) -> anyhow::Result<()> {
     let configured = settings.limiters()?;
     let redis = super::connect_redis(&settings)?;
     match args.command {
