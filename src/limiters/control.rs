@@ -20,9 +20,11 @@ pub enum ControlError {
     Invalid {
         /// The offending field (`rate`, `concurrency`, ...).
         field: &'static str,
+        /// What is wrong with it, starting with the field.
         message: String,
     },
     #[error(transparent)]
+    /// Redis failed.
     Queue(#[from] QueueError),
 }
 
@@ -39,6 +41,7 @@ impl From<LimiterError> for ControlError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LimiterView {
     #[serde(flatten)]
+    /// The limiter as defined.
     pub definition: LimiterConfig,
     /// Jobs holding one of its slots now (`null` for a limiter with rates only).
     pub running: Option<u64>,

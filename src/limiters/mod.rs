@@ -27,6 +27,7 @@ pub const MAX_LIMITER_NAME_LEN: usize = 64;
 #[serde(deny_unknown_fields)]
 pub struct LimiterConfig {
     #[serde(default)]
+    /// The limiter's name (unique).
     pub name: String,
     /// Only jobs of this queue (all queues when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -56,13 +57,16 @@ pub struct LimiterError {
     pub limiter: String,
     /// The offending field.
     pub key: &'static str,
+    /// What is wrong with it.
     pub message: String,
 }
 
 /// At most `count` starts per fixed window of `window_ms`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rate {
+    /// Starts allowed per window.
     pub count: u32,
+    /// The window's length (ms).
     pub window_ms: u64,
 }
 
@@ -102,12 +106,19 @@ impl fmt::Display for Rate {
 /// A checked limiter, ready for the claim script.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limiter {
+    /// The limiter's name (unique).
     pub name: String,
+    /// Only jobs of this queue (all queues when `None`).
     pub queue: Option<String>,
+    /// Only jobs of this kind (all kinds when `None`).
     pub kind: Option<String>,
+    /// Jobs it matches running at once, across all workers.
     pub concurrency: Option<u32>,
+    /// Starts per window, across all workers.
     pub rate: Option<Rate>,
+    /// `concurrency` for each job key on its own.
     pub per_key_concurrency: Option<u32>,
+    /// `rate` for each job key on its own.
     pub per_key_rate: Option<Rate>,
     /// The entry as written (answered by `GET /limiters`).
     pub config: LimiterConfig,
@@ -207,6 +218,7 @@ pub fn compile_all(entries: &[LimiterConfig]) -> Result<Vec<Limiter>, LimiterErr
 pub struct LimiterBook(Arc<RwLock<Arc<Vec<Limiter>>>>);
 
 impl LimiterBook {
+    /// A book holding `limiters`.
     pub fn new(limiters: Vec<Limiter>) -> LimiterBook {
         LimiterBook(Arc::new(RwLock::new(Arc::new(limiters))))
     }
