@@ -8,6 +8,7 @@
 //!  Scheduler (due retries → ready) · Ticker (schedule ticks → pending)
 //!  Reaper (expired leases → ready) · Monitor (log line)
 //!  QueueWatch (pause flags → QueueReader, cancel signals → CancelSignals → processors)
+//!  LimiterWatch (limiters changed at run time → the QueueReader's claims)
 //!  Pruner (results past their retention → deleted, one worker at a time)
 //! ```
 //!
@@ -21,6 +22,7 @@
 //! - [`monitor::Monitor`]: the `conveyor::mailbox` log line.
 //! - [`queue_watch::QueueWatch`]: follows pause flags and cancel signals in Redis.
 //! - [`cancel_signals::CancelSignals`]: which held jobs were cancelled (shared, not an actor).
+//! - [`limiter_watch::LimiterWatch`]: limiters changed at run time, put in force.
 //! - [`pruner::Pruner`]: deletes results past their retention.
 //!
 //! Each message type is defined beside the actor that handles it.
@@ -28,6 +30,7 @@
 pub(crate) mod cancel_signals;
 pub(crate) mod db_writer;
 pub(crate) mod job_feed;
+pub(crate) mod limiter_watch;
 pub(crate) mod monitor;
 pub(crate) mod processor;
 pub(crate) mod pruner;
