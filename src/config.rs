@@ -147,6 +147,10 @@ pub struct ApiSettings {
     pub bind: String,
     pub token: String,
     pub max_body_bytes: usize,
+    pub max_connections: usize,
+    pub client_timeout_ms: u64,
+    pub keep_alive_ms: u64,
+    pub request_timeout_ms: u64,
 }
 
 /// Settings of the built-in kinds (`[kinds.*]`).
@@ -196,10 +200,7 @@ impl Settings {
         file: Option<&Path>,
         env: Option<std::collections::HashMap<String, String>>,
     ) -> Result<Settings, ConfigError> {
-        let mut builder = config::Config::builder().add_source(config::File::from_str(
-            DEFAULT_TOML,
-            config::FileFormat::Toml,
-        ));
+        let mut builder = defaults_builder();
         if let Some(path) = file {
             if !path.exists() {
                 return Err(ConfigError::Source(format!(
@@ -209,24 +210,18 @@ impl Settings {
             }
             builder = builder.add_source(config::File::from(path));
         }
-        let mut environment = config::Environment::with_prefix("CONVEYOR")
-            .prefix_separator("__")
-            .separator("__")
-            .list_separator(",")
-            .try_parsing(true);
-        for key in LIST_KEYS {
-            environment = environment.with_list_parse_key(key);
-        }
-        if let Some(vars) = env {
-            environment = environment.source(Some(vars.into_iter().collect()));
-        }
-        let raw = builder
-            .add_source(environment)
-            .build()
-            .map_err(describe_source_error)?;
-        let settings: Settings = raw.try_deserialize().map_err(describe_source_error)?;
-        settings.validate()?;
-        Ok(settings)
+        build(builder, env)
+    }
+
+    /// Defaults, then `toml` (the text of a config file), then `env` when
+    /// given, else the process environment.
+    pub fn load_from_str(
+        toml: &str,
+        env: Option<std::collections::HashMap<String, String>>,
+    ) -> Result<Settings, ConfigError> {
+        let builder =
+            defaults_builder().add_source(config::File::from_str(toml, config::FileFormat::Toml));
+        build(builder, env)
     }
 
     /// Range and consistency checks that serde's types cannot express.
@@ -248,6 +243,11 @@ impl Settings {
         positive("scheduler.tick_ms", self.scheduler.tick_ms)?;
         positive("metrics.log_interval_ms", self.metrics.log_interval_ms)?;
         positive("redis.response_timeout_ms", self.redis.response_timeout_ms)?;
+        positive("api.max_body_bytes", self.api.max_body_bytes as u64)?;
+        positive("api.max_connections", self.api.max_connections as u64)?;
+        positive("api.client_timeout_ms", self.api.client_timeout_ms)?;
+        positive("api.request_timeout_ms", self.api.request_timeout_ms)?;
+        self.validate_durations()?;
         if self.queues.claim_batch > crate::redis_queue::MAX_SCRIPT_BATCH {
             return Err(invalid(
                 "queues.claim_batch",
@@ -274,7 +274,7 @@ impl Settings {
             ));
         }
         if self.recovery.heartbeat_ms == 0
-            || self.recovery.heartbeat_ms * 2 >= self.recovery.lease_ms
+            || self.recovery.heartbeat_ms.saturating_mul(2) >= self.recovery.lease_ms
         {
             return Err(invalid(
                 "recovery.heartbeat_ms",
@@ -323,6 +323,40 @@ impl Settings {
         self.validate_names()
     }
 
+    /// Every `*_ms` key at most a year: a deadline further out than the
+    /// clock can represent would stop the process that computes it.
+    fn validate_durations(&self) -> Result<(), ConfigError> {
+        let durations = [
+            ("redis.response_timeout_ms", self.redis.response_timeout_ms),
+            ("queues.idle_wait_ms", self.queues.idle_wait_ms),
+            ("db.flush_ms", self.db.flush_ms),
+            ("db.retry_base_ms", self.db.retry_base_ms),
+            ("db.retry_max_ms", self.db.retry_max_ms),
+            ("retry.base_ms", self.retry.base_ms),
+            ("retry.max_ms", self.retry.max_ms),
+            ("jobs.default_timeout_ms", self.jobs.default_timeout_ms),
+            ("scheduler.tick_ms", self.scheduler.tick_ms),
+            ("recovery.lease_ms", self.recovery.lease_ms),
+            ("recovery.heartbeat_ms", self.recovery.heartbeat_ms),
+            ("shutdown.timeout_ms", self.shutdown.timeout_ms),
+            ("metrics.log_interval_ms", self.metrics.log_interval_ms),
+            ("api.client_timeout_ms", self.api.client_timeout_ms),
+            ("api.keep_alive_ms", self.api.keep_alive_ms),
+            ("api.request_timeout_ms", self.api.request_timeout_ms),
+            (
+                "kinds.http.connect_timeout_ms",
+                self.kinds.http.connect_timeout_ms,
+            ),
+        ];
+        match durations.iter().find(|(_, ms)| *ms > MAX_DURATION_MS) {
+            Some((key, ms)) => Err(invalid(
+                key,
+                format!("must be at most {MAX_DURATION_MS} (one year), got {ms}"),
+            )),
+            None => Ok(()),
+        }
+    }
+
     fn validate_names(&self) -> Result<(), ConfigError> {
         if self.queues.names.is_empty() {
             return Err(invalid("queues.names", "must name at least one queue"));
@@ -367,6 +401,40 @@ impl Settings {
     }
 }
 
+type Builder = config::ConfigBuilder<config::builder::DefaultState>;
+
+fn defaults_builder() -> Builder {
+    config::Config::builder().add_source(config::File::from_str(
+        DEFAULT_TOML,
+        config::FileFormat::Toml,
+    ))
+}
+
+/// Adds the environment (`env`, or the process's) on top and validates.
+fn build(
+    builder: Builder,
+    env: Option<std::collections::HashMap<String, String>>,
+) -> Result<Settings, ConfigError> {
+    let mut environment = config::Environment::with_prefix("CONVEYOR")
+        .prefix_separator("__")
+        .separator("__")
+        .list_separator(",")
+        .try_parsing(true);
+    for key in LIST_KEYS {
+        environment = environment.with_list_parse_key(key);
+    }
+    if let Some(vars) = env {
+        environment = environment.source(Some(vars.into_iter().collect()));
+    }
+    let raw = builder
+        .add_source(environment)
+        .build()
+        .map_err(describe_source_error)?;
+    let settings: Settings = raw.try_deserialize().map_err(describe_source_error)?;
+    settings.validate()?;
+    Ok(settings)
+}
+
 /// Whether `host` is a bare host name or IP address, as `allow_hosts` needs:
 /// `api.example.com`, `localhost`, `10.0.0.5` or `::1` (brackets allowed).
 /// Names are ASCII (write internationalised names in their `xn--` form).
@@ -385,6 +453,10 @@ fn is_plain_host(host: &str) -> bool {
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         })
 }
+
+/// Longest duration any `*_ms` key may hold: one year, the same bound as a
+/// job's `timeout_ms`.
+pub const MAX_DURATION_MS: u64 = crate::job::MAX_TIMEOUT_MS;
 
 /// Rows per upsert statement at most: 12 placeholders a row stays far below
 /// the server's 65 535 placeholder limit.

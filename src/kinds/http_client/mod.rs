@@ -39,10 +39,12 @@ use reqwest::StatusCode;
 
 use crate::config::HttpKindSettings;
 use error::{error_chain, retry_after, transport_error};
-use guard::{Guard, GuardedResolver, Refusal};
+use guard::GuardedResolver;
 use request::RequestBody;
 
+pub use address::{classify, AddressClass};
 pub use error::{display_url, HttpError};
+pub use guard::{Guard, Refusal};
 pub use request::{Fetched, RequestSpec};
 
 /// The configured HTTP machinery, cheap to clone into handlers. Each
