@@ -16,6 +16,7 @@
 //! - [`actors`]: QueueReader, Processor pool, DbWriter, Scheduler, Reaper, Monitor.
 //! - [`worker`]: wiring the actors together, start-up and graceful shutdown.
 //! - [`metrics`]: the atomic counters the actors share, and their Prometheus collectors.
+//! - [`health`]: MySQL problems that need a person, and what a writer does after a failed write.
 //! - [`intake`]: submitted JSON (API bodies, `enqueue --file` lines) → messages (no I/O).
 //! - [`api`]: the HTTP API (actix-web), alone or inside a worker.
 //!
@@ -36,6 +37,7 @@
 pub mod actors;
 pub mod api;
 pub mod config;
+pub mod health;
 pub mod intake;
 pub mod job;
 pub mod kinds;

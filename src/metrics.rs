@@ -72,6 +72,8 @@ pub struct Metrics {
     pub db_batches_total: AtomicU64,
     pub db_errors_total: AtomicU64,
     pub panics_total: AtomicU64,
+    /// A MySQL problem that retrying cannot fix, while it lasts.
+    pub blocker: crate::health::Blocker,
     /// Prometheus collectors; `None` (the default) records nothing.
     pub collectors: Option<Collectors>,
 }

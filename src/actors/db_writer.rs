@@ -6,8 +6,13 @@
 //! and telling the QueueReader which jobs are committed so they can leave Redis.
 //!
 //! It must never drop a batch: a failed write is retried with backoff until
-//! it commits. Its buffer stays bounded because the QueueReader claims no
-//! more than `queues.max_in_flight` jobs, which only commits release.
+//! it commits. A missing table or column is repaired by re-running the
+//! schema steps; a failure that needs a person (access denied, a schema
+//! that does not match) is reported at ERROR and through the worker's
+//! blocker (`/ready`, the mailbox line, claiming paused), and the write is
+//! retried until someone fixes it. Its buffer stays bounded because the
+//! QueueReader claims no more than `queues.max_in_flight` jobs, which only
+//! commits release.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +21,7 @@ use actix::prelude::*;
 use mysql_async::Pool;
 
 use crate::config::DbSettings;
+use crate::health::WriteTrouble;
 use crate::job::{DeadLetter, JobHandle, Outcome, ResultRow};
 use crate::metrics::Metrics;
 use crate::store;
@@ -32,6 +38,8 @@ pub struct Committed(pub Vec<JobHandle>);
 
 pub struct DbWriter {
     pool: Pool,
+    /// The URL of `pool`, for messages (its address only is ever shown).
+    mysql_url: Arc<str>,
     /// This process's worker id, written into every row.
     worker: Arc<str>,
     committed: Recipient<Committed>,
@@ -49,6 +57,7 @@ pub struct DbWriter {
 impl DbWriter {
     pub fn new(
         pool: Pool,
+        mysql_url: &str,
         worker: Arc<str>,
         committed: Recipient<Committed>,
         settings: DbSettings,
@@ -56,6 +65,7 @@ impl DbWriter {
     ) -> DbWriter {
         DbWriter {
             pool,
+            mysql_url: mysql_url.into(),
             worker,
             committed,
             settings,
@@ -99,6 +109,10 @@ impl DbWriter {
             self.publish_gauges();
             let write = write_until_committed(
                 self.pool.clone(),
+                WriteTrouble::new(
+                    &self.mysql_url,
+                    Duration::from_millis(self.settings.retry_max_ms),
+                ),
                 self.worker.clone(),
                 rows,
                 letters,
@@ -135,6 +149,7 @@ impl DbWriter {
 /// Returns the handles of the committed jobs.
 async fn write_until_committed(
     pool: Pool,
+    mut trouble: WriteTrouble,
     worker: Arc<str>,
     rows: Vec<ResultRow>,
     letters: Vec<DeadLetter>,
@@ -150,20 +165,21 @@ async fn write_until_committed(
             Err(error) => {
                 failures += 1;
                 Metrics::add(&metrics.db_errors_total, 1);
-                log::warn!(
-                    target: "conveyor::db_writer",
-                    "writing a batch of {} rows failed (attempt {failures}), retrying in {} ms: {error}",
-                    rows.len() + letters.len(),
-                    delay.as_millis()
+                let what = format!(
+                    "a batch of {} rows (attempt {failures})",
+                    rows.len() + letters.len()
                 );
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_millis(settings.retry_max_ms));
+                let wait = trouble
+                    .after_failure(&pool, &error, &what, delay, &metrics.blocker)
+                    .await;
+                tokio::time::sleep(wait).await;
+                if wait == delay {
+                    delay = (delay * 2).min(Duration::from_millis(settings.retry_max_ms));
+                }
             }
         }
     }
-    if failures > 0 {
-        log::info!(target: "conveyor::db_writer", "batch committed after {failures} failed attempts; MySQL is back");
-    }
+    trouble.after_success(&metrics.blocker, failures);
     metrics.record_db_batch(rows.len() + letters.len(), begun.elapsed().as_secs_f64());
     Metrics::add(&metrics.db_batches_total, 1);
     Metrics::add(

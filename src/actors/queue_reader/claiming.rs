@@ -27,7 +27,9 @@ impl QueueReader {
             self.reconcile(ctx);
             return;
         }
-        if self.quiet || self.room() == 0 {
+        // While MySQL needs a person nothing commits: claim nothing more,
+        // so the jobs wait in Redis rather than in this worker's hold.
+        if self.quiet || self.room() == 0 || self.metrics.blocker.is_blocked() {
             return;
         }
         let active: Vec<Arc<str>> = self
