@@ -3,7 +3,11 @@
 //! environment) and the HTTP kinds' URL and address guard. Whatever the
 //! input, they must not panic or hang, and their errors must say what is
 //! wrong and where. The same entry points are fuzzed by the targets in
-//! `fuzz/` (see docs/reliability.md, "How we test").
+//! `fuzz/`, whose checks are compiled here too and run on the seed corpus
+//! and on random inputs (see docs/reliability.md, "How we test").
+
+#[path = "../fuzz/src/lib.rs"]
+mod fuzz_checks;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -66,12 +70,46 @@ fn valid_id() -> impl Strategy<Value = String> {
     "[A-Za-z0-9_.:-]{1,64}"
 }
 
+/// The fuzz targets' checks on their seed corpus (`fuzz/corpus/<target>/`).
+#[test]
+fn fuzz_checks_hold_on_the_seed_corpus() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    type Check = fn(&[u8]);
+    let checks: [(&str, Check); 4] = [
+        ("envelope", fuzz_checks::envelope),
+        ("run_at", |b| {
+            fuzz_checks::run_at(&String::from_utf8_lossy(b))
+        }),
+        ("config", |b| {
+            fuzz_checks::config(&String::from_utf8_lossy(b))
+        }),
+        ("url_guard", |b| {
+            fuzz_checks::url_guard(&String::from_utf8_lossy(b))
+        }),
+    ];
+    for (target, check) in checks {
+        let entries = std::fs::read_dir(root.join(target)).expect("a seed corpus");
+        let mut seeds = 0;
+        for entry in entries {
+            let bytes = std::fs::read(entry.expect("entry").path()).expect("seed");
+            check(&bytes);
+            seeds += 1;
+        }
+        assert!(seeds > 0, "{target} has seeds");
+    }
+}
+
 proptest! {
     #[test]
     fn envelope_parser_survives_any_bytes(raw in prop::collection::vec(any::<u8>(), 0..512)) {
-        if let Err(error) = parse_message(&raw, "tok-1", &DEFAULTS) {
-            prop_assert!(!error.to_string().is_empty());
-        }
+        fuzz_checks::envelope(&raw);
+    }
+
+    #[test]
+    fn fuzz_checks_hold_on_random_text(text in "[ -~]{0,80}") {
+        fuzz_checks::run_at(&text);
+        fuzz_checks::config(&text);
+        fuzz_checks::url_guard(&text);
     }
 
     #[test]
