@@ -10,6 +10,7 @@
 //! does), never give up on a write, and never block readers of the state:
 //! they take a copy of the text.
 
+use std::cell::Cell;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -53,22 +54,27 @@ impl Blocker {
     }
 }
 
+/// Told when a writer becomes blocked (`true`) or unblocked (`false`).
+pub type BlockedNotice = Box<dyn Fn(bool)>;
+
 /// One writer's handling of a run of failed writes, until one commits.
 pub struct WriteTrouble {
     /// `host:port` of MySQL, for messages.
     address: String,
     /// The schema was repaired during this run of failures.
-    repaired: bool,
+    repaired: Cell<bool>,
     /// Pause between attempts while a person must act.
     blocked_retry: Duration,
+    notice: BlockedNotice,
 }
 
 impl WriteTrouble {
-    pub fn new(mysql_url: &str, blocked_retry: Duration) -> WriteTrouble {
+    pub fn new(mysql_url: &str, blocked_retry: Duration, notice: BlockedNotice) -> WriteTrouble {
         WriteTrouble {
             address: store::address(mysql_url),
-            repaired: false,
+            repaired: Cell::new(false),
             blocked_retry,
+            notice,
         }
     }
 
@@ -77,7 +83,7 @@ impl WriteTrouble {
     /// needs a person to `blocker`. Returns how long to wait before the next
     /// attempt (`backoff` for transient failures).
     pub async fn after_failure(
-        &mut self,
+        &self,
         pool: &mysql_async::Pool,
         error: &StoreError,
         what: &str,
@@ -85,7 +91,7 @@ impl WriteTrouble {
         blocker: &Blocker,
     ) -> Duration {
         let remedy = match store::remedy(error) {
-            Remedy::Migrate if self.repaired => Remedy::Operator(
+            Remedy::Migrate if self.repaired.get() => Remedy::Operator(
                 "a table or column is still missing after re-running the migrations: \
                  run `conveyor migrate` and compare the tables with this version's schema"
                     .to_string(),
@@ -99,24 +105,21 @@ impl WriteTrouble {
             }
             Remedy::Migrate => self.repair(pool, error, what, blocker).await,
             Remedy::Operator(advice) => {
-                self.block(
-                    blocker,
-                    &format!("mysql at {}: {error}; {advice}", self.address),
-                );
+                self.block(blocker, &format!("mysql at {}: {error}; {advice}", self.address));
                 self.blocked_retry
             }
         }
     }
 
     async fn repair(
-        &mut self,
+        &self,
         pool: &mysql_async::Pool,
         error: &StoreError,
         what: &str,
         blocker: &Blocker,
     ) -> Duration {
         log::warn!(target: "conveyor::db_writer", "writing {what} to mysql at {} failed: {error}; the schema is missing or behind, re-running the migrations", self.address);
-        self.repaired = true;
+        self.repaired.set(true);
         match store::repair(pool).await {
             Ok(()) => {
                 log::warn!(target: "conveyor::db_writer", "schema repaired (missing tables, columns or indexes re-created); retrying the write");
@@ -134,7 +137,7 @@ impl WriteTrouble {
                         self.address
                     ),
                 );
-                self.repaired = false;
+                self.repaired.set(false);
                 self.blocked_retry
             }
         }
@@ -142,14 +145,16 @@ impl WriteTrouble {
 
     fn block(&self, blocker: &Blocker, problem: &str) {
         if blocker.report(problem) {
-            log::error!(target: "conveyor::db_writer", "results cannot be written: {problem}. Claiming is paused; every job stays in Redis and is written once this is fixed (retrying every {} s)", self.blocked_retry.as_secs().max(1));
+            log::error!(target: "conveyor::db_writer", "results cannot be written: {problem}. Claiming is paused; every job stays in Redis and is written once this is fixed (retrying every {} ms)", self.blocked_retry.as_millis());
+            (self.notice)(true);
         }
     }
 
     /// A write committed after failures: lifts a block and says so.
-    pub fn after_success(self, blocker: &Blocker, failures: u32) {
+    pub fn after_success(&self, blocker: &Blocker, failures: u32) {
         if let Some(problem) = blocker.clear() {
             log::warn!(target: "conveyor::db_writer", "mysql problem solved, claiming resumes: {problem}");
+            (self.notice)(false);
         } else if failures > 0 {
             log::info!(target: "conveyor::db_writer", "batch committed after {failures} failed attempts; MySQL is back");
         }

@@ -13,12 +13,15 @@ use actix::prelude::*;
 use crate::actors::db_writer::DbWriter;
 use crate::actors::job_feed::JobFeed;
 use crate::actors::monitor::Monitor;
-use crate::actors::processor::{Backoff, Processor, ProcessorEnv, ProcessorPool};
+use crate::actors::processor::{Processor, ProcessorEnv, ProcessorPool};
 use crate::actors::queue_reader::{QueueReader, Shutdown};
 use crate::actors::reaper::Reaper;
 use crate::actors::scheduler::Scheduler;
+use crate::actors::ticker::Ticker;
+use crate::backoff::Backoff;
 use crate::config::{redact_url, Settings};
 use crate::job::EnvelopeDefaults;
+use crate::job_queue::RedisJobQueue;
 use crate::kinds::Registry;
 use crate::metrics::Metrics;
 use crate::redis_queue::{QueueError, RedisQueue};
@@ -37,10 +40,12 @@ pub enum WorkerError {
     Api(#[from] crate::api::ApiStartError),
     #[error(transparent)]
     Metrics(#[from] crate::metrics::MetricsError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
-/// Longest pause between attempts to reach MySQL at start-up.
-const STARTUP_RETRY_MAX: Duration = Duration::from_secs(5);
+/// Longest pause between attempts to reach MySQL at start-up (ms).
+const STARTUP_RETRY_MAX_MS: u64 = 5000;
 
 /// A unique id for this process: host, pid and a random suffix, so two
 /// workers never share a lease even in containers with equal pids.
@@ -104,6 +109,7 @@ pub async fn run(
     registry: Registry,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WorkerError> {
+    let schedules = settings.schedules()?;
     let settings = Arc::new(settings);
     let worker: Arc<str> = worker_id().into();
     log::info!(
@@ -138,9 +144,10 @@ pub async fn run(
         registry,
         worker.clone(),
         pool.clone(),
-        redis,
+        redis.clone(),
         metrics.clone(),
     );
+    start_ticker(&settings, schedules, redis, metrics.clone());
     shutdown.await;
     log::info!(target: "conveyor::worker", "shutdown requested");
     let timeout = Duration::from_millis(settings.shutdown.timeout_ms);
@@ -173,10 +180,8 @@ fn start_actors(
             timeout_ms: settings.jobs.default_timeout_ms,
             max_job_bytes: settings.limits.max_job_bytes,
         },
-        backoff: Backoff {
-            base_ms: settings.retry.base_ms,
-            max_ms: settings.retry.max_ms,
-        },
+        backoff: Backoff::exponential(settings.retry.base_ms, settings.retry.max_ms)
+            .with_equal_jitter(),
         metrics: metrics.clone(),
         feed: feed.clone(),
         concurrency: settings.processors.concurrency,
@@ -194,15 +199,16 @@ fn start_actors(
         let (settings, redis, metrics) = (settings.clone(), redis.clone(), metrics.clone());
         QueueReader::create(move |ctx| {
             let db = DbWriter::new(
-                mysql,
-                &settings.mysql.url,
+                (mysql, &settings.mysql.url),
                 worker.clone(),
+                ctx.address().recipient(),
                 ctx.address().recipient(),
                 settings.db.clone(),
                 metrics.clone(),
             )
             .start();
-            QueueReader::new(redis, worker, settings, processors, db, metrics)
+            let queue_side = RedisJobQueue::new(redis, worker);
+            QueueReader::new(queue_side, &settings, processors, db.recipient(), metrics)
         })
     };
     let queues: Vec<Arc<str>> = settings
@@ -216,7 +222,7 @@ fn start_actors(
         redis.clone(),
         queues.clone(),
         tick,
-        reader.clone(),
+        reader.clone().recipient(),
         metrics.clone(),
     )
     .start();
@@ -225,12 +231,38 @@ fn start_actors(
         redis.clone(),
         queues.clone(),
         heartbeat,
-        reader.clone(),
+        reader.clone().recipient(),
         metrics.clone(),
     )
     .start();
     Monitor::new(redis, queues, metrics, settings).start();
     reader
+}
+
+/// Starts the schedule Ticker when there are schedules.
+fn start_ticker(
+    settings: &Settings,
+    schedules: Vec<crate::schedules::Schedule>,
+    redis: RedisQueue,
+    metrics: Arc<Metrics>,
+) {
+    if schedules.is_empty() {
+        return;
+    }
+    log::info!(
+        target: "conveyor::worker",
+        "ticking {} schedules: {:?}",
+        schedules.len(),
+        schedules.iter().map(|s| s.name.as_str()).collect::<Vec<_>>()
+    );
+    Ticker::new(
+        redis,
+        schedules,
+        Duration::from_millis(settings.scheduler.schedules_tick_ms),
+        Duration::from_millis(settings.scheduler.misfire_ms),
+        metrics,
+    )
+    .start();
 }
 
 /// Stops the embedded API, letting requests in progress finish.
@@ -245,7 +277,8 @@ async fn stop_api(api: Option<actix_web::dev::ServerHandle>) {
 /// a person is logged at ERROR with what to do, and shown by `/ready`.
 async fn migrate_until_done(pool: &mysql_async::Pool, url: &str, metrics: &Metrics) {
     let address = store::address(url);
-    let mut delay = Duration::from_millis(200);
+    let backoff = Backoff::exponential(200, STARTUP_RETRY_MAX_MS);
+    let mut failures = 0;
     loop {
         match store::migrate(pool).await {
             Ok(version) => {
@@ -257,18 +290,19 @@ async fn migrate_until_done(pool: &mysql_async::Pool, url: &str, metrics: &Metri
                 store::Remedy::Operator(advice) => {
                     let problem = format!("mysql at {address}: {error}; {advice}");
                     if metrics.blocker.report(&problem) {
-                        log::error!(target: "conveyor::worker", "cannot start: {problem} (retrying every {} s)", STARTUP_RETRY_MAX.as_secs());
+                        log::error!(target: "conveyor::worker", "cannot start: {problem} (retrying every {} s)", STARTUP_RETRY_MAX_MS / 1000);
                     }
-                    tokio::time::sleep(STARTUP_RETRY_MAX).await;
+                    tokio::time::sleep(Duration::from_millis(STARTUP_RETRY_MAX_MS)).await;
                 }
                 _ => {
+                    failures += 1;
+                    let delay = backoff.delay(failures);
                     log::warn!(
                         target: "conveyor::worker",
                         "mysql at {address} not ready, retrying in {} ms: {error}",
                         delay.as_millis()
                     );
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(STARTUP_RETRY_MAX);
                 }
             },
         }

@@ -31,6 +31,9 @@ pub enum ApiError {
     /// No such job (404).
     #[error("no job {0:?} in {1}")]
     NotFound(String, String),
+    /// No such schedule (404).
+    #[error("no schedule {0:?} in the configuration")]
+    NoSchedule(String),
     /// No such route (404).
     #[error("no route {0}")]
     NoRoute(String),
@@ -54,6 +57,26 @@ pub enum ApiError {
     Metrics(String),
 }
 
+impl From<crate::enqueue::EnqueueError> for ApiError {
+    fn from(error: crate::enqueue::EnqueueError) -> ApiError {
+        match error {
+            crate::enqueue::EnqueueError::Queue(e) => ApiError::Redis(e),
+            crate::enqueue::EnqueueError::Store(e) => ApiError::Mysql(e),
+        }
+    }
+}
+
+impl From<crate::schedules::control::ControlError> for ApiError {
+    fn from(error: crate::schedules::control::ControlError) -> ApiError {
+        use crate::schedules::control::ControlError;
+        match error {
+            ControlError::Unknown(name) => ApiError::NoSchedule(name),
+            ControlError::Queue(e) => ApiError::Redis(e),
+            ControlError::Store(e) => ApiError::Mysql(e),
+        }
+    }
+}
+
 impl ApiError {
     fn field(&self) -> Option<&str> {
         match self {
@@ -69,7 +92,9 @@ impl ResponseError for ApiError {
             ApiError::Invalid(_) | ApiError::Body(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::NotFound(..) | ApiError::NoRoute(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound(..) | ApiError::NoSchedule(_) | ApiError::NoRoute(_) => {
+                StatusCode::NOT_FOUND
+            }
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Redis(_) | ApiError::Mysql(_) | ApiError::Partial { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE

@@ -18,6 +18,9 @@
 //! | `P:{q}:workers` | zset | worker id → lease deadline (unix ms) |
 //! | `P:{q}:ids` | hash | job id → claim token, for claimed jobs whose message starts with `{"id":"` |
 //! | `P:{q}:accepted` | hash | job id → accepted time, for jobs the HTTP API took and no worker finished yet |
+//! | `P:{q}:unique:<key>` | string | the id of the job holding `unique_key` `<key>` |
+//! | `P:{q}:unique_tokens` | hash | claim token → (job id, hold-until, lock key) of jobs holding a unique lock |
+//! | `P:{q}:schedule:<name>` | hash | a schedule's state: last tick handled, fingerprint, pause, latest tick's id |
 //!
 //! A job lives in exactly one of `pending`, `ready`+`jobs`, `scheduled`+`jobs`
 //! or one worker's `wip`; every move between them is one atomic script. A job
@@ -28,11 +31,17 @@
 //! - this file: the types, key names, the connection and whole-queue administration;
 //! - `scripts`: the Lua scripts, one atomic move each;
 //! - `lifecycle`: every call that moves a job between those keys;
-//! - `inspect`: read-only views (a job's state, depths, leases).
+//! - `inspect`: read-only views (a job's state, depths, leases);
+//! - `schedules`: schedule state and the script that enqueues due ticks;
+//! - `unique`: unique locks, taken on enqueue or claim and released on ack.
 
 mod inspect;
 mod lifecycle;
+mod schedules;
 mod scripts;
+mod unique;
+
+pub use unique::UniqueHolder;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -205,6 +214,7 @@ impl RedisQueue {
             keys.workers.clone(),
             keys.ids.clone(),
             keys.accepted.clone(),
+            self.unique_registry(queue),
         ]);
         let _: () = redis::cmd("DEL")
             .arg(doomed)

@@ -8,7 +8,7 @@
 //!
 //! - this file: the pool, the migrations and the batch writes of results and
 //!   dead letters;
-//! - `lookup`: reading `job_results` rows (a job by id), and the helpers of
+//! - `lookup`: reading `job_results` rows (a job by id, a schedule's runs), and the helpers of
 //!   benchmarks and tools;
 //! - `dead`: dead jobs and dead letters, listed and purged by filter.
 
@@ -27,7 +27,10 @@ pub use dead::{
     dead_counts, list_dead, list_dead_letters, purge, DeadFilter, DeadJob, DeadLetterRecord,
 };
 pub use health::{address, describe, remedy, repair, Remedy};
-pub use lookup::{count_queue_rows, delete_queue_rows, existing_ids, find_result, JobRecord};
+pub use lookup::{
+    count_queue_rows, delete_queue_rows, existing_ids, find_result, runs_by_id_prefix, JobRecord,
+    RunRecord,
+};
 
 /// A MySQL operation that failed; the rows it carried are still owed.
 #[derive(Debug, thiserror::Error)]
