@@ -102,6 +102,7 @@ impl MemoryState {
                 attempts_made: self.attempts.get(&token).copied().unwrap_or(0),
                 last_error: None,
                 claimed_at_ms: now_ms,
+                duplicate_of: None,
             });
         }
         taken
