@@ -11,20 +11,25 @@ targets=(envelope run_at config url_guard)
 
 if ! cargo +nightly --version >/dev/null 2>&1; then
   echo "fuzz: no nightly toolchain here; compiling the fuzz targets only"
-  cargo check --locked --manifest-path fuzz/Cargo.toml --bins
+  cargo check --manifest-path fuzz/Cargo.toml --bins
   echo "fuzz: targets compile; run this script where nightly is installed to fuzz them"
   exit 0
 fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install --locked cargo-fuzz
 fi
+# Overflow checks on (-a); no sanitizer: the crate has no unsafe code.
+flags=(--sanitizer none -a)
+if ! cargo +nightly fuzz build "${flags[@]}"; then
+  echo "fuzz: building the targets failed"
+  exit 1
+fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 for target in "${targets[@]}"; do
   mkdir -p "$work/$target"
   echo "fuzz: $target for ${seconds}s"
-  # Overflow checks on (-a); no sanitizer: the crate has no unsafe code.
-  if ! cargo +nightly fuzz run --sanitizer none -a "$target" \
+  if ! cargo +nightly fuzz run "${flags[@]}" "$target" \
     "$work/$target" "fuzz/corpus/$target" -- \
     -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
     >"$work/$target.log" 2>&1; then
