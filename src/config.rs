@@ -80,6 +80,21 @@ pub struct QueueSettings {
     pub claim_batch: usize,
     pub max_in_flight: usize,
     pub idle_wait_ms: u64,
+    pub control_poll_ms: u64,
+    pub mode: crate::queue_order::QueueMode,
+    /// Queue name → weight (default 1), for `mode = "weighted"`.
+    #[serde(default)]
+    pub weights: std::collections::BTreeMap<String, u32>,
+}
+
+impl QueueSettings {
+    /// The weight of each queue of `names`, in that order.
+    pub fn weight_list(&self) -> Vec<u32> {
+        self.names
+            .iter()
+            .map(|name| self.weights.get(name).copied().unwrap_or(1))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -239,6 +254,7 @@ impl Settings {
         positive("queues.claim_batch", self.queues.claim_batch as u64)?;
         positive("queues.max_in_flight", self.queues.max_in_flight as u64)?;
         positive("queues.idle_wait_ms", self.queues.idle_wait_ms)?;
+        positive("queues.control_poll_ms", self.queues.control_poll_ms)?;
         positive("db.batch_size", self.db.batch_size as u64)?;
         positive(
             "db.max_concurrent_flushes",
@@ -386,6 +402,26 @@ impl Settings {
             return Err(invalid(
                 "queues.names",
                 format!("entries must match [A-Za-z0-9_.-]{{1,64}}, got {bad:?}"),
+            ));
+        }
+        if let Some((name, _)) = self.queues.weights.iter().find(|(_, w)| **w == 0) {
+            return Err(invalid(
+                &format!("queues.weights.{name}"),
+                "must be a positive integer, got 0",
+            ));
+        }
+        if let Some(name) = self
+            .queues
+            .weights
+            .keys()
+            .find(|name| !self.queues.names.contains(name))
+        {
+            return Err(invalid(
+                &format!("queues.weights.{name}"),
+                format!(
+                    "names a queue that is not in queues.names {:?}",
+                    self.queues.names
+                ),
             ));
         }
         if self.redis.key_prefix.is_empty() || self.redis.key_prefix.contains(['{', '}']) {
@@ -610,6 +646,41 @@ mod tests {
     fn bad_queue_name_names_the_key() {
         let err = load(&[("CONVEYOR__QUEUES__NAMES", "ok,no spaces")]).unwrap_err();
         assert!(err.to_string().starts_with("queues.names"), "{err}");
+    }
+
+    #[test]
+    fn queue_order_settings_are_validated() {
+        let settings = load(&[
+            ("CONVEYOR__QUEUES__NAMES", "a,b"),
+            ("CONVEYOR__QUEUES__MODE", "strict"),
+        ])
+        .expect("strict");
+        assert_eq!(settings.queues.mode, crate::queue_order::QueueMode::Strict);
+        assert_eq!(settings.queues.weight_list(), [1, 1]);
+        let err = load(&[("CONVEYOR__QUEUES__MODE", "random")]).unwrap_err();
+        assert!(err.to_string().contains("queues.mode"), "{err}");
+        let file = tempfile_with("[queues]\nnames = [\"a\", \"b\"]\n[queues.weights]\na = 3\n");
+        let settings = Settings::load(Some(file.path())).expect("weights");
+        assert_eq!(settings.queues.weight_list(), [3, 1]);
+        let file = tempfile_with("[queues.weights]\nother = 2\n");
+        let err = Settings::load(Some(file.path())).unwrap_err();
+        assert!(err.to_string().starts_with("queues.weights.other"), "{err}");
+        let file = tempfile_with("[queues.weights]\ndefault = 0\n");
+        let err = Settings::load(Some(file.path())).unwrap_err();
+        assert!(
+            err.to_string().starts_with("queues.weights.default"),
+            "{err}"
+        );
+    }
+
+    /// A config file holding `text`, removed when dropped.
+    fn tempfile_with(text: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::Builder::new()
+            .suffix(".toml")
+            .tempfile()
+            .expect("temp file");
+        std::fs::write(file.path(), text).expect("write config");
+        file
     }
 
     #[test]

@@ -105,7 +105,10 @@ impl WriteTrouble {
             }
             Remedy::Migrate => self.repair(pool, error, what, blocker).await,
             Remedy::Operator(advice) => {
-                self.block(blocker, &format!("mysql at {}: {error}; {advice}", self.address));
+                self.block(
+                    blocker,
+                    &format!("mysql at {}: {error}; {advice}", self.address),
+                );
                 self.blocked_retry
             }
         }

@@ -17,12 +17,14 @@
 //! - [`kinds`]: the handler registry and the built-in kinds; add your own here.
 //! - [`actors`]: QueueReader, Processor pool, DbWriter, Scheduler, Ticker, Reaper, Monitor.
 //! - [`worker`]: wiring the actors together, start-up and graceful shutdown.
+//! - [`queue_order`]: how a worker splits its claims among its queues (weighted or strict).
 //! - [`metrics`]: the atomic counters the actors share, and their Prometheus collectors.
 //! - [`health`]: MySQL problems that need a person, and what a writer does after a failed write.
 //! - [`schedules`]: `[[schedules]]` entries, tick arithmetic and catch-up (no I/O).
 //! - [`enqueue`]: pushing submitted jobs; the unique-key check at enqueue.
 //! - [`intake`]: submitted JSON (API bodies, `enqueue --file` lines) → messages (no I/O).
 //! - [`api`]: the HTTP API (actix-web), alone or inside a worker.
+//! - [`control`]: operators' actions shared by the API and the CLI (pause, resume, cancel).
 //!
 //! # Message flow
 //!
@@ -42,13 +44,15 @@ pub mod actors;
 pub mod api;
 pub mod backoff;
 pub mod config;
-pub mod health;
+pub mod control;
 pub mod enqueue;
+pub mod health;
 pub mod intake;
 pub mod job;
 pub(crate) mod job_queue;
 pub mod kinds;
 pub mod metrics;
+pub mod queue_order;
 pub mod redis_queue;
 pub mod schedules;
 pub mod store;

@@ -10,11 +10,13 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
+use crate::actors::cancel_signals::CancelSignals;
 use crate::actors::db_writer::DbWriter;
 use crate::actors::job_feed::JobFeed;
 use crate::actors::monitor::Monitor;
 use crate::actors::processor::{Processor, ProcessorEnv, ProcessorPool};
 use crate::actors::queue_reader::{QueueReader, Shutdown};
+use crate::actors::queue_watch::QueueWatch;
 use crate::actors::reaper::Reaper;
 use crate::actors::scheduler::Scheduler;
 use crate::actors::ticker::Ticker;
@@ -173,6 +175,7 @@ fn start_actors(
         metrics.clone(),
     ));
     let (outcome_tx, outcome_rx) = tokio::sync::mpsc::unbounded_channel();
+    let cancels = Arc::new(CancelSignals::default());
     let env = Arc::new(ProcessorEnv {
         registry,
         defaults: EnvelopeDefaults {
@@ -186,6 +189,7 @@ fn start_actors(
         feed: feed.clone(),
         concurrency: settings.processors.concurrency,
         outcomes: outcome_tx,
+        cancels: cancels.clone(),
     });
     let addr = SyncArbiter::start(settings.processors.count, move || {
         Processor::new(env.clone())
@@ -197,6 +201,7 @@ fn start_actors(
     };
     let reader = {
         let (settings, redis, metrics) = (settings.clone(), redis.clone(), metrics.clone());
+        let worker = worker.clone();
         QueueReader::create(move |ctx| {
             let db = DbWriter::new(
                 (mysql, &settings.mysql.url),
@@ -232,6 +237,16 @@ fn start_actors(
         queues.clone(),
         heartbeat,
         reader.clone().recipient(),
+        metrics.clone(),
+    )
+    .start();
+    QueueWatch::new(
+        redis.clone(),
+        worker,
+        queues.clone(),
+        Duration::from_millis(settings.queues.control_poll_ms),
+        reader.clone().recipient(),
+        cancels,
         metrics.clone(),
     )
     .start();

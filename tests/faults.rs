@@ -243,7 +243,11 @@ fn mysql_outage_mid_run_loses_nothing() {
         "the worker must survive: {}",
         worker.log()
     );
-    assert!(worker.log().contains("rows (attempt 1) to mysql at"), "{}", worker.log());
+    assert!(
+        worker.log().contains("rows (attempt 1) to mysql at"),
+        "{}",
+        worker.log()
+    );
     assert!(worker.log().contains("MySQL is back"), "{}", worker.log());
 }
 

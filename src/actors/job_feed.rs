@@ -92,6 +92,18 @@ impl JobFeed {
         jobs
     }
 
+    /// Takes every waiting job of `queue` (the queue was paused: they must not start).
+    pub fn take_queue(&self, queue: &str) -> Vec<ClaimedJob> {
+        let mut state = self.lock();
+        let (taken, kept): (VecDeque<ClaimedJob>, VecDeque<ClaimedJob>) =
+            std::mem::take(&mut state.jobs)
+                .into_iter()
+                .partition(|job| &*job.handle.queue == queue);
+        state.jobs = kept;
+        self.publish(&state);
+        taken.into_iter().collect()
+    }
+
     /// The calling thread has nothing running: it leaves (returns true)
     /// unless jobs arrived meanwhile. Checked under the lock that `push`
     /// takes, so a job pushed now either is seen here or wakes a thread.
@@ -151,6 +163,7 @@ mod tests {
                 duplicate_of: None,
                 last_error: None,
                 claimed_at_ms: 0,
+                cancelled: false,
             })
             .collect()
     }

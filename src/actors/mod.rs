@@ -7,6 +7,7 @@
 //!                        └────Committed───────┘
 //!  Scheduler (due retries → ready) · Ticker (schedule ticks → pending)
 //!  Reaper (expired leases → ready) · Monitor (log line)
+//!  QueueWatch (pause flags → QueueReader, cancel signals → CancelSignals → processors)
 //! ```
 //!
 //! - [`queue_reader::QueueReader`]: claims, dispatches, routes outcomes, acks after commit.
@@ -17,14 +18,18 @@
 //! - [`ticker::Ticker`]: enqueues due schedule ticks, once across all workers.
 //! - [`reaper::Reaper`]: recovers jobs of workers whose lease expired.
 //! - [`monitor::Monitor`]: the `conveyor::mailbox` log line.
+//! - [`queue_watch::QueueWatch`]: follows pause flags and cancel signals in Redis.
+//! - [`cancel_signals::CancelSignals`]: which held jobs were cancelled (shared, not an actor).
 //!
 //! Each message type is defined beside the actor that handles it.
 
+pub mod cancel_signals;
 pub mod db_writer;
 pub mod job_feed;
 pub mod monitor;
 pub mod processor;
 pub mod queue_reader;
+pub mod queue_watch;
 pub mod reaper;
 pub mod scheduler;
 pub mod ticker;

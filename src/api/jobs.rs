@@ -149,7 +149,7 @@ pub async fn status(
 }
 
 /// The optional `?queue=` parameter.
-fn queue_param(query: &str) -> Result<Option<String>, ApiError> {
+pub(super) fn queue_param(query: &str) -> Result<Option<String>, ApiError> {
     let queue = url::form_urlencoded::parse(query.as_bytes())
         .find(|(key, _)| key == "queue")
         .map(|(_, value)| value.into_owned());

@@ -20,11 +20,19 @@ use crate::store;
 /// Longest a readiness check waits for Redis or MySQL.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The configured queues, then every other queue Redis holds something of.
 pub async fn queues(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let mut out = Map::new();
+    let mut names = state.settings().queues.names.clone();
+    for queue in state.redis().queues_in_redis().await? {
+        if !names.contains(&queue) {
+            names.push(queue);
+        }
+    }
     let mut depths = Vec::new();
-    for queue in &state.settings().queues.names {
-        depths.push((queue.clone(), state.redis().depths(queue).await?));
+    for queue in names {
+        let found = state.redis().depths(&queue).await?;
+        depths.push((queue, found));
     }
     let dead: HashMap<String, u64> = store::dead_counts(state.pool())
         .await?
@@ -34,7 +42,13 @@ pub async fn queues(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError
         let dead = dead.get(&queue).copied().unwrap_or(0);
         out.insert(
             queue,
-            json!({ "pending": d.pending, "running": d.running, "scheduled": d.scheduled, "dead": dead }),
+            json!({
+                "pending": d.pending,
+                "running": d.running,
+                "scheduled": d.scheduled,
+                "dead": dead,
+                "paused": d.paused,
+            }),
         );
     }
     Ok(HttpResponse::Ok().json(Value::Object(out)))

@@ -3,6 +3,7 @@
 
 mod api;
 mod bench;
+mod control;
 mod dead;
 mod enqueue;
 mod schedules;
@@ -48,6 +49,10 @@ enum Command {
     Api(api::ApiArgs),
     /// List, show, retry or purge dead jobs and dead letters.
     Dead(dead::DeadArgs),
+    /// Pause or resume a queue.
+    Queue(control::QueueArgs),
+    /// Cancel a job: waiting ones never start, running ones are stopped.
+    Cancel(control::CancelArgs),
     /// List, trigger, pause or resume the configured schedules.
     Schedules(schedules::SchedulesArgs),
 }
@@ -67,6 +72,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => block_on(bench::run(settings, cli.config, args)),
         Command::Api(args) => block_on(api::run(settings, args)),
         Command::Dead(args) => block_on(dead::run(settings, args)),
+        Command::Queue(args) => block_on(control::queue(settings, args)),
+        Command::Cancel(args) => block_on(control::cancel(settings, args)),
         Command::Schedules(args) => block_on(schedules::run(settings, args)),
     }
 }

@@ -106,6 +106,7 @@ fn to_json(stats: &[QueueStats]) -> Value {
                 "running": q.depths.running,
                 "scheduled": q.depths.scheduled,
                 "dead": q.dead,
+                "paused": q.depths.paused,
                 "workers": workers,
             });
             (q.name.clone(), value)
@@ -116,15 +117,21 @@ fn to_json(stats: &[QueueStats]) -> Value {
 
 fn print_table(stats: &[QueueStats]) {
     println!(
-        "{:<24} {:>10} {:>10} {:>10} {:>10} {:>8}",
-        "queue", "pending", "running", "scheduled", "dead", "workers"
+        "{:<24} {:>10} {:>10} {:>10} {:>10} {:>8} {:>7}",
+        "queue", "pending", "running", "scheduled", "dead", "workers", "paused"
     );
     let now = now_ms();
     for q in stats {
         let alive = q.workers.iter().filter(|(_, d)| *d > now).count();
         println!(
-            "{:<24} {:>10} {:>10} {:>10} {:>10} {:>8}",
-            q.name, q.depths.pending, q.depths.running, q.depths.scheduled, q.dead, alive
+            "{:<24} {:>10} {:>10} {:>10} {:>10} {:>8} {:>7}",
+            q.name,
+            q.depths.pending,
+            q.depths.running,
+            q.depths.scheduled,
+            q.dead,
+            alive,
+            if q.depths.paused { "yes" } else { "no" }
         );
     }
     let leases: Vec<(&str, &str, i64)> = stats

@@ -158,6 +158,7 @@ mod tests {
             attempt: 1,
             max_attempts: 3,
             deadline: std::time::Instant::now() + std::time::Duration::from_secs(5),
+            cancel: Default::default(),
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

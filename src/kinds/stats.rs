@@ -55,6 +55,7 @@ mod tests {
             attempt: 1,
             max_attempts: 1,
             deadline: std::time::Instant::now() + std::time::Duration::from_secs(5),
+            cancel: Default::default(),
         }
     }
 

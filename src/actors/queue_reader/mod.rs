@@ -19,6 +19,7 @@ mod ledger;
 #[cfg(test)]
 mod wiring_tests;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +36,7 @@ use crate::config::Settings;
 use crate::job::{now_ms, ClaimedJob, FinalStatus, JobHandle, Outcome};
 use crate::job_queue::{JobQueue, RedisJobQueue};
 use crate::metrics::Metrics;
+use crate::queue_order::QueueOrder;
 
 /// Pause before failed acknowledgements and reschedules are tried again (ms).
 const REDIS_RETRY_MS: u64 = 250;
@@ -59,6 +61,12 @@ pub struct Committed(pub Vec<JobHandle>);
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct WritesBlocked(pub bool);
+
+/// The queues paused now (from the QueueWatch): claim nothing from them,
+/// and hand back their jobs that have not started.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct PausedQueues(pub HashSet<Arc<str>>);
 
 /// Stop claiming, drain in-flight jobs for up to `timeout`, then hand back
 /// the rest. Answers with the number of jobs handed back.
@@ -105,6 +113,7 @@ impl<Q: JobQueue> QueueReader<Q> {
         let core = ClaimCore::new(CoreConfig {
             queues: queues.clone(),
             claim_batch: settings.queues.claim_batch,
+            order: QueueOrder::new(settings.queues.mode, &settings.queues.weight_list()),
             max_in_flight: settings.queues.max_in_flight,
             lease_ms: settings.recovery.lease_ms,
             claim_backoff: Backoff::exponential(CLAIM_RETRY_BASE_MS, CLAIM_RETRY_MAX_MS),
@@ -146,6 +155,7 @@ impl<Q: JobQueue> QueueReader<Q> {
                     });
                 }
                 Effect::HandBack => self.hand_back(ctx),
+                Effect::HoldBack(queue) => self.hold_back(&queue, ctx),
                 Effect::Report(report) => self.report(report),
             }
         }
@@ -186,6 +196,27 @@ impl<Q: JobQueue> QueueReader<Q> {
         self.apply(effects, ctx);
     }
 
+    /// `queue` was paused: its claimed jobs that have not started go back to
+    /// Redis without counting an attempt (due at once; claimed on resume).
+    fn hold_back(&mut self, queue: &str, ctx: &mut Context<Self>) {
+        let now = now_ms();
+        let unstarted: Vec<Outcome> = self
+            .feed
+            .take_queue(queue)
+            .into_iter()
+            .map(|job| Outcome::Defer {
+                handle: job.handle,
+                due_ms: now,
+            })
+            .collect();
+        if unstarted.is_empty() {
+            return;
+        }
+        log::info!(target: "conveyor::queue_reader", "queue {queue} paused: {} claimed jobs that had not started go back", unstarted.len());
+        let effects = self.core.on_outcomes(unstarted);
+        self.apply(effects, ctx);
+    }
+
     /// Final outcomes go to the DbWriter.
     fn record(&mut self, finals: Vec<Outcome>, ctx: &mut Context<Self>) {
         self.count_outcomes(&finals);
@@ -203,6 +234,9 @@ impl<Q: JobQueue> QueueReader<Q> {
             let counter = match outcome {
                 Outcome::Finished(row) if row.status == FinalStatus::Succeeded => {
                     &self.metrics.succeeded_total
+                }
+                Outcome::Finished(row) if row.status == FinalStatus::Cancelled => {
+                    &self.metrics.cancelled_total
                 }
                 Outcome::Finished(_) => &self.metrics.dead_total,
                 _ => &self.metrics.dead_letters_total,
@@ -306,6 +340,16 @@ impl<Q: JobQueue> Handler<Wake> for QueueReader<Q> {
     }
 }
 
+impl<Q: JobQueue> Handler<PausedQueues> for QueueReader<Q> {
+    type Result = ();
+
+    fn handle(&mut self, msg: PausedQueues, ctx: &mut Self::Context) {
+        self.metrics.reader_mailbox.on_handle();
+        let effects = self.core.on_paused(now_ms(), msg.0);
+        self.apply(effects, ctx);
+    }
+}
+
 impl<Q: JobQueue> Handler<Committed> for QueueReader<Q> {
     type Result = ();
 
@@ -321,7 +365,11 @@ impl<Q: JobQueue> Handler<WritesBlocked> for QueueReader<Q> {
 
     fn handle(&mut self, msg: WritesBlocked, ctx: &mut Self::Context) {
         self.metrics.reader_mailbox.on_handle();
-        let writes = if msg.0 { Writes::Blocked } else { Writes::Flowing };
+        let writes = if msg.0 {
+            Writes::Blocked
+        } else {
+            Writes::Flowing
+        };
         let effects = self.core.on_writes(now_ms(), writes);
         self.apply(effects, ctx);
     }
