@@ -18,13 +18,13 @@ use crate::store::{self, Remedy, StoreError};
 
 /// The current blocking problem, if any.
 #[derive(Debug, Default)]
-pub struct Blocker {
+pub(crate) struct Blocker {
     problem: Mutex<Option<String>>,
 }
 
 impl Blocker {
     /// Records `problem`; true when it is new (not the one already held).
-    pub fn report(&self, problem: &str) -> bool {
+    pub(crate) fn report(&self, problem: &str) -> bool {
         let mut held = self.problem.lock().unwrap_or_else(PoisonError::into_inner);
         if held.as_deref() == Some(problem) {
             return false;
@@ -34,7 +34,7 @@ impl Blocker {
     }
 
     /// Clears the problem; returns the one that was held.
-    pub fn clear(&self) -> Option<String> {
+    pub(crate) fn clear(&self) -> Option<String> {
         self.problem
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -42,23 +42,19 @@ impl Blocker {
     }
 
     /// A copy of the current problem.
-    pub fn problem(&self) -> Option<String> {
+    pub(crate) fn problem(&self) -> Option<String> {
         self.problem
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
-
-    pub fn is_blocked(&self) -> bool {
-        self.problem().is_some()
-    }
 }
 
 /// Told when a writer becomes blocked (`true`) or unblocked (`false`).
-pub type BlockedNotice = Box<dyn Fn(bool)>;
+pub(crate) type BlockedNotice = Box<dyn Fn(bool)>;
 
 /// One writer's handling of a run of failed writes, until one commits.
-pub struct WriteTrouble {
+pub(crate) struct WriteTrouble {
     /// `host:port` of MySQL, for messages.
     address: String,
     /// The schema was repaired during this run of failures.
@@ -69,7 +65,7 @@ pub struct WriteTrouble {
 }
 
 impl WriteTrouble {
-    pub fn new(mysql_url: &str, blocked_retry: Duration, notice: BlockedNotice) -> WriteTrouble {
+    pub(crate) fn new(mysql_url: &str, blocked_retry: Duration, notice: BlockedNotice) -> WriteTrouble {
         WriteTrouble {
             address: store::address(mysql_url),
             repaired: Cell::new(false),
@@ -82,7 +78,7 @@ impl WriteTrouble {
     /// it, repairs the schema when that is the cure, reports a problem that
     /// needs a person to `blocker`. Returns how long to wait before the next
     /// attempt (`backoff` for transient failures).
-    pub async fn after_failure(
+    pub(crate) async fn after_failure(
         &self,
         pool: &mysql_async::Pool,
         error: &StoreError,
@@ -154,7 +150,7 @@ impl WriteTrouble {
     }
 
     /// A write committed after failures: lifts a block and says so.
-    pub fn after_success(&self, blocker: &Blocker, failures: u32) {
+    pub(crate) fn after_success(&self, blocker: &Blocker, failures: u32) {
         if let Some(problem) = blocker.clear() {
             log::warn!(target: "conveyor::db_writer", "mysql problem solved, claiming resumes: {problem}");
             (self.notice)(false);
@@ -171,12 +167,12 @@ mod tests {
     #[test]
     fn a_problem_is_held_until_cleared_and_reported_once() {
         let blocker = Blocker::default();
-        assert!(!blocker.is_blocked());
+        assert_eq!(blocker.problem(), None);
         assert!(blocker.report("access denied"));
         assert!(!blocker.report("access denied"));
         assert_eq!(blocker.problem().as_deref(), Some("access denied"));
         assert!(blocker.report("unknown column"));
         assert_eq!(blocker.clear().as_deref(), Some("unknown column"));
-        assert!(!blocker.is_blocked());
+        assert_eq!(blocker.problem(), None);
     }
 }

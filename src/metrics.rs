@@ -75,7 +75,7 @@ pub struct Metrics {
     pub db_errors_total: AtomicU64,
     pub panics_total: AtomicU64,
     /// A MySQL problem that retrying cannot fix, while it lasts.
-    pub blocker: crate::health::Blocker,
+    pub(crate) blocker: crate::health::Blocker,
     /// Prometheus collectors; `None` (the default) records nothing.
     pub collectors: Option<Collectors>,
 }
@@ -170,7 +170,7 @@ impl Metrics {
 }
 
 /// Label for jobs whose kind no handler is registered under.
-pub const UNREGISTERED_KIND: &str = "unregistered";
+pub(crate) const UNREGISTERED_KIND: &str = "unregistered";
 
 /// Seconds: from a millisecond job up to hours of `run_at` delays.
 const SECONDS_BUCKETS: &[f64] = &[

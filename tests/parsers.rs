@@ -6,6 +6,8 @@
 //! `fuzz/`, whose checks are compiled here too and run on the seed corpus
 //! and on random inputs (see docs/reliability.md, "How we test").
 
+// Public there (the fuzz targets are another crate), private here.
+#[allow(unreachable_pub)]
 #[path = "../fuzz/src/lib.rs"]
 mod fuzz_checks;
 

@@ -52,7 +52,7 @@ pub fn config(text: &str) {
         Ok(settings) => {
             assert!(settings.processor_slots() > 0);
             assert!(settings.recovery.lease_ms <= MAX_DURATION_MS);
-            assert!(settings.recovery.heartbeat_ms < settings.recovery.lease_ms);
+            assert!(settings.recovery.heartbeat() < settings.lease());
         }
         Err(error) => assert!(!error.to_string().is_empty()),
     }

@@ -23,7 +23,7 @@ struct State {
 }
 
 #[derive(Default)]
-pub struct CancelSignals {
+pub(crate) struct CancelSignals {
     state: Mutex<State>,
 }
 
@@ -38,7 +38,7 @@ impl CancelSignals {
 
     /// The cancelled jobs this worker holds in `queue`, as Redis lists them
     /// now; running ones among them are cancelled at once.
-    pub fn set_signalled(&self, queue: &Arc<str>, tokens: Vec<String>) {
+    pub(crate) fn set_signalled(&self, queue: &Arc<str>, tokens: Vec<String>) {
         let mut state = self.lock();
         if tokens.is_empty() {
             state.signalled.remove(queue);
@@ -60,7 +60,7 @@ impl CancelSignals {
 
     /// A job is about to start: its cancellation token, or `None` when it
     /// was cancelled already and must not start.
-    pub fn start(&self, handle: &JobHandle) -> Option<CancellationToken> {
+    pub(crate) fn start(&self, handle: &JobHandle) -> Option<CancellationToken> {
         let mut state = self.lock();
         let signalled = state
             .signalled
@@ -75,7 +75,7 @@ impl CancelSignals {
     }
 
     /// A job ended (whatever its outcome).
-    pub fn finish(&self, handle: &JobHandle) {
+    pub(crate) fn finish(&self, handle: &JobHandle) {
         self.lock().running.remove(handle);
     }
 }

@@ -23,13 +23,13 @@
 //!
 //! Each message type is defined beside the actor that handles it.
 
-pub mod cancel_signals;
-pub mod db_writer;
-pub mod job_feed;
-pub mod monitor;
-pub mod processor;
-pub mod queue_reader;
-pub mod queue_watch;
-pub mod reaper;
-pub mod scheduler;
-pub mod ticker;
+pub(crate) mod cancel_signals;
+pub(crate) mod db_writer;
+pub(crate) mod job_feed;
+pub(crate) mod monitor;
+pub(crate) mod processor;
+pub(crate) mod queue_reader;
+pub(crate) mod queue_watch;
+pub(crate) mod reaper;
+pub(crate) mod scheduler;
+pub(crate) mod ticker;

@@ -15,7 +15,7 @@ use actix::prelude::*;
 use crate::metrics::Metrics;
 use crate::redis_queue::{QueueDepths, RedisQueue};
 
-pub struct Monitor {
+pub(crate) struct Monitor {
     redis: RedisQueue,
     queues: Vec<Arc<str>>,
     metrics: Arc<Metrics>,
@@ -34,7 +34,7 @@ struct Snapshot {
 }
 
 impl Monitor {
-    pub fn new(
+    pub(crate) fn new(
         redis: RedisQueue,
         queues: Vec<Arc<str>>,
         metrics: Arc<Metrics>,

@@ -39,7 +39,7 @@ use crate::kinds::{Handler as KindHandler, JobContext, JobError, Registry, Retry
 use crate::metrics::Metrics;
 
 /// What every processor thread needs; shared.
-pub struct ProcessorEnv {
+pub(crate) struct ProcessorEnv {
     pub registry: Registry,
     pub defaults: EnvelopeDefaults,
     pub backoff: Backoff,
@@ -56,18 +56,18 @@ pub struct ProcessorEnv {
 
 /// What the QueueReader holds of the pool: its address, the feed it fills
 /// and the channel the outcomes come back on.
-pub struct ProcessorPool {
+pub(crate) struct ProcessorPool {
     pub addr: Addr<Processor>,
     pub feed: Arc<JobFeed>,
     pub outcomes: UnboundedReceiver<Vec<Outcome>>,
 }
 
 /// Run jobs from the feed until it is empty and nothing is running.
-#[derive(Message)]
+#[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct Drain;
+pub(crate) struct Drain;
 
-pub struct Processor {
+pub(crate) struct Processor {
     env: Arc<ProcessorEnv>,
     runtime: tokio::runtime::Runtime,
 }
@@ -75,7 +75,7 @@ pub struct Processor {
 impl Processor {
     /// The pool's factory. Building a current-thread runtime only fails when
     /// the OS refuses a timer or I/O driver, which no worker survives anyway.
-    pub fn new(env: Arc<ProcessorEnv>) -> Processor {
+    pub(crate) fn new(env: Arc<ProcessorEnv>) -> Processor {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -171,7 +171,7 @@ fn report(env: &ProcessorEnv, outcomes: Vec<Outcome>) {
 }
 
 /// Decides one job's outcome.
-pub async fn run_job(env: &ProcessorEnv, job: ClaimedJob) -> Outcome {
+pub(crate) async fn run_job(env: &ProcessorEnv, job: ClaimedJob) -> Outcome {
     let started_ms = now_ms();
     let mut valid = match parse_message(&job.raw, &job.handle.token, &env.defaults) {
         Ok(valid) => valid,

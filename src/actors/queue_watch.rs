@@ -18,7 +18,7 @@ use super::queue_reader::PausedQueues;
 use crate::metrics::Metrics;
 use crate::redis_queue::RedisQueue;
 
-pub struct QueueWatch {
+pub(crate) struct QueueWatch {
     redis: RedisQueue,
     worker: Arc<str>,
     queues: Vec<Arc<str>>,
@@ -33,7 +33,7 @@ pub struct QueueWatch {
 }
 
 impl QueueWatch {
-    pub fn new(
+    pub(crate) fn new(
         redis: RedisQueue,
         worker: Arc<str>,
         queues: Vec<Arc<str>>,

@@ -12,14 +12,14 @@ use super::jobs::queue_param;
 use super::{ApiError, ApiState};
 use crate::control::{self, CancelAnswer};
 
-pub async fn pause(
+pub(super) async fn pause(
     state: web::Data<ApiState>,
     queue: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     set_paused(&state, &queue, true).await
 }
 
-pub async fn resume(
+pub(super) async fn resume(
     state: web::Data<ApiState>,
     queue: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -34,7 +34,7 @@ async fn set_paused(state: &ApiState, queue: &str, paused: bool) -> Result<HttpR
 
 /// `202 {"id", "queue", "status": "cancelled" | "cancelling"}`; a finished
 /// job answers 409 with its status, an unknown one 404.
-pub async fn cancel(
+pub(super) async fn cancel(
     state: web::Data<ApiState>,
     req: HttpRequest,
     id: web::Path<String>,

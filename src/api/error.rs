@@ -8,9 +8,9 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
-use crate::config::redact_text;
 use crate::control::ControlError;
 use crate::intake::Rejected;
+use crate::redact::redact_text;
 use crate::redis_queue::QueueError;
 use crate::store::StoreError;
 

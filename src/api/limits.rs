@@ -19,19 +19,19 @@ use super::{state_of, ApiError};
 use crate::config::ApiSettings;
 
 /// Threads serving the API: one per core.
-pub fn server_threads() -> usize {
+pub(super) fn server_threads() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// Connections per server thread: actix counts them per thread, so
 /// `api.max_connections` is shared out among the threads.
-pub fn connections_per_thread(api: &ApiSettings) -> usize {
+pub(super) fn connections_per_thread(api: &ApiSettings) -> usize {
     api.max_connections.div_ceil(server_threads())
 }
 
 /// Body-size defaults for extractors (`web::Bytes`, `web::Json`, ...), so a
 /// route that uses one gets the same limit as the others.
-pub fn payload_configs(api: &ApiSettings) -> (web::PayloadConfig, web::JsonConfig) {
+pub(super) fn payload_configs(api: &ApiSettings) -> (web::PayloadConfig, web::JsonConfig) {
     (
         web::PayloadConfig::new(api.max_body_bytes),
         web::JsonConfig::default().limit(api.max_body_bytes),
@@ -39,7 +39,7 @@ pub fn payload_configs(api: &ApiSettings) -> (web::PayloadConfig, web::JsonConfi
 }
 
 /// Refuses a declared body over the limit, and bounds the whole request.
-pub async fn limit_request(
+pub(super) async fn limit_request(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {

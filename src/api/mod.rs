@@ -79,6 +79,15 @@ pub struct ApiState {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for ApiState {
+    /// Connections and metrics are not worth printing; the queues are.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState")
+            .field("queues", &self.inner.settings.queues.names)
+            .finish_non_exhaustive()
+    }
+}
+
 struct Inner {
     settings: Arc<Settings>,
     /// The configured schedules, compiled once.

@@ -13,7 +13,7 @@ use super::NothingMatched;
 #[command(
     after_help = "Examples:\n  conveyor queue pause emails     # no new job of it starts; running ones finish\n  conveyor queue resume emails\n\nThe state lives in Redis: every worker honours it within queues.control_poll_ms, and it survives restarts."
 )]
-pub struct QueueArgs {
+pub(super) struct QueueArgs {
     #[command(subcommand)]
     command: QueueCommand,
 }
@@ -30,7 +30,7 @@ enum QueueCommand {
 #[command(
     after_help = "Examples:\n  conveyor cancel 0190c3a1f2e4b6d8a0c2e4f6a8b0c2e4\n  conveyor cancel job-42 --queue emails\n\nA waiting job (queued, scheduled, retrying) is removed and ends `cancelled`; a running one is\nstopped and ends `cancelled` unless it finishes first.\nExit codes: 0 cancelled or cancelling, 1 unknown or finished already, 2 error."
 )]
-pub struct CancelArgs {
+pub(super) struct CancelArgs {
     /// The job's id.
     id: String,
     /// Look only in this queue (default: every queue of queues.names).
@@ -38,7 +38,7 @@ pub struct CancelArgs {
     queue: Option<String>,
 }
 
-pub async fn queue(settings: Settings, args: QueueArgs) -> anyhow::Result<()> {
+pub(super) async fn queue(settings: Settings, args: QueueArgs) -> anyhow::Result<()> {
     let redis = super::connect_redis(&settings)?;
     let (queue, paused) = match args.command {
         QueueCommand::Pause { queue } => (queue, true),
@@ -52,7 +52,7 @@ pub async fn queue(settings: Settings, args: QueueArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn cancel(settings: Settings, args: CancelArgs) -> anyhow::Result<()> {
+pub(super) async fn cancel(settings: Settings, args: CancelArgs) -> anyhow::Result<()> {
     let redis = super::connect_redis(&settings)?;
     let pool = conveyor::store::open_pool(&settings.mysql.url, 1)?;
     let answer = control::cancel_job(

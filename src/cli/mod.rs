@@ -14,14 +14,15 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-use conveyor::config::{redact_url, Settings};
+use conveyor::config::Settings;
 use conveyor::kinds::Registry;
+use conveyor::redact::redact_url;
 use conveyor::redis_queue::RedisQueue;
 
 /// conveyor — background jobs from Redis, processed by actors, results in MySQL.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about = None)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Configuration file layered over the defaults (env CONVEYOR__* overrides both).
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -60,9 +61,9 @@ enum Command {
 /// A command found nothing to act on (exit code 1, not an error).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct NothingMatched(pub String);
+pub(crate) struct NothingMatched(pub String);
 
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load(cli.config.as_deref())?;
     match cli.command {
         Command::Worker => run_worker(settings),
@@ -80,8 +81,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn run_worker(settings: Settings) -> anyhow::Result<()> {
     let registry = Registry::with_builtins_configured(&settings.kinds);
-    conveyor::worker::run_until_signalled(settings, registry)?;
-    Ok(())
+    match conveyor::worker::run_until_signalled(settings, registry)? {
+        conveyor::worker::Stopped::Drained => Ok(()),
+        // A second signal: stop now, with the status of an interrupted program.
+        conveyor::worker::Stopped::Interrupted => std::process::exit(130),
+    }
 }
 
 fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(future: F) -> anyhow::Result<()> {

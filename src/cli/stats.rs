@@ -8,15 +8,16 @@ use anyhow::Context as _;
 use clap::Args;
 use serde_json::{json, Map, Value};
 
-use conveyor::config::{redact_url, Settings};
+use conveyor::config::Settings;
 use conveyor::job::now_ms;
+use conveyor::redact::redact_url;
 use conveyor::redis_queue::{QueueDepths, RedisQueue};
 
 #[derive(Args, Debug)]
 #[command(
     after_help = "Examples:\n  conveyor stats\n  conveyor stats --json\n  conveyor stats --watch        # refresh every 2 s until Ctrl-C\n  conveyor stats --watch 10 --json   # one JSON line every 10 s"
 )]
-pub struct StatsArgs {
+pub(super) struct StatsArgs {
     /// Print JSON instead of a table (one line per refresh with --watch).
     #[arg(long)]
     json: bool,
@@ -34,7 +35,7 @@ struct QueueStats {
     workers: Vec<(String, i64)>,
 }
 
-pub async fn run(settings: Settings, args: StatsArgs) -> anyhow::Result<()> {
+pub(super) async fn run(settings: Settings, args: StatsArgs) -> anyhow::Result<()> {
     let redis = super::connect_redis(&settings)?;
     let pool = conveyor::store::open_pool(&settings.mysql.url, 1)?;
     let Some(every) = args.watch else {

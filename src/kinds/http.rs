@@ -42,7 +42,7 @@ enum Extract {
     Json,
 }
 
-pub async fn run(http: HttpKinds, ctx: JobContext, payload: Value) -> JobResult {
+pub(super) async fn run(http: HttpKinds, ctx: JobContext, payload: Value) -> JobResult {
     let payload: HttpPayload = payload_as("http", payload)?;
     let spec = RequestSpec::new(
         "http",

@@ -184,8 +184,17 @@ pub enum Handler {
     Async(Arc<AsyncFn>),
 }
 
+impl std::fmt::Debug for Handler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Handler::Blocking(_) => "Handler::Blocking",
+            Handler::Async(_) => "Handler::Async",
+        })
+    }
+}
+
 /// Job kinds by name. Cloned into every processor thread.
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Registry {
     handlers: HashMap<String, Handler>,
 }

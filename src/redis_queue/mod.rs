@@ -55,8 +55,9 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::AsyncConnectionConfig;
 
-use crate::config::redact_url;
 use crate::job::ClaimedJob;
+use crate::limits::MAX_SCRIPT_BATCH;
+use crate::redact::redact_url;
 
 pub use control::{CancelState, QueueControl};
 
@@ -168,10 +169,6 @@ impl QueueKeys {
     }
 }
 
-/// Most tokens or fields one script call takes (Lua's `unpack` has a limit
-/// of about 8 000 values).
-pub const MAX_SCRIPT_BATCH: usize = 1000;
-
 /// The Redis side of conveyor: cheap to clone, reconnects by itself.
 #[derive(Clone)]
 pub struct RedisQueue {
@@ -179,6 +176,15 @@ pub struct RedisQueue {
     conn: ConnectionManager,
     prefix: Arc<str>,
     response_timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisQueue {
+    /// The prefix only: the connection holds the URL, which may hold a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisQueue")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RedisQueue {

@@ -3,7 +3,8 @@
 //! instant.
 //!
 //! This module owns the script text and the KEYS/ARGV contract each script's
-//! comment states. It must never run a script (the callers in the parent
+//! comment states: `KEYS: a, b, c` means KEYS[1] is `a`, KEYS[2] is `b` and
+//! so on (the names of [`super::QueueKeys`]); ARGV is listed the same way. It must never run a script (the callers in the parent
 //! module pass keys and arguments), never decode a message (a cheap prefix
 //! test for the job id is all), and never touch a key outside the hash tag of
 //! the queue whose keys it is given.
@@ -139,7 +140,7 @@ return #held
 /// Where a job stands in Redis, by id: (state, attempts made, last error), or nil.
 /// KEYS: ids, jobs, scheduled, attempts, errors, accepted, cancel.
 /// A cancelled job is `cancelled` while it waits for its row, `cancelling`
-/// while a worker still runs it.
+/// while a worker still runs it. ARGV: the job id.
 pub(super) static JOB_STATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -217,6 +218,7 @@ return moved
 });
 
 /// Moves up to ARGV[2] jobs due by ARGV[1] from `scheduled` to `ready`, earliest first.
+/// KEYS: scheduled, ready. ARGV: now (unix ms), most jobs to move.
 pub(super) static PROMOTE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -283,8 +285,8 @@ return #entries / 2
 
 /// Returns the given tokens from this worker's `wip` to the front of `ready`
 /// (cancelled ones to `cancelled`) without counting an attempt. KEYS: wip,
-/// jobs, ready, cancel, cancelled, this worker's signal set. Returns how
-/// many moved.
+/// jobs, ready, cancel, cancelled, this worker's signal set. ARGV: the
+/// tokens. Returns how many moved.
 pub(super) static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r"{}
@@ -307,6 +309,7 @@ return moved
 
 /// Renews a worker's lease; returns 1 when it still had one, 0 when it had
 /// been presumed dead (its jobs recovered elsewhere).
+/// KEYS: workers. ARGV: worker, lease deadline (unix ms).
 pub(super) static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -319,7 +322,7 @@ if had then return 1 else return 0 end
 
 /// Depths: pending+ready+cancelled, scheduled, jobs held by all workers,
 /// and the pause flag (1 or 0). KEYS: pending, ready, scheduled, workers,
-/// cancelled, paused.
+/// cancelled, paused. ARGV: the `wip:` prefix (a worker id completes it).
 pub(super) static DEPTHS: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"

@@ -27,23 +27,23 @@ pub enum Remedy {
 
 /// MySQL server error codes that decide a remedy.
 mod code {
-    pub const DB_ACCESS_DENIED: u16 = 1044;
-    pub const ACCESS_DENIED: u16 = 1045;
-    pub const BAD_DB: u16 = 1049;
-    pub const BAD_FIELD: u16 = 1054;
-    pub const NO_SUCH_TABLE: u16 = 1146;
-    pub const TABLE_ACCESS_DENIED: u16 = 1142;
-    pub const COLUMN_ACCESS_DENIED: u16 = 1143;
-    pub const SPECIFIC_ACCESS_DENIED: u16 = 1227;
-    pub const DATA_TOO_LONG: u16 = 1406;
-    pub const TRUNCATED_WRONG_VALUE: u16 = 1292;
-    pub const INCORRECT_STRING_VALUE: u16 = 1366;
-    pub const WRONG_VALUE_COUNT: u16 = 1136;
-    pub const PARSE_ERROR: u16 = 1064;
-    pub const TABLE_EXISTS: u16 = 1050;
-    pub const DUP_FIELDNAME: u16 = 1060;
-    pub const DUP_KEYNAME: u16 = 1061;
-    pub const CANT_DROP_FIELD_OR_KEY: u16 = 1091;
+    pub(super) const DB_ACCESS_DENIED: u16 = 1044;
+    pub(super) const ACCESS_DENIED: u16 = 1045;
+    pub(super) const BAD_DB: u16 = 1049;
+    pub(super) const BAD_FIELD: u16 = 1054;
+    pub(super) const NO_SUCH_TABLE: u16 = 1146;
+    pub(super) const TABLE_ACCESS_DENIED: u16 = 1142;
+    pub(super) const COLUMN_ACCESS_DENIED: u16 = 1143;
+    pub(super) const SPECIFIC_ACCESS_DENIED: u16 = 1227;
+    pub(super) const DATA_TOO_LONG: u16 = 1406;
+    pub(super) const TRUNCATED_WRONG_VALUE: u16 = 1292;
+    pub(super) const INCORRECT_STRING_VALUE: u16 = 1366;
+    pub(super) const WRONG_VALUE_COUNT: u16 = 1136;
+    pub(super) const PARSE_ERROR: u16 = 1064;
+    pub(super) const TABLE_EXISTS: u16 = 1050;
+    pub(super) const DUP_FIELDNAME: u16 = 1060;
+    pub(super) const DUP_KEYNAME: u16 = 1061;
+    pub(super) const CANT_DROP_FIELD_OR_KEY: u16 = 1091;
 }
 
 /// Decides what to do about `error`.

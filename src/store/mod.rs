@@ -20,8 +20,8 @@ use chrono::{DateTime, Datelike, Timelike};
 use mysql_async::prelude::*;
 use mysql_async::{Opts, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts, Value};
 
-use crate::config::redact_url;
 use crate::job::{DeadLetter, ResultRow};
+use crate::redact::redact_url;
 
 pub use dead::{
     dead_counts, list_dead, list_dead_letters, purge, DeadFilter, DeadJob, DeadLetterRecord,

@@ -49,30 +49,30 @@ const WAIT_RETRY_MS: u64 = 1000;
 /// Something may be waiting (a retry came due, jobs were recovered): claim now.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct Wake;
+pub(crate) struct Wake;
 
 /// Sent by the DbWriter: these jobs' rows are committed.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct Committed(pub Vec<JobHandle>);
+pub(crate) struct Committed(pub Vec<JobHandle>);
 
 /// Sent by the DbWriter when a MySQL problem that needs a person starts
 /// (`true`: stop claiming) or ends (`false`: claim again).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct WritesBlocked(pub bool);
+pub(crate) struct WritesBlocked(pub(crate) bool);
 
 /// The queues paused now (from the QueueWatch): claim nothing from them,
 /// and hand back their jobs that have not started.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct PausedQueues(pub HashSet<Arc<str>>);
+pub(crate) struct PausedQueues(pub HashSet<Arc<str>>);
 
 /// Stop claiming, drain in-flight jobs for up to `timeout`, then hand back
 /// the rest. Answers with the number of jobs handed back.
 #[derive(Debug, Message)]
 #[rtype(result = "usize")]
-pub struct Shutdown {
+pub(crate) struct Shutdown {
     /// How long in-flight jobs may still finish.
     pub timeout: Duration,
 }
@@ -124,7 +124,7 @@ impl<Q: JobQueue> QueueReader<Q> {
             queue_side,
             core,
             queues,
-            heartbeat: Duration::from_millis(settings.recovery.heartbeat_ms),
+            heartbeat: settings.recovery.heartbeat(),
             lease_ms: settings.recovery.lease_ms,
             idle_wait: Duration::from_millis(settings.queues.idle_wait_ms),
             processors: pool.addr,

@@ -123,7 +123,7 @@ fn normalize_host(host: &str) -> String {
 /// addresses the guard allows; fails with a [`Refusal`] when none is left.
 /// Checking the addresses that will actually be connected to (not a second
 /// lookup) also defeats DNS rebinding.
-pub struct GuardedResolver {
+pub(super) struct GuardedResolver {
     pub(super) guard: Arc<Guard>,
 }
 

@@ -43,15 +43,16 @@ use guard::GuardedResolver;
 use request::RequestBody;
 
 pub use address::{classify, AddressClass};
-pub use error::{display_url, HttpError};
+pub(super) use error::{display_url, HttpError};
 pub use guard::{Guard, Refusal};
-pub use request::{Fetched, RequestSpec};
+pub(super) use request::Fetched;
+pub use request::RequestSpec;
 
 /// The configured HTTP machinery, cheap to clone into handlers. Each
 /// processor thread builds its own `reqwest::Client` from it on first use
 /// and keeps it, so connections are reused across the jobs of that thread.
 #[derive(Clone)]
-pub struct HttpKinds {
+pub(super) struct HttpKinds {
     inner: Arc<Inner>,
 }
 
@@ -76,7 +77,7 @@ thread_local! {
 }
 
 impl HttpKinds {
-    pub fn new(settings: &HttpKindSettings) -> HttpKinds {
+    pub(super) fn new(settings: &HttpKindSettings) -> HttpKinds {
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         HttpKinds {
             inner: Arc::new(Inner {
@@ -87,7 +88,7 @@ impl HttpKinds {
         }
     }
 
-    pub fn settings(&self) -> &HttpKindSettings {
+    pub(super) fn settings(&self) -> &HttpKindSettings {
         &self.inner.settings
     }
 
@@ -146,7 +147,11 @@ impl HttpKinds {
 
     /// Sends `spec` and reads its body, all before `deadline` (the job's).
     /// Only a 2xx response with a body within the cap is `Ok`.
-    pub async fn fetch(&self, spec: &RequestSpec, deadline: Instant) -> Result<Fetched, HttpError> {
+    pub(super) async fn fetch(
+        &self,
+        spec: &RequestSpec,
+        deadline: Instant,
+    ) -> Result<Fetched, HttpError> {
         let url = display_url(&spec.url);
         if let Err(refusal) = self.inner.guard.check_url(&spec.url) {
             return Err(HttpError::Refused { url, refusal });

@@ -24,11 +24,11 @@ pub struct RequestSpec {
     pub url: Url,
     pub method: Method,
     pub headers: HeaderMap,
-    pub body: Option<RequestBody>,
+    pub(crate) body: Option<RequestBody>,
 }
 
 #[derive(Debug, Clone)]
-pub enum RequestBody {
+pub(crate) enum RequestBody {
     /// Sent as is (`"body": "text"`).
     Text(String),
     /// Any other JSON value, sent as JSON (`Content-Type: application/json`
@@ -92,7 +92,7 @@ impl RequestSpec {
 
 /// A response with a 2xx status and its whole (capped) body.
 #[derive(Debug)]
-pub struct Fetched {
+pub(crate) struct Fetched {
     pub status: StatusCode,
     pub body: Vec<u8>,
     pub elapsed: Duration,
