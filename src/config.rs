@@ -24,7 +24,12 @@ pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 pub enum ConfigError {
     /// A key holds a value of the wrong type or outside its range.
     #[error("{key} {message}")]
-    Invalid { key: String, message: String },
+    Invalid {
+        /// The key, as in the file (`section.key`).
+        key: String,
+        /// What is wrong with its value.
+        message: String,
+    },
     /// The file or the environment could not be read or parsed.
     #[error("configuration: {0}")]
     Source(String),
@@ -41,19 +46,33 @@ fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
+    /// `[redis]`: where the queues live.
     pub redis: RedisSettings,
+    /// `[mysql]`: where the results go.
     pub mysql: MysqlSettings,
+    /// `[queues]`: which queues this worker consumes, and how it claims.
     pub queues: QueueSettings,
+    /// `[processors]`: the pool that runs jobs.
     pub processors: ProcessorSettings,
+    /// `[db]`: how results are batched into MySQL.
     pub db: DbSettings,
+    /// `[retry]`: attempts and backoff of failed jobs.
     pub retry: RetrySettings,
+    /// `[jobs]`: defaults for envelopes that do not say.
     pub jobs: JobSettings,
+    /// `[limits]`: the largest message accepted.
     pub limits: LimitSettings,
+    /// `[scheduler]`: promotion of due retries and `run_at` jobs.
     pub scheduler: SchedulerSettings,
+    /// `[recovery]`: leases and the recovery of dead workers' jobs.
     pub recovery: RecoverySettings,
+    /// `[shutdown]`: the graceful stop.
     pub shutdown: ShutdownSettings,
+    /// `[metrics]`: the mailbox log line.
     pub metrics: MetricsSettings,
+    /// `[api]`: the HTTP API.
     pub api: ApiSettings,
+    /// `[kinds]`: settings of the built-in kinds.
     pub kinds: KindSettings,
     /// `[[schedules]]`: cron schedules every worker ticks.
     #[serde(default)]
@@ -62,27 +81,41 @@ pub struct Settings {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `[redis]` settings.
 pub struct RedisSettings {
+    /// Redis URL; a password in it is never logged.
     pub url: String,
+    /// Prefix of every key (`<prefix>:{<queue>}:pending` ...).
     pub key_prefix: String,
+    /// How long one command may take before it counts as failed (ms).
     pub response_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `[mysql]` settings.
 pub struct MysqlSettings {
+    /// MySQL / MariaDB URL, database included; a password in it is never logged.
     pub url: String,
+    /// Most pooled connections the DbWriter opens.
     pub pool_max: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `[queues]` settings.
 pub struct QueueSettings {
+    /// Queues this worker consumes.
     pub names: Vec<String>,
+    /// Most jobs one claim takes from a queue in one round trip.
     pub claim_batch: usize,
+    /// Most jobs held at once (claimed and not yet acknowledged).
     pub max_in_flight: usize,
+    /// How long an idle worker blocks on an empty queue before it looks again (ms).
     pub idle_wait_ms: u64,
+    /// How often pause and cancel marks are looked at (ms).
     pub control_poll_ms: u64,
+    /// How claims are split among the queues (weighted or strict order).
     pub mode: crate::queue_order::QueueMode,
     /// Queue name → weight (default 1), for `mode = "weighted"`.
     #[serde(default)]
@@ -101,44 +134,63 @@ impl QueueSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `[processors]` settings.
 pub struct ProcessorSettings {
+    /// Threads in the processor pool.
     pub count: usize,
+    /// Jobs one thread runs at once.
     pub concurrency: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `[db]` settings.
 pub struct DbSettings {
+    /// Rows per multi-row upsert.
     pub batch_size: usize,
+    /// Longest a result waits for its batch to fill (ms).
     pub flush_ms: u64,
+    /// Batches written at the same time.
     pub max_concurrent_flushes: usize,
+    /// First pause after a failed batch write (ms).
     pub retry_base_ms: u64,
+    /// Longest pause between tries of a failed batch write (ms).
     pub retry_max_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `[retry]` settings.
 pub struct RetrySettings {
+    /// Attempts a job gets when its envelope does not say.
     pub max_attempts: u32,
+    /// Backoff after the first failed attempt (ms), doubling per attempt.
     pub base_ms: u64,
+    /// Longest backoff between attempts (ms).
     pub max_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `[jobs]` settings.
 pub struct JobSettings {
+    /// Deadline of one attempt when the envelope does not say (ms).
     pub default_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `[limits]` settings.
 pub struct LimitSettings {
+    /// Largest message accepted from a queue (bytes); larger ones are dead letters.
     pub max_job_bytes: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `[scheduler]` settings.
 pub struct SchedulerSettings {
+    /// How often due retries and `run_at` jobs are promoted (ms).
     pub tick_ms: u64,
     /// How often every worker looks for due schedule ticks.
     pub schedules_tick_ms: u64,
@@ -148,7 +200,9 @@ pub struct SchedulerSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `[recovery]` settings.
 pub struct RecoverySettings {
+    /// A worker that has not renewed its lease for this long is presumed dead (ms).
     pub lease_ms: u64,
     /// Unset: derived from the lease (see [`RecoverySettings::heartbeat`]).
     #[serde(default)]
@@ -189,26 +243,39 @@ impl RecoverySettings {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `[shutdown]` settings.
 pub struct ShutdownSettings {
+    /// How long in-flight jobs may run after SIGTERM before they are handed back (ms).
     pub timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `[metrics]` settings.
 pub struct MetricsSettings {
+    /// Interval of the `conveyor::mailbox` log line (ms).
     pub log_interval_ms: u64,
+    /// A mailbox deeper than this logs a warning.
     pub mailbox_high_water: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `[api]` settings.
 pub struct ApiSettings {
+    /// Address of the API inside `conveyor worker`; empty = no API.
     pub bind: String,
+    /// Bearer token every route but `/health` needs; empty = none.
     pub token: String,
+    /// Largest request body (bytes).
     pub max_body_bytes: usize,
+    /// Most open client connections at once.
     pub max_connections: usize,
+    /// Time a client has to send a request's headers (ms).
     pub client_timeout_ms: u64,
+    /// Idle time before a kept-alive connection is closed (ms); 0 = none.
     pub keep_alive_ms: u64,
+    /// Longest one request may take, its body included (ms).
     pub request_timeout_ms: u64,
 }
 
@@ -216,6 +283,7 @@ pub struct ApiSettings {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KindSettings {
+    /// `[kinds.http]`: the `http` and `gather` kinds.
     pub http: HttpKindSettings,
 }
 
@@ -223,11 +291,17 @@ pub struct KindSettings {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpKindSettings {
+    /// Largest response body one request reads (bytes).
     pub max_body_bytes: usize,
+    /// Connect timeout of one request (ms).
     pub connect_timeout_ms: u64,
+    /// Redirects followed at most.
     pub max_redirects: usize,
+    /// Allow loopback, private, link-local and metadata addresses.
     pub allow_private: bool,
+    /// Host names or addresses allowed even when they resolve to such addresses.
     pub allow_hosts: Vec<String>,
+    /// Most requests one `gather` job may make.
     pub max_gather_requests: usize,
 }
 
@@ -481,6 +555,7 @@ impl Settings {
         self.processors.count * self.processors.concurrency
     }
 
+    /// The lease length as a duration.
     pub fn lease(&self) -> Duration {
         Duration::from_millis(self.recovery.lease_ms)
     }

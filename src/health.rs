@@ -65,7 +65,11 @@ pub(crate) struct WriteTrouble {
 }
 
 impl WriteTrouble {
-    pub(crate) fn new(mysql_url: &str, blocked_retry: Duration, notice: BlockedNotice) -> WriteTrouble {
+    pub(crate) fn new(
+        mysql_url: &str,
+        blocked_retry: Duration,
+        notice: BlockedNotice,
+    ) -> WriteTrouble {
         WriteTrouble {
             address: store::address(mysql_url),
             repaired: Cell::new(false),

@@ -16,13 +16,16 @@ pub const MAX_NAME_LEN: usize = 64;
 /// names it there until it is acknowledged.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct JobHandle {
+    /// The queue it was claimed from.
     pub queue: Arc<str>,
+    /// The claim token: `<nonce>-<i>`, kept through retries and recovery.
     pub token: String,
 }
 
 /// A message as claimed from Redis, not yet parsed.
 #[derive(Debug, Clone)]
 pub struct ClaimedJob {
+    /// Where it lives in Redis.
     pub handle: JobHandle,
     /// The message bytes exactly as the producer pushed them.
     pub raw: Vec<u8>,
@@ -44,17 +47,24 @@ pub struct ClaimedJob {
 #[serde(expecting = "a job envelope (a JSON object with a \"kind\")")]
 pub struct Envelope {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The job id; assigned (the claim token) when absent.
     pub id: Option<String>,
+    /// The handler's name.
     pub kind: String,
     #[serde(default)]
+    /// Anything the handler takes (default null).
     pub payload: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Attempts the job gets (default `retry.max_attempts`).
     pub max_attempts: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Deadline of one attempt (default `jobs.default_timeout_ms`).
     pub timeout_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Not started before this time.
     pub run_at: Option<RunAt>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// When the producer enqueued it (unix ms).
     pub enqueued_at: Option<i64>,
     /// No second job of the same queue and key while this one is unfinished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -68,7 +78,9 @@ pub struct Envelope {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(untagged)]
 pub enum RunAt {
+    /// Unix milliseconds.
     UnixMillis(i64),
+    /// An RFC 3339 time.
     Rfc3339(String),
 }
 
@@ -113,36 +125,65 @@ impl RunAt {
 /// Why a message cannot be a job. The text is stored beside the raw bytes.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Malformed {
+    /// Larger than `limits.max_job_bytes`.
     #[error("message is {size} bytes, over limits.max_job_bytes = {limit}")]
-    TooLarge { size: usize, limit: usize },
+    TooLarge {
+        /// The message's size (bytes).
+        size: usize,
+        /// The limit (bytes).
+        limit: usize,
+    },
+    /// Not a JSON object, or lacking `kind`.
     #[error("message is not a valid job envelope: {0}")]
     Invalid(String),
+    /// One field has a bad value.
     #[error("field {field}: {reason}")]
-    BadField { field: &'static str, reason: String },
+    BadField {
+        /// The field's name.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A field of the wrong JSON type or out of its type's range (`run_at`
     /// given as `true`, `max_attempts` as `-1`).
     #[error("field {field}: {reason}")]
-    FieldType { field: String, reason: String },
+    FieldType {
+        /// The field's name.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// An envelope that passed every check, with its defaults resolved.
 #[derive(Debug, Clone)]
 pub struct ValidJob {
+    /// The job id (the claim token when the envelope had none).
     pub id: String,
+    /// The handler's name.
     pub kind: String,
+    /// The payload.
     pub payload: Value,
+    /// Attempts the job gets.
     pub max_attempts: u32,
+    /// Deadline of one attempt (ms).
     pub timeout_ms: u64,
+    /// Not started before this time (unix ms).
     pub run_at_ms: Option<i64>,
+    /// When the producer enqueued it (unix ms).
     pub enqueued_at_ms: Option<i64>,
+    /// The unique key, when the envelope has one.
     pub unique_key: Option<String>,
 }
 
 /// Defaults applied to fields an envelope leaves out.
 #[derive(Debug, Clone, Copy)]
 pub struct EnvelopeDefaults {
+    /// `retry.max_attempts`.
     pub max_attempts: u32,
+    /// `jobs.default_timeout_ms`.
     pub timeout_ms: u64,
+    /// `limits.max_job_bytes`.
     pub max_job_bytes: usize,
 }
 
@@ -302,7 +343,9 @@ fn is_name(text: &str, also: impl Fn(char) -> bool) -> bool {
 /// Final state of a job's row in `job_results`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FinalStatus {
+    /// The handler returned a result.
     Succeeded,
+    /// It failed permanently or ran out of attempts.
     Dead,
     /// Cancelled by an operator before it finished.
     Cancelled,
@@ -311,6 +354,7 @@ pub enum FinalStatus {
 }
 
 impl FinalStatus {
+    /// The status as stored in `job_results.status`.
     pub fn as_str(self) -> &'static str {
         match self {
             FinalStatus::Succeeded => "succeeded",
@@ -324,16 +368,25 @@ impl FinalStatus {
 /// One `job_results` row, ready to upsert.
 #[derive(Debug, Clone)]
 pub struct ResultRow {
+    /// The job in Redis, acknowledged once this row is committed.
     pub handle: JobHandle,
+    /// The job id (the row's key).
     pub id: String,
+    /// The handler's name.
     pub kind: String,
+    /// How it ended.
     pub status: FinalStatus,
+    /// Attempts made, this one included.
     pub attempts: u32,
     /// Handler output as JSON text, on success.
     pub output: Option<String>,
+    /// The last error, for a dead job.
     pub error: Option<String>,
+    /// When the producer enqueued it (unix ms).
     pub enqueued_at_ms: Option<i64>,
+    /// When the last attempt started (unix ms).
     pub started_at_ms: Option<i64>,
+    /// When it ended (unix ms).
     pub finished_at_ms: i64,
     /// The original message, kept for dead jobs so they can be retried.
     pub message: Option<Vec<u8>>,
@@ -342,9 +395,13 @@ pub struct ResultRow {
 /// One `dead_letters` row: a message that could not be a job.
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
+    /// The message in Redis.
     pub handle: JobHandle,
+    /// The message bytes exactly as pushed.
     pub raw: Vec<u8>,
+    /// Why it is not a job.
     pub reason: String,
+    /// When it was claimed (unix ms).
     pub received_at_ms: i64,
 }
 
@@ -357,16 +414,26 @@ pub enum Outcome {
     Malformed(DeadLetter),
     /// Not final: run again at `due_ms` after a failed attempt.
     Retry {
+        /// The job.
         handle: JobHandle,
+        /// When it may run again (unix ms).
         due_ms: i64,
+        /// Attempts made so far (0: it never ran, none is counted).
         attempts: u32,
+        /// Why the attempt failed.
         error: String,
     },
     /// Not started: its `run_at` is in the future.
-    Defer { handle: JobHandle, due_ms: i64 },
+    Defer {
+        /// The job.
+        handle: JobHandle,
+        /// Its `run_at` (unix ms).
+        due_ms: i64,
+    },
 }
 
 impl Outcome {
+    /// The job the outcome is about.
     pub fn handle(&self) -> &JobHandle {
         match self {
             Outcome::Finished(row) => &row.handle,

@@ -35,16 +35,22 @@ use crate::store::{self, StoreError};
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
     #[error(transparent)]
+    /// Redis cannot be used.
     Queue(#[from] QueueError),
     #[error(transparent)]
+    /// MySQL cannot be used.
     Store(#[from] StoreError),
     #[error("the queue reader stopped before the shutdown finished")]
+    /// The queue reader stopped before the shutdown ended.
     ReaderGone,
     #[error(transparent)]
+    /// The embedded API could not start.
     Api(#[from] crate::api::ApiStartError),
     #[error(transparent)]
+    /// The metrics could not be registered.
     Metrics(#[from] crate::metrics::MetricsError),
     #[error(transparent)]
+    /// The configuration is invalid.
     Config(#[from] crate::config::ConfigError),
 }
 

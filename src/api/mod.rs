@@ -59,17 +59,24 @@ pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 #[derive(Debug, thiserror::Error)]
 pub enum ApiStartError {
     #[error("api: cannot listen on {addr}: {source}")]
+    /// The address cannot be listened on.
     Bind {
+        /// The address.
         addr: String,
+        /// Why.
         source: std::io::Error,
     },
     #[error(transparent)]
+    /// Redis cannot be used.
     Queue(#[from] QueueError),
     #[error(transparent)]
+    /// MySQL cannot be used.
     Store(#[from] StoreError),
     #[error(transparent)]
+    /// The metrics cannot be registered.
     Metrics(#[from] MetricsError),
     #[error(transparent)]
+    /// The configuration is invalid.
     Config(#[from] crate::config::ConfigError),
 }
 

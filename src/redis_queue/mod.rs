@@ -65,13 +65,18 @@ pub use control::{CancelState, QueueControl};
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("redis: {0}")]
+    /// A command failed or the connection broke.
     Redis(#[from] redis::RedisError),
     #[error("redis URL {url}: {source}")]
+    /// The URL cannot be used.
     Url {
+        /// The URL, password masked.
         url: String,
+        /// Why.
         source: redis::RedisError,
     },
     #[error("redis returned an unexpected reply: {0}")]
+    /// Redis answered something conveyor did not expect.
     Protocol(String),
 }
 
@@ -93,13 +98,16 @@ pub struct QueueDepths {
 pub struct JobState {
     /// `queued`, `running` or `retrying`.
     pub state: String,
+    /// Attempts made.
     pub attempts: u32,
+    /// The last attempt's error.
     pub last_error: Option<String>,
 }
 
 /// What one claim took.
 #[derive(Debug)]
 pub struct Claimed {
+    /// The jobs claimed, in order.
     pub jobs: Vec<ClaimedJob>,
     /// Whether the worker held a lease before this claim. `false` for a
     /// worker that holds jobs means it had been presumed dead meanwhile.
@@ -111,7 +119,9 @@ pub struct Claimed {
 /// A job going back to `scheduled`: after a failed attempt, or not yet due.
 #[derive(Debug, Clone)]
 pub struct Reschedule {
+    /// The job's claim token.
     pub token: String,
+    /// When it may run again (unix ms).
     pub due_ms: i64,
     /// Attempts made and the error, after a failed attempt; `None` when the
     /// job did not start (its `run_at` lies ahead).
@@ -121,6 +131,7 @@ pub struct Reschedule {
 /// Names of one queue's keys.
 #[derive(Debug, Clone)]
 pub struct QueueKeys {
+    /// `P:{q}:pending`, where producers push.
     pub pending: String,
     ready: String,
     jobs: String,
@@ -140,6 +151,7 @@ pub struct QueueKeys {
 }
 
 impl QueueKeys {
+    /// The key names of `queue` under `prefix`.
     pub fn new(prefix: &str, queue: &str) -> QueueKeys {
         let base = format!("{prefix}:{{{queue}}}");
         QueueKeys {
@@ -213,6 +225,7 @@ impl RedisQueue {
         })
     }
 
+    /// The key names of `queue`.
     pub fn keys(&self, queue: &str) -> QueueKeys {
         QueueKeys::new(&self.prefix, queue)
     }

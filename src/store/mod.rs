@@ -39,10 +39,17 @@ pub enum StoreError {
     /// same I/O error several times, and a chain printer would repeat it.
     #[error("{}", describe(.0))]
     Mysql(mysql_async::Error),
+    /// The schema migration lock stayed taken (seconds waited).
     #[error("another process held the schema migration lock for {0} s")]
     MigrationLock(u32),
+    /// The URL cannot be used.
     #[error("mysql URL {url}: {message}")]
-    Url { url: String, message: String },
+    Url {
+        /// The URL, password masked.
+        url: String,
+        /// Why.
+        message: String,
+    },
 }
 
 impl From<mysql_async::Error> for StoreError {

@@ -13,6 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 pub enum AddressClass {
     /// Globally routable: always allowed.
     Public,
+    /// 127.0.0.0/8, `::1`.
     Loopback,
     /// RFC 1918, IPv6 unique local (fc00::/7) and site-local (fec0::/10).
     Private,
@@ -24,6 +25,7 @@ pub enum AddressClass {
     Unspecified,
     /// 255.255.255.255.
     Broadcast,
+    /// 224.0.0.0/4, ff00::/8.
     Multicast,
     /// Special-purpose ranges that are not globally routable
     /// (192.0.0.0/24, 198.18.0.0/15, 240.0.0.0/4, 100::/64).
@@ -34,6 +36,7 @@ pub enum AddressClass {
 }
 
 impl AddressClass {
+    /// Whether the address may always be reached.
     pub fn is_public(self) -> bool {
         self == AddressClass::Public
     }

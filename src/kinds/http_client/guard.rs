@@ -29,18 +29,30 @@ pub enum Refusal {
          to allow it",
         for_host(.host, .ip)
     )]
+    /// The address is not public and not allowed by the settings.
     Address {
+        /// The host name of the URL (or the address itself).
         host: String,
+        /// The address refused.
         ip: IpAddr,
+        /// What kind of address it is.
         class: AddressClass,
     },
     /// A redirect hop the guard refused (the first URL was fine).
     #[error("redirected to {to}: {refusal}")]
-    Redirect { to: String, refusal: Box<Refusal> },
+    Redirect {
+        /// Where the redirect pointed.
+        to: String,
+        /// Why that was refused.
+        refusal: Box<Refusal>,
+    },
+    /// Not http or https.
     #[error("unsupported URL scheme {0:?}: only http and https")]
     Scheme(String),
+    /// The URL names no host.
     #[error("URL has no host")]
     NoHost,
+    /// Too many redirects.
     #[error("more than kinds.http.max_redirects ({0}) redirects")]
     TooManyRedirects(usize),
 }
@@ -63,6 +75,7 @@ pub struct Guard {
 }
 
 impl Guard {
+    /// A guard with the settings' `allow_private` and `allow_hosts`.
     pub fn new(settings: &HttpKindSettings) -> Guard {
         Guard {
             allow_private: settings.allow_private,

@@ -21,8 +21,11 @@ const METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 /// One request as a payload describes it, validated.
 #[derive(Debug, Clone)]
 pub struct RequestSpec {
+    /// The URL, parsed (http or https).
     pub url: Url,
+    /// The method (GET when the payload names none).
     pub method: Method,
+    /// The headers, validated.
     pub headers: HeaderMap,
     pub(crate) body: Option<RequestBody>,
 }
