@@ -399,12 +399,16 @@ fn check_outcome(chaos: &Chaos, plan: &[(String, Class)]) {
     for (row, (id, class)) in rows.iter().zip(plan) {
         assert_eq!(&row.id, id, "the rows are exactly the jobs sent");
         *classes_seen.entry(*class).or_default() += 1;
-        let attempts_ok = row.attempts >= 1 && row.attempts <= class.max_attempts();
+        let attempts_ok = row.attempts >= 1 && row.attempts <= class.max_attempts() + 1;
         assert!(attempts_ok, "{class:?}: {row:?}");
         match class {
             Class::TimesOut => {
                 assert_eq!(row.status, "dead", "{row:?}");
-                assert_eq!(row.attempts, 2, "{row:?}");
+                // A job out of attempts whose worker is lost while its dead
+                // row is being written is recovered once more, and that
+                // recovery counts: then the row says so.
+                let lost = row.error.as_deref().unwrap_or("").contains("lease expired");
+                assert!(row.attempts == 2 || (row.attempts == 3 && lost), "{row:?}");
             }
             Class::FailOnce | Class::PanicOnce => {
                 assert_eq!(row.status, "succeeded", "{class:?}: {row:?}");
