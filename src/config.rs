@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::job::is_valid_queue_name;
+use crate::limiters::{Limiter, LimiterConfig};
 use crate::limits::{MAX_DB_BATCH, MAX_SCRIPT_BATCH};
 use crate::redact::{redact_secrets_in, redact_url};
 use crate::schedules::{compile_all, Schedule, ScheduleConfig};
@@ -77,6 +78,9 @@ pub struct Settings {
     /// `[[schedules]]`: cron schedules every worker ticks.
     #[serde(default)]
     pub schedules: Vec<ScheduleConfig>,
+    /// `[[limiters]]`: concurrency and rate limits enforced when jobs are claimed.
+    #[serde(default)]
+    pub limiters: Vec<LimiterConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -450,7 +454,14 @@ impl Settings {
         }
         self.validate_names()?;
         self.schedules()?;
+        self.limiters()?;
         Ok(())
+    }
+
+    /// The `[[limiters]]` entries, checked and compiled.
+    pub fn limiters(&self) -> Result<Vec<Limiter>, ConfigError> {
+        crate::limiters::compile_all(&self.limiters)
+            .map_err(|e| invalid(&format!("limiters[{}].{}", e.limiter, e.key), e.message))
     }
 
     /// The `[[schedules]]` entries, checked and compiled.
@@ -780,11 +791,17 @@ mod tests {
 
     /// The commented `[[schedules]]` example of the default file, uncommented.
     fn schedule_example() -> String {
+        example("# [[schedules]]\n")
+    }
+
+    /// The commented example that starts with `header`, up to the next blank line, uncommented.
+    fn example(header: &str) -> String {
         let start = DEFAULT_TOML
-            .find("# [[schedules]]\n")
+            .find(header)
             .expect("example in the default file");
         DEFAULT_TOML[start..]
             .lines()
+            .take_while(|line| !line.trim().is_empty())
             .map(|line| line.trim_start_matches('#').trim_start())
             .filter(|line| !line.is_empty())
             .collect::<Vec<_>>()
@@ -822,6 +839,34 @@ mod tests {
         let text = schedule_example().replace("kind = ", "knd = ");
         let err = load_file(&text).expect_err("refused").to_string();
         assert!(err.contains("knd"), "{err}");
+    }
+
+    #[test]
+    fn the_limiter_example_loads_and_bad_limiters_name_the_key() {
+        let text = example("# [[limiters]]\n");
+        let settings = load_file(&text).expect("example is valid");
+        let limiters = settings.limiters().expect("compiles");
+        assert_eq!(limiters.len(), 1);
+        assert_eq!(limiters[0].name, "partner-api");
+        assert_eq!(limiters[0].rate.map(|r| r.count), Some(100));
+        assert!(load(&[]).expect("defaults").limiters.is_empty());
+        let err = load_file(&text.replace("100/1s", "100 per second"))
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            err.starts_with("limiters[partner-api].rate must be"),
+            "{err}"
+        );
+        let err = load_file(&text.replace("concurrency = 10", "concurrency = -1"))
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            err.starts_with("limiters[partner-api].concurrency"),
+            "{err}"
+        );
+        let twice = format!("{text}\n{text}");
+        let err = load_file(&twice).expect_err("refused").to_string();
+        assert!(err.starts_with("limiters[partner-api].name"), "{err}");
     }
 
     #[test]

@@ -181,6 +181,7 @@ fn envelope_from(mut map: Map<String, Value>) -> Result<Envelope, Rejected> {
         timeout_ms: take(&mut map, "timeout_ms")?,
         run_at: take(&mut map, "run_at")?,
         enqueued_at: take(&mut map, "enqueued_at")?,
+        key: take(&mut map, "key")?,
         unique_key: take(&mut map, "unique_key")?,
         unique_for_ms: take(&mut map, "unique_for_ms")?,
     };

@@ -66,6 +66,10 @@ pub struct Envelope {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     /// When the producer enqueued it (unix ms).
     pub enqueued_at: Option<i64>,
+    /// Whom the job is for (a tenant, a customer, an API host): fairness and
+    /// per-key limits group jobs by it. Unkeyed jobs share one key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     /// No second job of the same queue and key while this one is unfinished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unique_key: Option<String>,
@@ -172,6 +176,8 @@ pub struct ValidJob {
     pub run_at_ms: Option<i64>,
     /// When the producer enqueued it (unix ms).
     pub enqueued_at_ms: Option<i64>,
+    /// Whom the job is for, when the envelope says.
+    pub key: Option<String>,
     /// The unique key, when the envelope has one.
     pub unique_key: Option<String>,
 }
@@ -274,6 +280,15 @@ pub fn validate_envelope(
             format!("must be 1-{MAX_TIMEOUT_MS} (one year), got {timeout_ms}"),
         ));
     }
+    if let Some(key) = envelope.key.as_deref().filter(|key| !is_valid_job_key(key)) {
+        return Err(bad(
+            "key",
+            format!(
+                "must be 1-{MAX_KEY_LEN} chars of [A-Za-z0-9_.:-], got {:?}",
+                truncate(key)
+            ),
+        ));
+    }
     let run_at_ms = match envelope.run_at {
         Some(run_at) => Some(run_at.to_unix_ms().map_err(|e| bad("run_at", e))?),
         None => None,
@@ -287,6 +302,7 @@ pub fn validate_envelope(
         timeout_ms,
         run_at_ms,
         enqueued_at_ms: envelope.enqueued_at,
+        key: envelope.key,
         unique_key: envelope.unique_key,
     })
 }
@@ -325,6 +341,18 @@ fn truncate(text: &str) -> String {
 /// Job ids: 1-64 chars of `[A-Za-z0-9_.:-]`.
 pub fn is_valid_job_id(id: &str) -> bool {
     is_name(id, |c| c == ':')
+}
+
+/// Longest job key.
+pub const MAX_KEY_LEN: usize = 128;
+
+/// Job keys: 1-128 chars of `[A-Za-z0-9_.:-]`.
+pub fn is_valid_job_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= MAX_KEY_LEN
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | ':'))
 }
 
 /// Queue names: 1-64 chars of `[A-Za-z0-9_.-]`.
@@ -520,6 +548,9 @@ mod tests {
             (r#"{"kind":""}"#, "field kind"),
             (r#"{"kind":"noop","max_attempts":0}"#, "field max_attempts"),
             (r#"{"kind":"noop","run_at":"tomorrow"}"#, "field run_at"),
+            (r#"{"kind":"noop","key":"a b"}"#, "field key"),
+            (r#"{"kind":"noop","key":""}"#, "field key"),
+            (r#"{"kind":"noop","key":7}"#, "not a valid job envelope"),
             (r#"{"kind":"noop","unique_key":""}"#, "field unique_key"),
             (
                 r#"{"kind":"noop","unique_key":"k","unique_for_ms":0}"#,
@@ -553,5 +584,14 @@ mod tests {
         assert!(is_valid_job_id("a:b.c-d_9"));
         assert!(!is_valid_queue_name("a:b"));
         assert!(!is_valid_job_id(&"x".repeat(65)));
+        assert!(is_valid_job_key(&"k:1.a-b_".repeat(16)));
+        assert!(!is_valid_job_key(&"x".repeat(129)));
+        assert!(!is_valid_job_key("tenant/1"));
+    }
+
+    #[test]
+    fn a_key_is_kept() {
+        let job = parse(r#"{"kind":"noop","key":"customer:42"}"#).expect("valid");
+        assert_eq!(job.key.as_deref(), Some("customer:42"));
     }
 }

@@ -76,6 +76,8 @@ pub struct Metrics {
     pub panics_total: AtomicU64,
     /// A MySQL problem that retrying cannot fix, while it lasts.
     pub(crate) blocker: crate::health::Blocker,
+    /// Jobs limiters hold back, from the latest claims.
+    pub limited: crate::limiters::waiting::LimitedJobs,
     /// Prometheus collectors; `None` (the default) records nothing.
     pub collectors: Option<Collectors>,
 }
@@ -249,6 +251,7 @@ struct Mirrored {
     acked: IntCounter,
     db_errors: IntCounter,
     panics: IntCounter,
+    limited: IntGaugeVec,
 }
 
 impl Collectors {
@@ -343,6 +346,11 @@ impl Collectors {
                     "conveyor_handler_panics_total",
                     "Handler panics (each a failed attempt).",
                 )?,
+                limited: reg.gauge_vec(
+                    "conveyor_limited_jobs",
+                    "Jobs waiting only because a limiter holds them back, as this worker's latest claims saw them.",
+                    &["limiter"],
+                )?,
             },
             registry,
             mirror_lock: Mutex::new(()),
@@ -402,6 +410,10 @@ impl Collectors {
             .set(gauge_value(Metrics::get(&metrics.db_buffered)));
         m.db_flushing
             .set(gauge_value(Metrics::get(&metrics.db_flushing)));
+        m.limited.reset();
+        for (limiter, n) in metrics.limited.by_limiter() {
+            m.limited.with_label_values(&[&limiter]).set(gauge_value(n));
+        }
         for (counter, total) in [
             (&m.claimed, &metrics.claimed_total),
             (&m.acked, &metrics.acked_total),

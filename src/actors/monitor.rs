@@ -113,6 +113,13 @@ impl Monitor {
                 }
             }
         }
+        let limited = m.limited.by_limiter();
+        if !limited.is_empty() {
+            line.push_str(" | limited:");
+            for (limiter, n) in limited {
+                let _ = write!(line, " {limiter}={n}");
+            }
+        }
         let _ = write!(
             line,
             " | last {:.1}s: claimed={} committed={} ({:.0}/s) | totals: succeeded={} dead={} cancelled={} retried={} dead_letters={} panics={}",

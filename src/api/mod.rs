@@ -19,6 +19,8 @@
 //! | `GET /schedules` | each schedule: next run, paused, latest runs |
 //! | `POST /schedules/{name}/trigger` | run a schedule now → 202 `{"id"}` |
 //! | `POST /schedules/{name}/pause`, `/resume` | pause or resume a schedule → 204 |
+//! | `GET /limiters` | each limiter in force with its running and waiting jobs |
+//! | `PUT /limiters/{name}` | change or add a limiter for every worker → 200 with the definition |
 //! | `GET /health` | 200 while the process runs (never needs the token) |
 //! | `GET /ready` | 200 when Redis and MySQL answer, else 503 |
 //! | `GET /metrics` | Prometheus text format |
@@ -26,6 +28,7 @@
 mod control;
 mod error;
 mod jobs;
+mod limiters;
 mod limits;
 mod metrics;
 mod ops;
@@ -280,6 +283,8 @@ fn routes(config: &mut web::ServiceConfig) {
             "/schedules/{name}/resume",
             web::post().to(schedules::resume),
         )
+        .route("/limiters", web::get().to(limiters::list))
+        .route("/limiters/{name}", web::put().to(limiters::put))
         .route("/health", web::get().to(ops::health))
         .route("/ready", web::get().to(ops::ready))
         .route("/metrics", web::get().to(ops::metrics));

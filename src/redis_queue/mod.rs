@@ -25,6 +25,14 @@
 //! | `P:{q}:unique:<key>` | string | the id of the job holding `unique_key` `<key>` |
 //! | `P:{q}:unique_tokens` | hash | claim token → (job id, hold-until, lock key) of jobs holding a unique lock |
 //! | `P:{q}:schedule:<name>` | hash | a schedule's state: last tick handled, fingerprint, pause, latest tick's id |
+//! | `P:{q}:slotted` | hash | token → the limiter slot sets it holds (one per line), for running jobs that hold a slot |
+//! | `P:{q}:limited` | hash | limiter → jobs it held back at the latest limited claim (for `GET /limiters`) |
+//! | `P:limiters` | hash | limiter name → its definition (JSON) set at run time by `PUT /limiters/{name}` |
+//! | `P:{q}:freed` | list | a short signal list: pushed when slots are released, for workers waiting on a full limiter |
+//! | `P:{q}:limiter:<name>:slots` | zset | token → claim time (ms): the concurrency slots of a limiter with `queue = q` |
+//! | `P:{q}:limiter:<name>:window:<n>` | string | starts in the rate window n (expires after two windows) |
+//! | `P:{q}:limiter:<name>:key:<key>:…` | | the same per job key (`per_key_concurrency`, `per_key_rate`) |
+//! | `P:limiter:{<name>}:…` | | the same for a limiter without a `queue` (its own hash tag; see docs/limiters.md) |
 //!
 //! A job lives in exactly one of `pending`, `ready`+`jobs`, `scheduled`+`jobs`,
 //! `cancelled`+`jobs` or one worker's `wip`; every move between them is one atomic script. A job
@@ -39,15 +47,20 @@
 //! - `control`: pause flags and cancel marks;
 //! - `schedules`: schedule state and the script that enqueues due ticks;
 //! - `unique`: unique locks, taken on enqueue or claim and released on ack.
+//! - `limits`, `limit_scripts`: the claim under limiters and the release of slots.
 
 mod control;
 mod inspect;
 mod lifecycle;
+mod limit_scripts;
+mod limits;
 mod schedules;
 mod scripts;
 mod unique;
 
 pub use unique::UniqueHolder;
+
+pub use limits::{wait_for_released_slot, HeldBack, LIMIT_RECHECK_MS};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -114,6 +127,8 @@ pub struct Claimed {
     pub lease_was_held: bool,
     /// The queue is paused: only cancelled jobs (which never start) were taken.
     pub paused: bool,
+    /// Jobs a limiter held back (they stay queued), if any.
+    pub held_back: Option<HeldBack>,
 }
 
 /// A job going back to `scheduled`: after a failed attempt, or not yet due.
@@ -144,6 +159,11 @@ pub struct QueueKeys {
     paused: String,
     cancel: String,
     cancelled: String,
+    slotted: String,
+    freed: String,
+    limited: String,
+    /// `P:{q}:limiter:`; a limiter's name completes it.
+    limiter_prefix: String,
     /// `P:{q}:wip:`; a worker's id completes it.
     wip_prefix: String,
     /// `P:{q}:signal:`; a worker's id completes it.
@@ -167,6 +187,10 @@ impl QueueKeys {
             paused: format!("{base}:paused"),
             cancel: format!("{base}:cancel"),
             cancelled: format!("{base}:cancelled"),
+            slotted: format!("{base}:slotted"),
+            freed: format!("{base}:freed"),
+            limited: format!("{base}:limited"),
+            limiter_prefix: format!("{base}:limiter:"),
             wip_prefix: format!("{base}:wip:"),
             signal_prefix: format!("{base}:signal:"),
         }
@@ -263,6 +287,9 @@ impl RedisQueue {
             keys.ids.clone(),
             keys.accepted.clone(),
             self.unique_registry(queue),
+            keys.slotted.clone(),
+            keys.freed.clone(),
+            keys.limited.clone(),
         ]);
         let _: () = redis::cmd("DEL")
             .arg(doomed)

@@ -280,6 +280,7 @@ impl Schedule {
             timeout_ms: self.timeout_ms,
             run_at: None,
             enqueued_at: Some(enqueued_at_ms),
+            key: None,
             unique_key: None,
             unique_for_ms: None,
         };
