@@ -550,7 +550,7 @@ mod tests {
             (r#"{"kind":"noop","run_at":"tomorrow"}"#, "field run_at"),
             (r#"{"kind":"noop","key":"a b"}"#, "field key"),
             (r#"{"kind":"noop","key":""}"#, "field key"),
-            (r#"{"kind":"noop","key":7}"#, "not a valid job envelope"),
+            (r#"{"kind":"noop","key":7}"#, "field key: invalid type"),
             (r#"{"kind":"noop","unique_key":""}"#, "field unique_key"),
             (
                 r#"{"kind":"noop","unique_key":"k","unique_for_ms":0}"#,
