@@ -278,7 +278,7 @@ impl RecoverySettings {
     fn validate(&self) -> Result<(), ConfigError> {
         positive("recovery.lease_ms", self.lease_ms)?;
         match self.heartbeat_ms {
-            Some(heartbeat) if heartbeat == 0 || heartbeat * 2 >= self.lease_ms => Err(invalid(
+            Some(heartbeat) if heartbeat == 0 || heartbeat.saturating_mul(2) >= self.lease_ms => Err(invalid(
                 "recovery.heartbeat_ms",
                 format!(
                     "must be positive and less than half of recovery.lease_ms ({}), got {heartbeat} \
@@ -319,6 +319,14 @@ pub struct ApiSettings {
     pub token: String,
     /// Largest request body (bytes).
     pub max_body_bytes: usize,
+    /// Most open client connections at once.
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers (ms).
+    pub client_timeout_ms: u64,
+    /// Idle time before a kept-alive connection is closed (ms); 0 = none.
+    pub keep_alive_ms: u64,
+    /// Longest one request may take, its body included (ms).
+    pub request_timeout_ms: u64,
 }
 
 /// `[results]`: how long result rows are kept, and how pruning paces itself.
@@ -428,10 +436,7 @@ impl Settings {
         file: Option<&Path>,
         env: Option<std::collections::HashMap<String, String>>,
     ) -> Result<Settings, ConfigError> {
-        let mut builder = config::Config::builder().add_source(config::File::from_str(
-            DEFAULT_TOML,
-            config::FileFormat::Toml,
-        ));
+        let mut builder = defaults_builder();
         if let Some(path) = file {
             if !path.exists() {
                 return Err(ConfigError::Source(format!(
@@ -441,24 +446,18 @@ impl Settings {
             }
             builder = builder.add_source(config::File::from(path));
         }
-        let mut environment = config::Environment::with_prefix("CONVEYOR")
-            .prefix_separator("__")
-            .separator("__")
-            .list_separator(",")
-            .try_parsing(true);
-        for key in LIST_KEYS {
-            environment = environment.with_list_parse_key(key);
-        }
-        if let Some(vars) = env {
-            environment = environment.source(Some(vars.into_iter().collect()));
-        }
-        let raw = builder
-            .add_source(environment)
-            .build()
-            .map_err(describe_source_error)?;
-        let settings: Settings = raw.try_deserialize().map_err(describe_source_error)?;
-        settings.validate()?;
-        Ok(settings)
+        build(builder, env)
+    }
+
+    /// Defaults, then `toml` (the text of a config file), then `env` when
+    /// given, else the process environment.
+    pub fn load_from_str(
+        toml: &str,
+        env: Option<std::collections::HashMap<String, String>>,
+    ) -> Result<Settings, ConfigError> {
+        let builder =
+            defaults_builder().add_source(config::File::from_str(toml, config::FileFormat::Toml));
+        build(builder, env)
     }
 
     /// Range and consistency checks that serde's types cannot express.
@@ -486,6 +485,11 @@ impl Settings {
         positive("scheduler.misfire_ms", self.scheduler.misfire_ms)?;
         positive("metrics.log_interval_ms", self.metrics.log_interval_ms)?;
         positive("redis.response_timeout_ms", self.redis.response_timeout_ms)?;
+        positive("api.max_body_bytes", self.api.max_body_bytes as u64)?;
+        positive("api.max_connections", self.api.max_connections as u64)?;
+        positive("api.client_timeout_ms", self.api.client_timeout_ms)?;
+        positive("api.request_timeout_ms", self.api.request_timeout_ms)?;
+        self.validate_durations()?;
         if self.queues.claim_batch > MAX_SCRIPT_BATCH {
             return Err(invalid(
                 "queues.claim_batch",
@@ -574,6 +578,43 @@ impl Settings {
     pub fn schedules(&self) -> Result<Vec<Schedule>, ConfigError> {
         compile_all(&self.schedules)
             .map_err(|e| invalid(&format!("schedules[{}].{}", e.schedule, e.key), e.message))
+    }
+
+    /// Every `*_ms` key at most a year: a deadline further out than the
+    /// clock can represent would stop the process that computes it.
+    fn validate_durations(&self) -> Result<(), ConfigError> {
+        let durations = [
+            ("redis.response_timeout_ms", self.redis.response_timeout_ms),
+            ("queues.idle_wait_ms", self.queues.idle_wait_ms),
+            ("db.flush_ms", self.db.flush_ms),
+            ("db.retry_base_ms", self.db.retry_base_ms),
+            ("db.retry_max_ms", self.db.retry_max_ms),
+            ("retry.base_ms", self.retry.base_ms),
+            ("retry.max_ms", self.retry.max_ms),
+            ("jobs.default_timeout_ms", self.jobs.default_timeout_ms),
+            ("scheduler.tick_ms", self.scheduler.tick_ms),
+            ("recovery.lease_ms", self.recovery.lease_ms),
+            (
+                "recovery.heartbeat_ms",
+                self.recovery.heartbeat_ms.unwrap_or(0),
+            ),
+            ("shutdown.timeout_ms", self.shutdown.timeout_ms),
+            ("metrics.log_interval_ms", self.metrics.log_interval_ms),
+            ("api.client_timeout_ms", self.api.client_timeout_ms),
+            ("api.keep_alive_ms", self.api.keep_alive_ms),
+            ("api.request_timeout_ms", self.api.request_timeout_ms),
+            (
+                "kinds.http.connect_timeout_ms",
+                self.kinds.http.connect_timeout_ms,
+            ),
+        ];
+        match durations.iter().find(|(_, ms)| *ms > MAX_DURATION_MS) {
+            Some((key, ms)) => Err(invalid(
+                key,
+                format!("must be at most {MAX_DURATION_MS} (one year), got {ms}"),
+            )),
+            None => Ok(()),
+        }
     }
 
     fn validate_names(&self) -> Result<(), ConfigError> {
@@ -674,6 +715,40 @@ impl Settings {
     }
 }
 
+type Builder = config::ConfigBuilder<config::builder::DefaultState>;
+
+fn defaults_builder() -> Builder {
+    config::Config::builder().add_source(config::File::from_str(
+        DEFAULT_TOML,
+        config::FileFormat::Toml,
+    ))
+}
+
+/// Adds the environment (`env`, or the process's) on top and validates.
+fn build(
+    builder: Builder,
+    env: Option<std::collections::HashMap<String, String>>,
+) -> Result<Settings, ConfigError> {
+    let mut environment = config::Environment::with_prefix("CONVEYOR")
+        .prefix_separator("__")
+        .separator("__")
+        .list_separator(",")
+        .try_parsing(true);
+    for key in LIST_KEYS {
+        environment = environment.with_list_parse_key(key);
+    }
+    if let Some(vars) = env {
+        environment = environment.source(Some(vars.into_iter().collect()));
+    }
+    let raw = builder
+        .add_source(environment)
+        .build()
+        .map_err(describe_source_error)?;
+    let settings: Settings = raw.try_deserialize().map_err(describe_source_error)?;
+    settings.validate()?;
+    Ok(settings)
+}
+
 /// Whether `host` is a bare host name or IP address, as `allow_hosts` needs:
 /// `api.example.com`, `localhost`, `10.0.0.5` or `::1` (brackets allowed).
 /// Names are ASCII (write internationalised names in their `xn--` form).
@@ -696,6 +771,10 @@ fn is_plain_host(host: &str) -> bool {
 /// Rows one pruning DELETE may remove at most: larger batches hold their
 /// row locks long enough to stall the writers.
 pub const MAX_PRUNE_BATCH: usize = 10_000;
+
+/// Longest duration any `*_ms` key may hold: one year, the same bound as a
+/// job's `timeout_ms`.
+pub const MAX_DURATION_MS: u64 = crate::job::MAX_TIMEOUT_MS;
 
 fn positive(key: &str, value: u64) -> Result<(), ConfigError> {
     if value == 0 {

@@ -14,6 +14,7 @@
 //! - `prune`: deleting results past their retention, in small batches.
 
 mod dead;
+mod health;
 mod lookup;
 mod prune;
 
@@ -28,6 +29,7 @@ use crate::redact::redact_url;
 pub use dead::{
     dead_counts, list_dead, list_dead_letters, purge, DeadFilter, DeadJob, DeadLetterRecord,
 };
+pub use health::{address, describe, remedy, repair, Remedy};
 pub use lookup::{
     count_queue_rows, delete_queue_rows, existing_ids, find_result, runs_by_id_prefix, JobRecord,
     RunRecord,
@@ -37,9 +39,10 @@ pub use prune::{count_prunable, prune_batch, PruneClass};
 /// A MySQL operation that failed; the rows it carried are still owed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// A statement failed or the connection broke.
-    #[error("mysql: {0}")]
-    Mysql(#[from] mysql_async::Error),
+    /// Shown by its root cause only ([`describe`]): mysql_async nests the
+    /// same I/O error several times, and a chain printer would repeat it.
+    #[error("{}", describe(.0))]
+    Mysql(mysql_async::Error),
     /// The schema migration lock stayed taken (seconds waited).
     #[error("another process held the schema migration lock for {0} s")]
     MigrationLock(u32),
@@ -54,6 +57,12 @@ pub enum StoreError {
     /// The TLS CA file of `mysql.tls_ca_file` cannot be used.
     #[error(transparent)]
     Tls(crate::config::ConfigError),
+}
+
+impl From<mysql_async::Error> for StoreError {
+    fn from(error: mysql_async::Error) -> StoreError {
+        StoreError::Mysql(error)
+    }
 }
 
 /// Schema steps, applied in order once each; the version is the position + 1.
@@ -136,6 +145,14 @@ pub fn open_pool(settings: &MysqlSettings, pool_max: usize) -> Result<Pool, Stor
 /// Returns the schema version now in place.
 pub async fn migrate(pool: &Pool) -> Result<usize, StoreError> {
     let mut conn = pool.get_conn().await?;
+    lock_migrations(&mut conn).await?;
+    let result = apply_migrations(&mut conn).await;
+    unlock_migrations(&mut conn).await?;
+    result
+}
+
+/// Takes the lock that serialises schema changes across processes.
+async fn lock_migrations(conn: &mut mysql_async::Conn) -> Result<(), StoreError> {
     let locked: Option<Option<i64>> = conn
         .exec_first(
             "SELECT GET_LOCK(?, ?)",
@@ -145,11 +162,14 @@ pub async fn migrate(pool: &Pool) -> Result<usize, StoreError> {
     if locked.flatten() != Some(1) {
         return Err(StoreError::MigrationLock(MIGRATION_LOCK_WAIT_S));
     }
-    let result = apply_migrations(&mut conn).await;
+    Ok(())
+}
+
+async fn unlock_migrations(conn: &mut mysql_async::Conn) -> Result<(), StoreError> {
     let _: Option<i64> = conn
         .exec_first("SELECT RELEASE_LOCK(?)", (MIGRATION_LOCK,))
         .await?;
-    result
+    Ok(())
 }
 
 async fn apply_migrations(conn: &mut mysql_async::Conn) -> Result<usize, StoreError> {
