@@ -147,6 +147,8 @@ pub struct ApiSettings {
     pub bind: String,
     pub token: String,
     pub max_body_bytes: usize,
+    /// How long a dashboard login lasts (ms).
+    pub session_ttl_ms: u64,
 }
 
 /// Settings of the built-in kinds (`[kinds.*]`).
@@ -248,6 +250,7 @@ impl Settings {
         positive("scheduler.tick_ms", self.scheduler.tick_ms)?;
         positive("metrics.log_interval_ms", self.metrics.log_interval_ms)?;
         positive("redis.response_timeout_ms", self.redis.response_timeout_ms)?;
+        positive("api.session_ttl_ms", self.api.session_ttl_ms)?;
         if self.queues.claim_batch > crate::redis_queue::MAX_SCRIPT_BATCH {
             return Err(invalid(
                 "queues.claim_batch",

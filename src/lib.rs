@@ -18,6 +18,8 @@
 //! - [`metrics`]: the atomic counters the actors share, and their Prometheus collectors.
 //! - [`intake`]: submitted JSON (API bodies, `enqueue --file` lines) → messages (no I/O).
 //! - [`api`]: the HTTP API (actix-web), alone or inside a worker.
+//! - [`ui`]: the operator's web dashboard under `/ui/`, served by the API.
+//! - [`requeue`]: enqueueing dead jobs and dead letters again (CLI and dashboard).
 //!
 //! # Message flow
 //!
@@ -41,5 +43,7 @@ pub mod job;
 pub mod kinds;
 pub mod metrics;
 pub mod redis_queue;
+pub mod requeue;
 pub mod store;
+pub mod ui;
 pub mod worker;

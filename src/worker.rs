@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
+use crate::actors::beacon::Beacon;
 use crate::actors::db_writer::DbWriter;
 use crate::actors::job_feed::JobFeed;
 use crate::actors::monitor::Monitor;
@@ -190,6 +191,7 @@ fn start_actors(
         feed,
         outcomes: outcome_rx,
     };
+    Beacon::new(redis.clone(), &worker, metrics.clone(), settings).start();
     let reader = {
         let (settings, redis, metrics) = (settings.clone(), redis.clone(), metrics.clone());
         QueueReader::create(move |ctx| {

@@ -6,6 +6,7 @@
 //!                        │   └──Record──► DbWriter ──upsert──► MySQL
 //!                        └────Committed───────┘
 //!  Scheduler (due retries → ready) · Reaper (expired leases → ready) · Monitor (log line)
+//!  Beacon (counters → per-minute throughput history and the worker's beacon, once a second)
 //! ```
 //!
 //! - [`queue_reader::QueueReader`]: claims, dispatches, routes outcomes, acks after commit.
@@ -15,9 +16,11 @@
 //! - [`scheduler::Scheduler`]: promotes due retries and `run_at` jobs.
 //! - [`reaper::Reaper`]: recovers jobs of workers whose lease expired.
 //! - [`monitor::Monitor`]: the `conveyor::mailbox` log line.
+//! - [`beacon::Beacon`]: the dashboard's throughput history and worker list.
 //!
 //! Each message type is defined beside the actor that handles it.
 
+pub mod beacon;
 pub mod db_writer;
 pub mod job_feed;
 pub mod monitor;

@@ -28,11 +28,18 @@
 //! - this file: the types, key names, the connection and whole-queue administration;
 //! - `scripts`: the Lua scripts, one atomic move each;
 //! - `lifecycle`: every call that moves a job between those keys;
-//! - `inspect`: read-only views (a job's state, depths, leases).
+//! - `inspect`: read-only views (a job's state, depths, leases);
+//! - `browse`: paged read-only listings of a queue's jobs (the dashboard);
+//! - `stats`: throughput history and worker beacons (`P:{stats}:*` keys).
 
+mod browse;
 mod inspect;
 mod lifecycle;
 mod scripts;
+mod stats;
+
+pub use browse::{list_bounds, FoundMessage, ListedJob, PageRequest};
+pub use stats::{minute_of, Throughput, WorkerBeacon, BEACON_TTL_MS, MINUTE_TTL_MS};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -23,9 +23,12 @@ use crate::config::redact_url;
 use crate::job::{DeadLetter, ResultRow};
 
 pub use dead::{
-    dead_counts, list_dead, list_dead_letters, purge, DeadFilter, DeadJob, DeadLetterRecord,
+    count_matching, dead_counts, list_dead, list_dead_letters, purge, DeadFilter, DeadJob,
+    DeadLetterRecord,
 };
-pub use lookup::{count_queue_rows, delete_queue_rows, existing_ids, find_result, JobRecord};
+pub use lookup::{
+    count_queue_rows, delete_queue_rows, existing_ids, find_message, find_result, JobRecord,
+};
 
 /// A MySQL operation that failed; the rows it carried are still owed.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +39,8 @@ pub enum StoreError {
     MigrationLock(u32),
     #[error("mysql URL {url}: {message}")]
     Url { url: String, message: String },
+    #[error("not supported: {0}")]
+    Unsupported(&'static str),
 }
 
 /// Schema steps, applied in order once each; the version is the position + 1.
