@@ -42,8 +42,8 @@
             scales: { x: { time: true } },
             axes: [{ stroke: cssVar("--muted"), grid: { stroke: cssVar("--line") } },
                    { stroke: cssVar("--muted"), grid: { stroke: cssVar("--line") } }],
-            series: [{}, { label: "succeeded / min", stroke: cssVar("--ok"), width: 2 },
-                         { label: "failed / min", stroke: cssVar("--bad"), width: 2 }]
+            series: [{}, { label: "succeeded / min", stroke: cssVar("--ok"), width: 2, points: { show: false } },
+                         { label: "failed / min", stroke: cssVar("--bad"), width: 2, points: { show: false } }]
           }, data, el);
         })
         .catch(function () { /* the next round tries again */ });

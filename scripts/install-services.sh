@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs redis-server and mariadb-server with apt when they are missing.
+# Installs redis-server and mariadb-server, and chromium with chromium-driver
+# (the dashboard's browser test), with apt when they are missing.
 # Debian's packages try to start their services on install; a temporary
 # policy-rc.d keeps them from it (conveyor's scripts and tests start their own).
 set -euo pipefail
@@ -7,6 +8,8 @@ set -euo pipefail
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v mariadbd >/dev/null 2>&1 || missing+=(mariadb-server)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 sudo=""

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::error::UiError;
 use super::guard::Viewer;
 use super::queues::checked_queue;
-use super::view::{html, shorten, Chrome, Pager, PAGE_SIZE};
+use super::view::{html, printable, shorten, Chrome, Pager, PAGE_SIZE};
 use crate::api::ApiState;
 use crate::job::now_ms;
 use crate::requeue;
@@ -117,19 +117,15 @@ pub struct Line {
     pub error: String,
 }
 
+fn first_line(text: Option<&str>) -> &str {
+    text.and_then(|t| t.lines().next()).unwrap_or("-")
+}
+
 impl Line {
     fn of(job: DeadJob) -> Line {
         let r = job.record;
         Line {
-            error: shorten(
-                r.error
-                    .as_deref()
-                    .unwrap_or("-")
-                    .lines()
-                    .next()
-                    .unwrap_or("-"),
-                160,
-            ),
+            error: printable(&shorten(first_line(r.error.as_deref()), 160)),
             finished: r.finished_at.unwrap_or_else(|| "-".into()),
             id: r.id,
             queue: r.queue,

@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::error::UiError;
 use super::guard::Viewer;
 use super::queues::checked_queue;
-use super::view::{cut_text, escaped_bytes, html, pretty_json, Chrome, FULL_VIEW_BYTES};
+use super::view::{cut_text, escaped_bytes, html, pretty_json, printable, Chrome, FULL_VIEW_BYTES};
 use crate::api::jobs::{find_job, Found};
 use crate::api::ApiState;
 use crate::intake;
@@ -120,7 +120,7 @@ async fn load(state: &ApiState, id: &str, queue: Option<&str>) -> Result<JobView
                 kind: row.kind,
                 status: row.status,
                 attempts: row.attempts,
-                error: row.error,
+                error: row.error.as_deref().map(printable),
                 enqueued_at: row.enqueued_at,
                 started_at: row.started_at,
                 finished_at: row.finished_at,
@@ -135,7 +135,7 @@ async fn load(state: &ApiState, id: &str, queue: Option<&str>) -> Result<JobView
                 kind: summary.map_or_else(|| "-".to_string(), |s| s.kind),
                 status: job.state,
                 attempts: job.attempts,
-                error: job.last_error,
+                error: job.last_error.as_deref().map(printable),
                 output: None,
                 envelope: held.as_ref().map(|h| readable(&h.message, INLINE_BYTES)),
                 enqueued_at: None,

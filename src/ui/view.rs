@@ -87,6 +87,20 @@ pub fn escaped_bytes(raw: &[u8], max: usize) -> (String, bool) {
     (out, raw.len() > max)
 }
 
+/// `text` with control characters escaped (like `\u{1b}`), but line
+/// breaks and tabs kept: for error messages and stack traces.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// `text` cut to `max` characters, with `…` when cut.
 pub fn shorten(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
@@ -220,6 +234,14 @@ mod tests {
     fn markup_is_left_to_the_template_to_escape() {
         let (text, _) = escaped_bytes(b"<script>", 100);
         assert_eq!(text, "<script>");
+    }
+
+    #[test]
+    fn errors_keep_their_lines_but_not_terminal_codes() {
+        assert_eq!(
+            printable("boom\n\tat x \u{1b}[31m"),
+            "boom\n\tat x \\u{1b}[31m"
+        );
     }
 
     #[test]
