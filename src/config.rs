@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::job::is_valid_queue_name;
+use crate::schedules::{compile_all, Schedule, ScheduleConfig};
 
 /// The documented defaults, compiled in so the binary runs without the file.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
@@ -52,6 +53,9 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     pub api: ApiSettings,
     pub kinds: KindSettings,
+    /// `[[schedules]]`: cron schedules every worker ticks.
+    #[serde(default)]
+    pub schedules: Vec<ScheduleConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -119,6 +123,10 @@ pub struct LimitSettings {
 #[serde(deny_unknown_fields)]
 pub struct SchedulerSettings {
     pub tick_ms: u64,
+    /// How often every worker looks for due schedule ticks.
+    pub schedules_tick_ms: u64,
+    /// A schedule tick older than this when a worker first sees it was missed.
+    pub misfire_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -248,6 +256,11 @@ impl Settings {
         positive("jobs.default_timeout_ms", self.jobs.default_timeout_ms)?;
         positive("limits.max_job_bytes", self.limits.max_job_bytes as u64)?;
         positive("scheduler.tick_ms", self.scheduler.tick_ms)?;
+        positive(
+            "scheduler.schedules_tick_ms",
+            self.scheduler.schedules_tick_ms,
+        )?;
+        positive("scheduler.misfire_ms", self.scheduler.misfire_ms)?;
         positive("metrics.log_interval_ms", self.metrics.log_interval_ms)?;
         positive("redis.response_timeout_ms", self.redis.response_timeout_ms)?;
         positive("api.session_ttl_ms", self.api.session_ttl_ms)?;
@@ -323,7 +336,15 @@ impl Settings {
                 ),
             ));
         }
-        self.validate_names()
+        self.validate_names()?;
+        self.schedules()?;
+        Ok(())
+    }
+
+    /// The `[[schedules]]` entries, checked and compiled.
+    pub fn schedules(&self) -> Result<Vec<Schedule>, ConfigError> {
+        compile_all(&self.schedules)
+            .map_err(|e| invalid(&format!("schedules[{}].{}", e.schedule, e.key), e.message))
     }
 
     fn validate_names(&self) -> Result<(), ConfigError> {
@@ -557,6 +578,52 @@ mod tests {
         .expect("valid hosts");
         assert_eq!(settings.kinds.http.allow_hosts.len(), 3);
         assert!(settings.kinds.http.allow_private);
+    }
+
+    /// The commented `[[schedules]]` example of the default file, uncommented.
+    fn schedule_example() -> String {
+        let start = DEFAULT_TOML
+            .find("# [[schedules]]\n")
+            .expect("example in the default file");
+        DEFAULT_TOML[start..]
+            .lines()
+            .map(|line| line.trim_start_matches('#').trim_start())
+            .filter(|line| !line.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn load_file(text: &str) -> Result<Settings, ConfigError> {
+        let mut file = tempfile::Builder::new()
+            .suffix(".toml")
+            .tempfile()
+            .expect("temp file");
+        std::io::Write::write_all(&mut file, text.as_bytes()).expect("write");
+        Settings::load_with_env(Some(file.path()), Some(HashMap::new()))
+    }
+
+    #[test]
+    fn the_schedule_example_loads() {
+        let settings = load_file(&schedule_example()).expect("example is valid");
+        let schedules = settings.schedules().expect("compiles");
+        assert_eq!(schedules.len(), 1);
+        assert_eq!(schedules[0].name, "nightly-report");
+        assert_eq!(schedules[0].timezone, chrono_tz::Europe::Berlin);
+        assert_eq!(schedules[0].payload["method"], "POST");
+        assert!(load(&[]).expect("defaults").schedules.is_empty());
+    }
+
+    #[test]
+    fn a_bad_schedule_names_itself_and_the_key() {
+        let text = schedule_example().replace("30 2 * * *", "30 2 * *");
+        let err = load_file(&text).expect_err("refused").to_string();
+        assert!(
+            err.starts_with("schedules[nightly-report].cron must have 5 fields"),
+            "{err}"
+        );
+        let text = schedule_example().replace("kind = ", "knd = ");
+        let err = load_file(&text).expect_err("refused").to_string();
+        assert!(err.contains("knd"), "{err}");
     }
 
     #[test]

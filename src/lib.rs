@@ -13,9 +13,10 @@
 //! - [`redis_queue`]: every Redis key and script (no actors).
 //! - [`store`]: every SQL statement and the migrations (no actors).
 //! - [`kinds`]: the handler registry and the built-in kinds; add your own here.
-//! - [`actors`]: QueueReader, Processor pool, DbWriter, Scheduler, Reaper, Monitor.
+//! - [`actors`]: QueueReader, Processor pool, DbWriter, Scheduler, Ticker, Reaper, Monitor.
 //! - [`worker`]: wiring the actors together, start-up and graceful shutdown.
 //! - [`metrics`]: the atomic counters the actors share, and their Prometheus collectors.
+//! - [`schedules`]: `[[schedules]]` entries, tick arithmetic and catch-up (no I/O).
 //! - [`intake`]: submitted JSON (API bodies, `enqueue --file` lines) → messages (no I/O).
 //! - [`api`]: the HTTP API (actix-web), alone or inside a worker.
 //! - [`ui`]: the operator's web dashboard under `/ui/`, served by the API.
@@ -44,6 +45,7 @@ pub mod kinds;
 pub mod metrics;
 pub mod redis_queue;
 pub mod requeue;
+pub mod schedules;
 pub mod store;
 pub mod ui;
 pub mod worker;

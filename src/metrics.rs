@@ -137,6 +137,22 @@ impl Metrics {
         }
     }
 
+    /// What one advance of schedule `name` did with its due ticks.
+    pub fn record_ticks(&self, name: &str, enqueued: u64, missed: u64, skipped: u64) {
+        if let Some(c) = &self.collectors {
+            let s = &c.schedules;
+            for (counter, n) in [
+                (&s.enqueued, enqueued),
+                (&s.missed, missed),
+                (&s.skipped, skipped),
+            ] {
+                if n > 0 {
+                    counter.with_label_values(&[name]).inc_by(n);
+                }
+            }
+        }
+    }
+
     /// Every Prometheus family of this worker, the atomics' values included.
     pub fn gather(&self) -> Vec<MetricFamily> {
         match &self.collectors {
@@ -178,9 +194,41 @@ pub struct Collectors {
     latency: HistogramVec,
     db_batch_rows: Histogram,
     db_flush_seconds: Histogram,
+    schedules: ScheduleCounters,
     mirrored: Mirrored,
     /// Serialises scrapes while they copy the atomics (actors never take it).
     mirror_lock: Mutex<()>,
+}
+
+/// Ticks of each schedule, by what became of them.
+#[derive(Debug)]
+struct ScheduleCounters {
+    enqueued: IntCounterVec,
+    missed: IntCounterVec,
+    skipped: IntCounterVec,
+}
+
+impl ScheduleCounters {
+    fn new(reg: &Reg<'_>) -> prometheus::Result<ScheduleCounters> {
+        let labels = &["schedule"];
+        Ok(ScheduleCounters {
+            enqueued: reg.counter_vec(
+                "conveyor_schedule_ticks_enqueued_total",
+                "Schedule ticks enqueued as jobs (by this worker).",
+                labels,
+            )?,
+            missed: reg.counter_vec(
+                "conveyor_schedule_ticks_missed_total",
+                "Schedule ticks missed while no worker ran that got no job (catch_up).",
+                labels,
+            )?,
+            skipped: reg.counter_vec(
+                "conveyor_schedule_ticks_skipped_total",
+                "Schedule ticks dropped because the previous tick was unfinished (overlap = skip).",
+                labels,
+            )?,
+        })
+    }
 }
 
 /// Collectors whose values are copied from the atomics at each scrape.
@@ -246,6 +294,7 @@ impl Collectors {
                 "Time to commit one MySQL batch, retries included.",
                 DB_SECONDS_BUCKETS,
             )?,
+            schedules: ScheduleCounters::new(&reg)?,
             mirrored: Mirrored {
                 mailbox: reg.gauge_vec(
                     "conveyor_mailbox_depth",

@@ -18,6 +18,7 @@ use crate::actors::processor::{Backoff, Processor, ProcessorEnv, ProcessorPool};
 use crate::actors::queue_reader::{QueueReader, Shutdown};
 use crate::actors::reaper::Reaper;
 use crate::actors::scheduler::Scheduler;
+use crate::actors::ticker::Ticker;
 use crate::config::{redact_url, Settings};
 use crate::job::EnvelopeDefaults;
 use crate::kinds::Registry;
@@ -38,6 +39,8 @@ pub enum WorkerError {
     Api(#[from] crate::api::ApiStartError),
     #[error(transparent)]
     Metrics(#[from] crate::metrics::MetricsError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// Longest pause between attempts to reach MySQL at start-up.
@@ -105,6 +108,7 @@ pub async fn run(
     registry: Registry,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WorkerError> {
+    let schedules = settings.schedules()?;
     let settings = Arc::new(settings);
     let worker: Arc<str> = worker_id().into();
     log::info!(
@@ -139,9 +143,10 @@ pub async fn run(
         registry,
         worker.clone(),
         pool.clone(),
-        redis,
+        redis.clone(),
         metrics.clone(),
     );
+    start_ticker(&settings, schedules, redis, metrics.clone());
     shutdown.await;
     log::info!(target: "conveyor::worker", "shutdown requested");
     let timeout = Duration::from_millis(settings.shutdown.timeout_ms);
@@ -232,6 +237,32 @@ fn start_actors(
     .start();
     Monitor::new(redis, queues, metrics, settings).start();
     reader
+}
+
+/// Starts the schedule Ticker when there are schedules.
+fn start_ticker(
+    settings: &Settings,
+    schedules: Vec<crate::schedules::Schedule>,
+    redis: RedisQueue,
+    metrics: Arc<Metrics>,
+) {
+    if schedules.is_empty() {
+        return;
+    }
+    log::info!(
+        target: "conveyor::worker",
+        "ticking {} schedules: {:?}",
+        schedules.len(),
+        schedules.iter().map(|s| s.name.as_str()).collect::<Vec<_>>()
+    );
+    Ticker::new(
+        redis,
+        schedules,
+        Duration::from_millis(settings.scheduler.schedules_tick_ms),
+        Duration::from_millis(settings.scheduler.misfire_ms),
+        metrics,
+    )
+    .start();
 }
 
 /// Stops the embedded API, letting requests in progress finish.

@@ -5,7 +5,8 @@
 //!          ◄─ack───      ▲   │ ◄──────outcomes (channel)───┘
 //!                        │   └──Record──► DbWriter ──upsert──► MySQL
 //!                        └────Committed───────┘
-//!  Scheduler (due retries → ready) · Reaper (expired leases → ready) · Monitor (log line)
+//!  Scheduler (due retries → ready) · Ticker (schedule ticks → pending)
+//!  Reaper (expired leases → ready) · Monitor (log line)
 //!  Beacon (counters → per-minute throughput history and the worker's beacon, once a second)
 //! ```
 //!
@@ -14,6 +15,7 @@
 //! - [`job_feed::JobFeed`]: claimed jobs waiting for a processor slot.
 //! - [`db_writer::DbWriter`]: batched, retried, idempotent writes to MySQL.
 //! - [`scheduler::Scheduler`]: promotes due retries and `run_at` jobs.
+//! - [`ticker::Ticker`]: enqueues due schedule ticks, once across all workers.
 //! - [`reaper::Reaper`]: recovers jobs of workers whose lease expired.
 //! - [`monitor::Monitor`]: the `conveyor::mailbox` log line.
 //! - [`beacon::Beacon`]: the dashboard's throughput history and worker list.
@@ -28,3 +30,4 @@ pub mod processor;
 pub mod queue_reader;
 pub mod reaper;
 pub mod scheduler;
+pub mod ticker;

@@ -28,6 +28,9 @@ pub enum ApiError {
     /// No such job (404).
     #[error("no job {0:?} in {1}")]
     NotFound(String, String),
+    /// No such schedule (404).
+    #[error("no schedule {0:?} in the configuration")]
+    NoSchedule(String),
     /// No such route (404).
     #[error("no route {0}")]
     NoRoute(String),
@@ -51,6 +54,17 @@ pub enum ApiError {
     Metrics(String),
 }
 
+impl From<crate::schedules::control::ControlError> for ApiError {
+    fn from(error: crate::schedules::control::ControlError) -> ApiError {
+        use crate::schedules::control::ControlError;
+        match error {
+            ControlError::Unknown(name) => ApiError::NoSchedule(name),
+            ControlError::Queue(e) => ApiError::Redis(e),
+            ControlError::Store(e) => ApiError::Mysql(e),
+        }
+    }
+}
+
 impl ApiError {
     fn field(&self) -> Option<&str> {
         match self {
@@ -65,7 +79,9 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Invalid(_) | ApiError::Body(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::NotFound(..) | ApiError::NoRoute(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound(..) | ApiError::NoSchedule(_) | ApiError::NoRoute(_) => {
+                StatusCode::NOT_FOUND
+            }
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Redis(_) | ApiError::Mysql(_) | ApiError::Partial { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE

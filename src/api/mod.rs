@@ -14,6 +14,9 @@
 //! | `POST /jobs/batch` | accept an array, all or nothing → 202 `[{"id","queue"}...]` |
 //! | `GET /jobs/{id}` | status: queued, running, retrying, succeeded, dead |
 //! | `GET /queues` | pending, running, scheduled, dead per configured queue |
+//! | `GET /schedules` | each schedule: next run, paused, latest runs |
+//! | `POST /schedules/{name}/trigger` | run a schedule now → 202 `{"id"}` |
+//! | `POST /schedules/{name}/pause`, `/resume` | pause or resume a schedule → 204 |
 //! | `GET /health` | 200 while the process runs (never needs the token) |
 //! | `GET /ready` | 200 when Redis and MySQL answer, else 503 |
 //! | `GET /metrics` | Prometheus text format |
@@ -23,6 +26,7 @@ mod error;
 pub(crate) mod jobs;
 mod metrics;
 mod ops;
+mod schedules;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -42,6 +46,7 @@ use crate::intake::{Rules, DEFAULT_QUEUE};
 use crate::job::EnvelopeDefaults;
 use crate::metrics::{Metrics, MetricsError};
 use crate::redis_queue::{QueueError, RedisQueue};
+use crate::schedules::Schedule;
 use crate::store::{self, StoreError};
 
 /// Address `conveyor api` serves on when `api.bind` is empty.
@@ -61,6 +66,8 @@ pub enum ApiStartError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// Everything the handlers share; cheap to clone.
@@ -71,6 +78,8 @@ pub struct ApiState {
 
 struct Inner {
     settings: Arc<Settings>,
+    /// The configured schedules, compiled once.
+    schedules: Vec<Schedule>,
     redis: RedisQueue,
     pool: mysql_async::Pool,
     metrics: ApiMetrics,
@@ -102,6 +111,7 @@ impl ApiState {
         };
         Ok(ApiState {
             inner: Arc::new(Inner {
+                schedules: settings.schedules()?,
                 redis,
                 pool,
                 metrics: ApiMetrics::new()?,
@@ -115,6 +125,10 @@ impl ApiState {
 
     pub(crate) fn settings(&self) -> &Settings {
         &self.inner.settings
+    }
+
+    pub(crate) fn schedules(&self) -> &[Schedule] {
+        &self.inner.schedules
     }
 
     pub(crate) fn redis(&self) -> &RedisQueue {
@@ -235,6 +249,16 @@ fn routes(config: &mut web::ServiceConfig) {
         .route("/jobs/batch", web::post().to(jobs::submit_batch))
         .route("/jobs/{id}", web::get().to(jobs::status))
         .route("/queues", web::get().to(ops::queues))
+        .route("/schedules", web::get().to(schedules::list))
+        .route(
+            "/schedules/{name}/trigger",
+            web::post().to(schedules::trigger),
+        )
+        .route("/schedules/{name}/pause", web::post().to(schedules::pause))
+        .route(
+            "/schedules/{name}/resume",
+            web::post().to(schedules::resume),
+        )
         .route("/health", web::get().to(ops::health))
         .route("/ready", web::get().to(ops::ready))
         .route("/metrics", web::get().to(ops::metrics));

@@ -5,6 +5,7 @@ mod api;
 mod bench;
 mod dead;
 mod enqueue;
+mod schedules;
 mod stats;
 
 use std::path::PathBuf;
@@ -47,6 +48,8 @@ enum Command {
     Api(api::ApiArgs),
     /// List, show, retry or purge dead jobs and dead letters.
     Dead(dead::DeadArgs),
+    /// List, trigger, pause or resume the configured schedules.
+    Schedules(schedules::SchedulesArgs),
 }
 
 /// A command found nothing to act on (exit code 1, not an error).
@@ -64,6 +67,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => block_on(bench::run(settings, cli.config, args)),
         Command::Api(args) => block_on(api::run(settings, args)),
         Command::Dead(args) => block_on(dead::run(settings, args)),
+        Command::Schedules(args) => block_on(schedules::run(settings, args)),
     }
 }
 

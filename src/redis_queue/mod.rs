@@ -18,6 +18,7 @@
 //! | `P:{q}:workers` | zset | worker id → lease deadline (unix ms) |
 //! | `P:{q}:ids` | hash | job id → claim token, for claimed jobs whose message starts with `{"id":"` |
 //! | `P:{q}:accepted` | hash | job id → accepted time, for jobs the HTTP API took and no worker finished yet |
+//! | `P:{q}:schedule:<name>` | hash | a schedule's state: last tick handled, fingerprint, pause, latest tick's id |
 //!
 //! A job lives in exactly one of `pending`, `ready`+`jobs`, `scheduled`+`jobs`
 //! or one worker's `wip`; every move between them is one atomic script. A job
@@ -30,11 +31,13 @@
 //! - `lifecycle`: every call that moves a job between those keys;
 //! - `inspect`: read-only views (a job's state, depths, leases);
 //! - `browse`: paged read-only listings of a queue's jobs (the dashboard);
-//! - `stats`: throughput history and worker beacons (`P:{stats}:*` keys).
+//! - `stats`: throughput history and worker beacons (`P:{stats}:*` keys);
+//! - `schedules`: schedule state and the script that enqueues due ticks.
 
 mod browse;
 mod inspect;
 mod lifecycle;
+mod schedules;
 mod scripts;
 mod stats;
 

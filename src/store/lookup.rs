@@ -153,3 +153,49 @@ pub async fn delete_queue_rows(pool: &Pool, queue: &str) -> Result<u64, StoreErr
         .await?;
     Ok(results + conn.affected_rows())
 }
+
+/// One finished run of a schedule, as `GET /schedules` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub status: String,
+    pub finished_at: Option<String>,
+}
+
+/// The `limit` rows whose id starts with `id_prefix`, greatest id first
+/// (for schedule runs, `sched:<name>:<ms>`, that is the latest first). A
+/// range read of the primary key.
+pub async fn runs_by_id_prefix(
+    pool: &Pool,
+    id_prefix: &str,
+    limit: usize,
+) -> Result<Vec<RunRecord>, StoreError> {
+    let mut conn = pool.get_conn().await?;
+    let pattern = format!("{}%", escape_like(id_prefix));
+    let sql = format!(
+        "SELECT id, status, DATE_FORMAT(finished_at, {RFC3339_UTC}) FROM job_results
+         WHERE id LIKE ? ORDER BY id DESC LIMIT ?"
+    );
+    let rows: Result<Vec<(String, String, Option<String>)>, _> =
+        conn.exec(sql, (pattern, limit as u64)).await;
+    Ok(nothing_if_no_table(rows)?
+        .into_iter()
+        .map(|(id, status, finished_at)| RunRecord {
+            id,
+            status,
+            finished_at,
+        })
+        .collect())
+}
+
+/// `text` with LIKE's wildcards and escape character taken literally.
+fn escape_like(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}

@@ -8,7 +8,7 @@
 //!
 //! - this file: the pool, the migrations and the batch writes of results and
 //!   dead letters;
-//! - `lookup`: reading `job_results` rows (a job by id), and the helpers of
+//! - `lookup`: reading `job_results` rows (a job by id, a schedule's runs), and the helpers of
 //!   benchmarks and tools;
 //! - `dead`: dead jobs and dead letters, listed and purged by filter.
 
@@ -27,7 +27,8 @@ pub use dead::{
     DeadLetterRecord,
 };
 pub use lookup::{
-    count_queue_rows, delete_queue_rows, existing_ids, find_message, find_result, JobRecord,
+    count_queue_rows, delete_queue_rows, existing_ids, find_message, find_result,
+    runs_by_id_prefix, JobRecord, RunRecord,
 };
 
 /// A MySQL operation that failed; the rows it carried are still owed.
