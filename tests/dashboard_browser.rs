@@ -270,7 +270,17 @@ async fn the_dashboard_in_a_real_browser() {
     let port = free_port();
     let bind = format!("127.0.0.1:{port}");
     let base = format!("http://{bind}");
-    let worker = env.worker(&[
+    let mut config = tempfile::Builder::new()
+        .suffix(".toml")
+        .tempfile()
+        .expect("config file");
+    std::io::Write::write_all(
+        &mut config,
+        b"[[schedules]]\nname = \"nightly-report\"\ncron = \"0 3 * * *\"\nkind = \"noop\"\npayload = { report = \"daily\" }\n",
+    )
+    .expect("write config");
+    let config_path = config.path().to_str().expect("utf-8 path").to_string();
+    let worker = env.conveyor(&["--config", &config_path, "worker"], &[
         ("CONVEYOR__API__BIND", bind.as_str()),
         ("CONVEYOR__API__TOKEN", TOKEN),
         ("CONVEYOR__QUEUES__NAMES", "default,emails"),
@@ -425,6 +435,38 @@ async fn the_dashboard_in_a_real_browser() {
     assert!(blocking(|| env.rows())
         .iter()
         .all(|row| row.id != "always-fails"));
+
+    // Schedules: run one now and see its run succeed; pause it.
+    client.goto(&format!("{base}/ui/schedules")).await.expect("goto");
+    client
+        .find(Locator::Css("tr[data-schedule='nightly-report'] button.trigger"))
+        .await
+        .expect("run now")
+        .click()
+        .await
+        .expect("trigger");
+    wait_for_path(&client, "/ui/schedules").await;
+    wait_for_text(
+        &client,
+        &base,
+        "/ui/schedules",
+        "tr[data-schedule='nightly-report'] .status.succeeded",
+        "succeeded",
+    )
+    .await;
+    client
+        .find(Locator::Css("tr[data-schedule='nightly-report'] button.pause"))
+        .await
+        .expect("pause")
+        .click()
+        .await
+        .expect("pause");
+    wait_for_path(&client, "/ui/schedules").await;
+    assert_eq!(
+        text_of(&client, "tr[data-schedule='nightly-report'] .status.paused").await,
+        "paused"
+    );
+    screenshot(&client, "schedules").await;
 
     // Dead letters: raw bytes escaped.
     client

@@ -14,9 +14,10 @@
 //! | `/ui/dead` | dead jobs by queue, kind, error text, age | retry / delete one, or all that match |
 //! | `/ui/dead-letters` | raw bytes (escaped), reason, time | delete, push again |
 //! | `/ui/workers` | beacons and leases | |
+//! | `/ui/schedules` | cron, time zone, next run, state, latest runs | run now, pause, resume |
 //!
 //! The pages read and act through the same `redis_queue`, `store` and
-//! [`crate::requeue`] functions as the JSON API and the CLI: this module
+//! [`crate::requeue`] and [`crate::schedules::control`] functions as the JSON API and the CLI: this module
 //! has no queries of its own. It must never change anything on a request
 //! that [`guard`] did not authorize (session, CSRF token, writable).
 
@@ -29,6 +30,7 @@ mod letters;
 mod login;
 mod overview;
 mod queues;
+mod schedules;
 mod session;
 mod view;
 mod workers;
@@ -94,6 +96,8 @@ pub fn routes(config: &mut web::ServiceConfig) {
             .route("/dead-letters/{id}/delete", web::post().to(letters::delete))
             .route("/dead-letters/{id}/push", web::post().to(letters::push))
             .route("/workers", web::get().to(workers::page))
+            .route("/schedules", web::get().to(schedules::list))
+            .route("/schedules/{name}/{action}", web::post().to(schedules::act))
             .route("/assets/{name}", web::get().to(assets::serve))
             .default_service(web::to(no_page)),
     );
