@@ -280,12 +280,15 @@ async fn the_dashboard_in_a_real_browser() {
     )
     .expect("write config");
     let config_path = config.path().to_str().expect("utf-8 path").to_string();
-    let worker = env.conveyor(&["--config", &config_path, "worker"], &[
-        ("CONVEYOR__API__BIND", bind.as_str()),
-        ("CONVEYOR__API__TOKEN", TOKEN),
-        ("CONVEYOR__QUEUES__NAMES", "default,emails"),
-        ("CONVEYOR__KINDS__HTTP__ALLOW_PRIVATE", "true"),
-    ]);
+    let worker = env.conveyor(
+        &["--config", &config_path, "worker"],
+        &[
+            ("CONVEYOR__API__BIND", bind.as_str()),
+            ("CONVEYOR__API__TOKEN", TOKEN),
+            ("CONVEYOR__QUEUES__NAMES", "default,emails"),
+            ("CONVEYOR__KINDS__HTTP__ALLOW_PRIVATE", "true"),
+        ],
+    );
     blocking(|| {
         worker.wait_for_log("schema ready", Duration::from_secs(60));
         seed(&env, &hook.url);
@@ -437,9 +440,14 @@ async fn the_dashboard_in_a_real_browser() {
         .all(|row| row.id != "always-fails"));
 
     // Schedules: run one now and see its run succeed; pause it.
-    client.goto(&format!("{base}/ui/schedules")).await.expect("goto");
     client
-        .find(Locator::Css("tr[data-schedule='nightly-report'] button.trigger"))
+        .goto(&format!("{base}/ui/schedules"))
+        .await
+        .expect("goto");
+    client
+        .find(Locator::Css(
+            "tr[data-schedule='nightly-report'] button.trigger",
+        ))
         .await
         .expect("run now")
         .click()
@@ -455,7 +463,9 @@ async fn the_dashboard_in_a_real_browser() {
     )
     .await;
     client
-        .find(Locator::Css("tr[data-schedule='nightly-report'] button.pause"))
+        .find(Locator::Css(
+            "tr[data-schedule='nightly-report'] button.pause",
+        ))
         .await
         .expect("pause")
         .click()
