@@ -97,10 +97,7 @@ pub async fn retry_letters(
         for (queue, messages) in by_queue {
             redis.push(queue, &messages).await?;
         }
-        let pushed = DeadFilter {
-            ids: chunk.iter().map(|l| l.id.to_string()).collect(),
-            ..DeadFilter::default()
-        };
+        let pushed = DeadFilter::by_ids(chunk.iter().map(|l| l.id.to_string()));
         store::purge(pool, &pushed, true).await?;
         done.extend(chunk.iter().map(|l| (l.id, l.queue.clone())));
     }

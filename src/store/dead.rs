@@ -41,6 +41,16 @@ pub struct DeadFilter {
     pub offset: Option<u64>,
 }
 
+impl DeadFilter {
+    /// Exactly the rows with these ids.
+    pub fn by_ids(ids: impl IntoIterator<Item = String>) -> DeadFilter {
+        DeadFilter {
+            ids: ids.into_iter().collect(),
+            ..DeadFilter::default()
+        }
+    }
+}
+
 /// A dead job with the message it was enqueued with (NULL for rows written
 /// before the schema kept it).
 #[derive(Debug, Clone, PartialEq)]

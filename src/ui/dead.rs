@@ -7,7 +7,7 @@
 //! form whose CSRF token does not match, and never load a whole match:
 //! a retry takes at most [`BULK_RETRY_LIMIT`] jobs per confirmation.
 
-use actix_web::http::{header, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::error::UiError;
 use super::guard::Viewer;
 use super::queues::checked_queue;
-use super::view::{html, printable, shorten, Chrome, Pager, PAGE_SIZE};
+use super::view::{html, printable, see_other, shorten, Chrome, Pager, PAGE_SIZE};
 use crate::api::ApiState;
 use crate::job::now_ms;
 use crate::requeue;
@@ -299,12 +299,10 @@ pub async fn bulk(
         }
         Bulk::Delete => ("deleted", store::purge(state.pool(), &filter, false).await?),
     };
-    Ok(HttpResponse::SeeOther()
-        .insert_header((
-            header::LOCATION,
-            format!("/ui/dead?{}&notice={code}&n={n}", form.filters.query()),
-        ))
-        .finish())
+    Ok(see_other(&format!(
+        "/ui/dead?{}&notice={code}&n={n}",
+        form.filters.query()
+    )))
 }
 
 #[cfg(test)]

@@ -74,6 +74,13 @@ impl Viewer {
     }
 }
 
+/// The form of a one-button action: only its CSRF token.
+#[derive(Debug, serde::Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    pub csrf: String,
+}
+
 /// Pages anyone may fetch: the login form and the static assets.
 fn is_open(path: &str) -> bool {
     path == "/ui/login" || (path.starts_with("/ui/assets/") && !path.contains(".."))

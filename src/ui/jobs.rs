@@ -14,9 +14,11 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::error::UiError;
-use super::guard::Viewer;
+use super::guard::{CsrfForm, Viewer};
 use super::queues::checked_queue;
-use super::view::{cut_text, escaped_bytes, html, pretty_json, printable, Chrome, FULL_VIEW_BYTES};
+use super::view::{
+    cut_text, escaped_bytes, html, pretty_json, printable, see_other, Chrome, FULL_VIEW_BYTES,
+};
 use crate::api::jobs::{find_job, Found};
 use crate::api::ApiState;
 use crate::intake;
@@ -37,9 +39,7 @@ pub struct FindQuery {
 pub async fn find(query: web::Query<FindQuery>) -> Result<HttpResponse, UiError> {
     let id = checked_id(query.id.trim())?;
     let path: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
-    Ok(HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, format!("/ui/jobs/{path}")))
-        .finish())
+    Ok(see_other(&format!("/ui/jobs/{path}")))
 }
 
 /// A job id from the URL or a form, checked.
@@ -192,17 +192,9 @@ pub async fn message(
         .body(text))
 }
 
-#[derive(Deserialize)]
-pub struct ActionForm {
-    #[serde(default)]
-    csrf: String,
-}
-
 fn back_to(id: &str, notice: &str) -> HttpResponse {
     let path: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
-    HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, format!("/ui/jobs/{path}?notice={notice}")))
-        .finish()
+    see_other(&format!("/ui/jobs/{path}?notice={notice}"))
 }
 
 /// Retry a dead job: its message again, same id.
@@ -210,14 +202,11 @@ pub async fn retry(
     state: web::Data<ApiState>,
     viewer: web::ReqData<Viewer>,
     id: web::Path<String>,
-    form: web::Form<ActionForm>,
+    form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, UiError> {
     viewer.authorize(&state, &form.csrf)?;
     let id = checked_id(&id)?;
-    let filter = DeadFilter {
-        ids: vec![id.clone()],
-        ..DeadFilter::default()
-    };
+    let filter = DeadFilter::by_ids([id.clone()]);
     let done = requeue::retry_dead(state.pool(), state.redis(), &filter).await?;
     if let Some((_, why)) = done.skipped.first() {
         return Err(UiError::BadRequest(format!(
@@ -237,7 +226,7 @@ pub async fn copy(
     state: web::Data<ApiState>,
     viewer: web::ReqData<Viewer>,
     id: web::Path<String>,
-    form: web::Form<ActionForm>,
+    form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, UiError> {
     viewer.authorize(&state, &form.csrf)?;
     let id = checked_id(&id)?;
@@ -274,23 +263,18 @@ pub async fn delete(
     state: web::Data<ApiState>,
     viewer: web::ReqData<Viewer>,
     id: web::Path<String>,
-    form: web::Form<ActionForm>,
+    form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, UiError> {
     viewer.authorize(&state, &form.csrf)?;
     let id = checked_id(&id)?;
-    let filter = DeadFilter {
-        ids: vec![id.clone()],
-        ..DeadFilter::default()
-    };
+    let filter = DeadFilter::by_ids([id.clone()]);
     let deleted = store::purge(state.pool(), &filter, false).await?;
     if deleted == 0 {
         return Err(UiError::NotFound(format!(
             "job {id:?} is not dead (any more)"
         )));
     }
-    Ok(HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, "/ui/dead?notice=deleted&n=1"))
-        .finish())
+    Ok(see_other("/ui/dead?notice=deleted&n=1"))
 }
 
 #[cfg(test)]

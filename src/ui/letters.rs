@@ -11,8 +11,10 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::error::UiError;
-use super::guard::Viewer;
-use super::view::{escaped_bytes, html, Chrome, Pager, FULL_VIEW_BYTES, PAGE_SIZE, PREVIEW_BYTES};
+use super::guard::{CsrfForm, Viewer};
+use super::view::{
+    escaped_bytes, html, see_other, Chrome, Pager, FULL_VIEW_BYTES, PAGE_SIZE, PREVIEW_BYTES,
+};
 use crate::api::ApiState;
 use crate::requeue;
 use crate::store::{self, DeadFilter, DeadLetterRecord};
@@ -153,33 +155,19 @@ pub async fn raw(
         .body(letter.raw))
 }
 
-#[derive(Deserialize)]
-pub struct ActionForm {
-    #[serde(default)]
-    csrf: String,
-}
-
 fn back(notice: &str) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((
-            header::LOCATION,
-            format!("/ui/dead-letters?notice={notice}"),
-        ))
-        .finish()
+    see_other(&format!("/ui/dead-letters?notice={notice}"))
 }
 
 pub async fn delete(
     state: web::Data<ApiState>,
     viewer: web::ReqData<Viewer>,
     id: web::Path<String>,
-    form: web::Form<ActionForm>,
+    form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, UiError> {
     viewer.authorize(&state, &form.csrf)?;
     let id = letter_id(&id)?;
-    let filter = DeadFilter {
-        ids: vec![id.to_string()],
-        ..DeadFilter::default()
-    };
+    let filter = DeadFilter::by_ids([id.to_string()]);
     if store::purge(state.pool(), &filter, true).await? == 0 {
         return Err(UiError::NotFound(format!("no dead letter {id}")));
     }
@@ -191,14 +179,11 @@ pub async fn push(
     state: web::Data<ApiState>,
     viewer: web::ReqData<Viewer>,
     id: web::Path<String>,
-    form: web::Form<ActionForm>,
+    form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, UiError> {
     viewer.authorize(&state, &form.csrf)?;
     let id = letter_id(&id)?;
-    let filter = DeadFilter {
-        ids: vec![id.to_string()],
-        ..DeadFilter::default()
-    };
+    let filter = DeadFilter::by_ids([id.to_string()]);
     if requeue::retry_letters(state.pool(), state.redis(), &filter)
         .await?
         .is_empty()

@@ -4,15 +4,15 @@
 //! anywhere but a dashboard page after a login (no open redirect), and
 //! never echo the token.
 
-use actix_web::http::{header, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
 use super::error::UiError;
-use super::guard::{removal_cookie, session_cookie, Viewer};
+use super::guard::{removal_cookie, session_cookie, CsrfForm, Viewer};
 use super::session::token_matches;
-use super::view::{html, Chrome};
+use super::view::{html, see_other, Chrome};
 use crate::api::ApiState;
 use crate::job::now_ms;
 
@@ -41,12 +41,6 @@ pub struct LoginForm {
     next: String,
 }
 
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
-}
-
 /// Where to go after a login: a dashboard page, else the overview.
 pub fn safe_next(next: &str) -> &str {
     let inside = next == "/ui" || next.starts_with("/ui/");
@@ -55,12 +49,6 @@ pub fn safe_next(next: &str) -> &str {
     } else {
         "/ui/"
     }
-}
-
-fn see_other(location: &str) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, location.to_string()))
-        .finish()
 }
 
 pub async fn form(state: web::Data<ApiState>, query: web::Query<LoginQuery>) -> HttpResponse {

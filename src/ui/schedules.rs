@@ -6,14 +6,14 @@
 //! `GET /schedules` and `conveyor schedules`. It must never act on a form
 //! whose CSRF token does not match.
 
-use actix_web::http::{header, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 
 use super::error::UiError;
-use super::guard::Viewer;
-use super::view::{html, Chrome};
+use super::guard::{CsrfForm, Viewer};
+use super::view::{html, see_other, Chrome};
 use crate::api::ApiState;
 use crate::job::now_ms;
 use crate::schedules::control::{self, ControlError, ScheduleView};
@@ -60,12 +60,6 @@ pub async fn list(
     Ok(html(StatusCode::OK, &SchedulesPage { chrome, schedules }))
 }
 
-#[derive(Deserialize)]
-pub struct ActionForm {
-    #[serde(default)]
-    csrf: String,
-}
-
 /// What a schedule form asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Action {
@@ -91,7 +85,7 @@ pub async fn act(
     state: web::Data<ApiState>,
     viewer: web::ReqData<Viewer>,
     path: web::Path<(String, String)>,
-    form: web::Form<ActionForm>,
+    form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, UiError> {
     viewer.authorize(&state, &form.csrf)?;
     let (name, action) = path.into_inner();
@@ -111,9 +105,7 @@ pub async fn act(
             "resumed"
         }
     };
-    Ok(HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, format!("/ui/schedules?notice={notice}")))
-        .finish())
+    Ok(see_other(&format!("/ui/schedules?notice={notice}")))
 }
 
 #[cfg(test)]

@@ -66,6 +66,13 @@ pub fn html(status: StatusCode, page: &impl Template) -> HttpResponse {
     }
 }
 
+/// A redirect after a form (303: the browser follows with a GET).
+pub fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location.to_string()))
+        .finish()
+}
+
 /// Bytes as readable text: valid UTF-8 stays (control characters escaped
 /// like `\n`, `\u{1b}`), invalid bytes become `\xNN`. At most `max` bytes
 /// of input are shown; the flag says whether some were left out.
