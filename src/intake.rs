@@ -25,6 +25,8 @@ pub struct Submission {
     pub id: String,
     pub queue: String,
     pub message: Vec<u8>,
+    /// The job's `unique_key`: it is refused while another job holds it.
+    pub unique_key: Option<String>,
 }
 
 /// Why a submission was refused; `field` names the offending field, with the
@@ -131,7 +133,12 @@ pub fn submission(value: Value, rules: &Rules<'_>) -> Result<Submission, Rejecte
             ),
         ));
     }
-    Ok(Submission { id, queue, message })
+    Ok(Submission {
+        id,
+        queue,
+        message,
+        unique_key: envelope.unique_key,
+    })
 }
 
 fn take_queue(map: &mut Map<String, Value>, rules: &Rules<'_>) -> Result<String, Rejected> {
@@ -168,6 +175,8 @@ fn envelope_from(mut map: Map<String, Value>) -> Result<Envelope, Rejected> {
         timeout_ms: take(&mut map, "timeout_ms")?,
         run_at: take(&mut map, "run_at")?,
         enqueued_at: take(&mut map, "enqueued_at")?,
+        unique_key: take(&mut map, "unique_key")?,
+        unique_for_ms: take(&mut map, "unique_for_ms")?,
     };
     if let Some(unknown) = map.keys().next() {
         return Err(Rejected::field(unknown, "unknown field"));

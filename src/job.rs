@@ -32,6 +32,9 @@ pub struct ClaimedJob {
     pub last_error: Option<String>,
     /// When this worker claimed it (unix ms).
     pub claimed_at_ms: i64,
+    /// The id of the job holding this message's `unique_key` in its queue,
+    /// when that is another job: this one is a duplicate and does not run.
+    pub duplicate_of: Option<String>,
 }
 
 /// The job envelope of the wire contract.
@@ -51,6 +54,12 @@ pub struct Envelope {
     pub run_at: Option<RunAt>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enqueued_at: Option<i64>,
+    /// No second job of the same queue and key while this one is unfinished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique_key: Option<String>,
+    /// Holds the unique lock at least this long after `enqueued_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique_for_ms: Option<u64>,
 }
 
 /// `run_at`: an RFC 3339 time or unix milliseconds.
@@ -94,6 +103,7 @@ pub struct ValidJob {
     pub timeout_ms: u64,
     pub run_at_ms: Option<i64>,
     pub enqueued_at_ms: Option<i64>,
+    pub unique_key: Option<String>,
 }
 
 /// Defaults applied to fields an envelope leaves out.
@@ -167,6 +177,7 @@ pub fn validate_envelope(
         Some(run_at) => Some(run_at.to_unix_ms().map_err(|e| bad("run_at", e))?),
         None => None,
     };
+    check_unique(envelope.unique_key.as_deref(), envelope.unique_for_ms)?;
     Ok(ValidJob {
         id,
         kind: envelope.kind,
@@ -175,7 +186,31 @@ pub fn validate_envelope(
         timeout_ms,
         run_at_ms,
         enqueued_at_ms: envelope.enqueued_at,
+        unique_key: envelope.unique_key,
     })
+}
+
+/// Longest `unique_key`, in characters.
+pub const MAX_UNIQUE_KEY_CHARS: usize = 128;
+
+fn check_unique(key: Option<&str>, for_ms: Option<u64>) -> Result<(), Malformed> {
+    if let Some(key) = key {
+        let chars = key.chars().count();
+        if chars == 0 || chars > MAX_UNIQUE_KEY_CHARS {
+            return Err(bad(
+                "unique_key",
+                format!("must be 1-{MAX_UNIQUE_KEY_CHARS} characters, got {chars}"),
+            ));
+        }
+    }
+    match (key, for_ms) {
+        (_, Some(0)) => Err(bad("unique_for_ms", "must be positive".to_string())),
+        (None, Some(_)) => Err(bad(
+            "unique_for_ms",
+            "needs a unique_key to hold".to_string(),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn bad(field: &'static str, reason: String) -> Malformed {
@@ -209,6 +244,8 @@ fn is_name(text: &str, also: impl Fn(char) -> bool) -> bool {
 pub enum FinalStatus {
     Succeeded,
     Dead,
+    /// Not run: another job of its queue held its `unique_key`.
+    Duplicate,
 }
 
 impl FinalStatus {
@@ -216,6 +253,7 @@ impl FinalStatus {
         match self {
             FinalStatus::Succeeded => "succeeded",
             FinalStatus::Dead => "dead",
+            FinalStatus::Duplicate => "duplicate",
         }
     }
 }
@@ -291,6 +329,26 @@ pub fn now_ms() -> i64 {
 }
 
 #[cfg(test)]
+impl ResultRow {
+    /// A succeeded row for `handle`, for tests of code that only moves rows.
+    pub(crate) fn succeeded(handle: JobHandle) -> ResultRow {
+        ResultRow {
+            id: handle.token.clone(),
+            handle,
+            kind: "noop".into(),
+            status: FinalStatus::Succeeded,
+            attempts: 1,
+            output: None,
+            error: None,
+            enqueued_at_ms: None,
+            started_at_ms: None,
+            finished_at_ms: 0,
+            message: None,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -332,6 +390,15 @@ mod tests {
             (r#"{"kind":""}"#, "field kind"),
             (r#"{"kind":"noop","max_attempts":0}"#, "field max_attempts"),
             (r#"{"kind":"noop","run_at":"tomorrow"}"#, "field run_at"),
+            (r#"{"kind":"noop","unique_key":""}"#, "field unique_key"),
+            (
+                r#"{"kind":"noop","unique_key":"k","unique_for_ms":0}"#,
+                "field unique_for_ms",
+            ),
+            (
+                r#"{"kind":"noop","unique_for_ms":5}"#,
+                "field unique_for_ms",
+            ),
         ];
         for (raw, expected) in cases {
             let err = parse(raw).expect_err(raw).to_string();

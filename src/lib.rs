@@ -11,12 +11,15 @@
 //! - [`config`]: settings (defaults, file, `CONVEYOR__*` env), validation.
 //! - [`job`]: the envelope, its validation, outcomes (no I/O).
 //! - [`redis_queue`]: every Redis key and script (no actors).
+//! - `job_queue`: the queue side of one worker as a trait, over Redis (and in memory for tests).
+//! - [`backoff`]: the one exponential backoff (job retries, DB writes, claims, start-up).
 //! - [`store`]: every SQL statement and the migrations (no actors).
 //! - [`kinds`]: the handler registry and the built-in kinds; add your own here.
 //! - [`actors`]: QueueReader, Processor pool, DbWriter, Scheduler, Ticker, Reaper, Monitor.
 //! - [`worker`]: wiring the actors together, start-up and graceful shutdown.
 //! - [`metrics`]: the atomic counters the actors share, and their Prometheus collectors.
 //! - [`schedules`]: `[[schedules]]` entries, tick arithmetic and catch-up (no I/O).
+//! - [`enqueue`]: pushing submitted jobs; the unique-key check at enqueue.
 //! - [`intake`]: submitted JSON (API bodies, `enqueue --file` lines) → messages (no I/O).
 //! - [`api`]: the HTTP API (actix-web), alone or inside a worker.
 //! - [`ui`]: the operator's web dashboard under `/ui/`, served by the API.
@@ -38,9 +41,12 @@
 
 pub mod actors;
 pub mod api;
+pub mod backoff;
 pub mod config;
+pub mod enqueue;
 pub mod intake;
 pub mod job;
+pub(crate) mod job_queue;
 pub mod kinds;
 pub mod metrics;
 pub mod redis_queue;

@@ -188,6 +188,7 @@ pub struct Collectors {
     kinds: HashSet<String>,
     succeeded: IntCounterVec,
     dead: IntCounterVec,
+    duplicate: IntCounterVec,
     retried: IntCounterVec,
     dead_letters: IntCounterVec,
     duration: HistogramVec,
@@ -260,6 +261,11 @@ impl Collectors {
             dead: reg.counter_vec(
                 "conveyor_jobs_dead_total",
                 "Jobs that ended dead.",
+                kind_queue,
+            )?,
+            duplicate: reg.counter_vec(
+                "conveyor_jobs_duplicate_total",
+                "Pushed jobs refused because another job held their unique_key (duplicate rows).",
                 kind_queue,
             )?,
             retried: reg.counter_vec(
@@ -346,6 +352,7 @@ impl Collectors {
         let counter = match row.status {
             FinalStatus::Succeeded => &self.succeeded,
             FinalStatus::Dead => &self.dead,
+            FinalStatus::Duplicate => &self.duplicate,
         };
         counter.with_label_values(&[kind, &row.handle.queue]).inc();
         let seconds_since = |start_ms: i64| (row.finished_at_ms - start_ms).max(0) as f64 / 1000.0;

@@ -14,13 +14,15 @@ use crate::actors::beacon::Beacon;
 use crate::actors::db_writer::DbWriter;
 use crate::actors::job_feed::JobFeed;
 use crate::actors::monitor::Monitor;
-use crate::actors::processor::{Backoff, Processor, ProcessorEnv, ProcessorPool};
+use crate::actors::processor::{Processor, ProcessorEnv, ProcessorPool};
 use crate::actors::queue_reader::{QueueReader, Shutdown};
 use crate::actors::reaper::Reaper;
 use crate::actors::scheduler::Scheduler;
 use crate::actors::ticker::Ticker;
+use crate::backoff::Backoff;
 use crate::config::{redact_url, Settings};
 use crate::job::EnvelopeDefaults;
+use crate::job_queue::RedisJobQueue;
 use crate::kinds::Registry;
 use crate::metrics::Metrics;
 use crate::redis_queue::{QueueError, RedisQueue};
@@ -43,8 +45,8 @@ pub enum WorkerError {
     Config(#[from] crate::config::ConfigError),
 }
 
-/// Longest pause between attempts to reach MySQL at start-up.
-const STARTUP_RETRY_MAX: Duration = Duration::from_secs(5);
+/// Longest pause between attempts to reach MySQL at start-up (ms).
+const STARTUP_RETRY_MAX_MS: u64 = 5000;
 
 /// A unique id for this process: host, pid and a random suffix, so two
 /// workers never share a lease even in containers with equal pids.
@@ -179,10 +181,8 @@ fn start_actors(
             timeout_ms: settings.jobs.default_timeout_ms,
             max_job_bytes: settings.limits.max_job_bytes,
         },
-        backoff: Backoff {
-            base_ms: settings.retry.base_ms,
-            max_ms: settings.retry.max_ms,
-        },
+        backoff: Backoff::exponential(settings.retry.base_ms, settings.retry.max_ms)
+            .with_equal_jitter(),
         metrics: metrics.clone(),
         feed: feed.clone(),
         concurrency: settings.processors.concurrency,
@@ -208,7 +208,8 @@ fn start_actors(
                 metrics.clone(),
             )
             .start();
-            QueueReader::new(redis, worker, settings, processors, db, metrics)
+            let queue_side = RedisJobQueue::new(redis, worker);
+            QueueReader::new(queue_side, &settings, processors, db.recipient(), metrics)
         })
     };
     let queues: Vec<Arc<str>> = settings
@@ -222,7 +223,7 @@ fn start_actors(
         redis.clone(),
         queues.clone(),
         tick,
-        reader.clone(),
+        reader.clone().recipient(),
         metrics.clone(),
     )
     .start();
@@ -231,7 +232,7 @@ fn start_actors(
         redis.clone(),
         queues.clone(),
         heartbeat,
-        reader.clone(),
+        reader.clone().recipient(),
         metrics.clone(),
     )
     .start();
@@ -274,7 +275,8 @@ async fn stop_api(api: Option<actix_web::dev::ServerHandle>) {
 
 /// Applies the schema, retrying with backoff while MySQL is unreachable.
 async fn migrate_until_done(pool: &mysql_async::Pool) {
-    let mut delay = Duration::from_millis(200);
+    let backoff = Backoff::exponential(200, STARTUP_RETRY_MAX_MS);
+    let mut failures = 0;
     loop {
         match store::migrate(pool).await {
             Ok(version) => {
@@ -282,13 +284,14 @@ async fn migrate_until_done(pool: &mysql_async::Pool) {
                 return;
             }
             Err(error) => {
+                failures += 1;
+                let delay = backoff.delay(failures);
                 log::warn!(
                     target: "conveyor::worker",
                     "mysql not ready, retrying in {} ms: {error}",
                     delay.as_millis()
                 );
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(STARTUP_RETRY_MAX);
             }
         }
     }

@@ -223,3 +223,52 @@ async fn accepted_jobs_are_queued_until_acknowledged() {
     );
     assert_nothing_left(&env);
 }
+
+/// A unique lock taken on claim is released by the holder's ack only while
+/// it still holds that job's id; a duplicate is claimed with its holder named.
+#[tokio::test]
+async fn unique_locks_are_released_only_by_their_holder() {
+    let (env, redis, q) = setup();
+    let unique = |id: &str| {
+        let mut message: serde_json::Value =
+            serde_json::from_str(&job("noop", Some(id), json!(1))).expect("json");
+        message["unique_key"] = json!("k");
+        message.to_string()
+    };
+    env.push("default", &[unique("first"), unique("second")]);
+    let claimed = claim(&redis, &q, "w1", 10, far_future()).await;
+    assert_eq!(claimed[0].duplicate_of, None);
+    assert_eq!(claimed[1].duplicate_of.as_deref(), Some("first"));
+    let lock = format!("{}:{{default}}:unique:k", env.prefix);
+    let mut conn = env.redis();
+    // Someone else took the key over meanwhile: the old holder's ack keeps it.
+    let _: () = redis::cmd("SET")
+        .arg(&lock)
+        .arg("newer")
+        .query(&mut conn)
+        .expect("SET");
+    let tokens: Vec<String> = claimed.iter().map(|j| j.handle.token.clone()).collect();
+    assert_eq!(redis.ack("default", "w1", &tokens).await.expect("ack"), 2);
+    let holder: Option<String> = redis::cmd("GET").arg(&lock).query(&mut conn).expect("GET");
+    assert_eq!(holder.as_deref(), Some("newer"));
+    let _: () = redis::cmd("DEL").arg(&lock).query(&mut conn).expect("DEL");
+    // Through the API path: refused while held, the holder named.
+    let first = redis
+        .accept_unique("default", "a1", unique("a1").as_bytes(), "k", None)
+        .await
+        .expect("accept");
+    assert_eq!(first, None);
+    let second = redis
+        .accept_unique("default", "a2", unique("a2").as_bytes(), "k", None)
+        .await
+        .expect("accept")
+        .expect("refused");
+    assert_eq!(second.id, "a1");
+    assert!(second.unreleased);
+    assert_eq!(second.hold_until_ms, None, "not claimed yet");
+    let claimed = claim(&redis, &q, "w1", 10, far_future()).await;
+    assert_eq!(claimed.len(), 1);
+    let tokens = vec![claimed[0].handle.token.clone()];
+    redis.ack("default", "w1", &tokens).await.expect("ack");
+    assert_nothing_left(&env);
+}

@@ -357,3 +357,29 @@ fn bad_schedule_refuses_to_start() {
         "{out}"
     );
 }
+
+/// `overlap = "skip"`: while a tick's job runs, the ticks that come due are
+/// dropped (and counted), so runs never overlap.
+#[test]
+fn overlap_skip_drops_ticks_while_the_previous_runs() {
+    let env = TestEnv::new();
+    let config = config_file(
+        "[[schedules]]\nname = \"slow\"\ncron = \"* * * * * *\"\nkind = \"sleep\"\npayload = { ms = 2500 }\noverlap = \"skip\"\n",
+    );
+    let bind = format!("127.0.0.1:{}", free_port());
+    let mut w = worker(&env, &config, &[("CONVEYOR__API__BIND", bind.as_str())]);
+    wait_until("three runs", LONG, || ticks_of(&env, "slow").len() >= 3);
+    let page = Http::new(&format!("http://{bind}")).get("/metrics").text;
+    assert_eq!(w.stop(), 0, "{}", w.log());
+    let ticks = ticks_of(&env, "slow");
+    for pair in ticks.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= 3000,
+            "a tick overlapped its predecessor: {ticks:?}"
+        );
+    }
+    assert!(
+        metric(&page, "conveyor_schedule_ticks_skipped_total", "slow") >= 4.0,
+        "{page}"
+    );
+}

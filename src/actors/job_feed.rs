@@ -148,6 +148,7 @@ mod tests {
                 },
                 raw: Vec::new(),
                 attempts_made: 0,
+                duplicate_of: None,
                 last_error: None,
                 claimed_at_ms: 0,
             })

@@ -21,37 +21,16 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
-use rand::Rng;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use super::job_feed::JobFeed;
+use crate::backoff::Backoff;
 use crate::job::{
     now_ms, parse_message, ClaimedJob, DeadLetter, EnvelopeDefaults, FinalStatus, JobHandle,
     Outcome, ResultRow, ValidJob,
 };
 use crate::kinds::{Handler as KindHandler, JobContext, JobError, Registry, Retry};
 use crate::metrics::Metrics;
-
-/// Backoff between attempts: `base · 2^(attempt−1)`, capped, with jitter.
-#[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    pub base_ms: u64,
-    pub max_ms: u64,
-}
-
-impl Backoff {
-    /// Delay before the attempt after `attempt`: half fixed, half random
-    /// ("equal jitter"), so retries of many jobs spread out but never come at once.
-    pub fn delay_ms(&self, attempt: u32) -> u64 {
-        let exponent = attempt.saturating_sub(1).min(32);
-        let ceiling = self
-            .base_ms
-            .saturating_mul(1u64 << exponent)
-            .min(self.max_ms);
-        let half = ceiling / 2;
-        half + rand::rng().random_range(0..=ceiling - half)
-    }
-}
 
 /// What every processor thread needs; shared.
 pub struct ProcessorEnv {
@@ -197,6 +176,9 @@ pub async fn run_job(env: &ProcessorEnv, job: ClaimedJob) -> Outcome {
             })
         }
     };
+    if let Some(holder) = job.duplicate_of.clone() {
+        return duplicate(job, valid, holder);
+    }
     if let Some(due_ms) = valid.run_at_ms.filter(|due| *due > started_ms) {
         return Outcome::Defer {
             handle: job.handle,
@@ -292,7 +274,7 @@ fn decide(
     match result {
         Err(error) if !error.is_permanent() && attempt < valid.max_attempts => {
             let delay_ms = match error.retry {
-                Retry::After(Some(delay)) => (delay.as_millis() as u64).min(env.backoff.max_ms),
+                Retry::After(Some(delay)) => delay.min(env.backoff.max).as_millis() as u64,
                 _ => env.backoff.delay_ms(attempt),
             };
             env.metrics.record_retry(&valid.kind, &job.handle.queue);
@@ -309,6 +291,25 @@ fn decide(
             finished(job, valid, result, Some(started_ms))
         }
     }
+}
+
+/// A message refused because job `holder` holds its `unique_key`: it does
+/// not run, and its row points at the holder.
+fn duplicate(job: ClaimedJob, valid: ValidJob, holder: String) -> Outcome {
+    let output = serde_json::json!({ "duplicate_of": holder }).to_string();
+    Outcome::Finished(ResultRow {
+        handle: job.handle,
+        id: valid.id,
+        kind: valid.kind,
+        status: FinalStatus::Duplicate,
+        attempts: 0,
+        output: Some(output),
+        error: None,
+        enqueued_at_ms: valid.enqueued_at_ms,
+        started_at_ms: None,
+        finished_at_ms: now_ms(),
+        message: None,
+    })
 }
 
 fn finished(
@@ -350,10 +351,7 @@ mod tests {
                 timeout_ms: 30_000,
                 max_job_bytes: 1 << 20,
             },
-            backoff: Backoff {
-                base_ms: 10,
-                max_ms: 100,
-            },
+            backoff: Backoff::exponential(10, 100).with_equal_jitter(),
             feed: Arc::new(JobFeed::new(1, 1, metrics.clone())),
             metrics,
             concurrency: 1,
@@ -371,6 +369,7 @@ mod tests {
             attempts_made: 0,
             last_error: None,
             claimed_at_ms: 0,
+            duplicate_of: None,
         }
     }
 
@@ -420,22 +419,6 @@ mod tests {
                 assert!(row.error.unwrap_or_default().contains("timed out"));
             }
             other => panic!("expected a dead row, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let backoff = Backoff {
-            base_ms: 100,
-            max_ms: 1000,
-        };
-        for _ in 0..50 {
-            let first = backoff.delay_ms(1);
-            assert!((50..=100).contains(&first), "{first}");
-            let third = backoff.delay_ms(3);
-            assert!((200..=400).contains(&third), "{third}");
-            let late = backoff.delay_ms(30);
-            assert!((500..=1000).contains(&late), "{late}");
         }
     }
 }

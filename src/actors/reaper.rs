@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use super::queue_reader::{QueueReader, Wake};
+use super::queue_reader::Wake;
 use crate::job::now_ms;
 use crate::metrics::Metrics;
 use crate::redis_queue::RedisQueue;
@@ -24,7 +24,7 @@ pub struct Reaper {
     redis: RedisQueue,
     queues: Vec<Arc<str>>,
     tick: Duration,
-    reader: Addr<QueueReader>,
+    reader: Recipient<Wake>,
     metrics: Arc<Metrics>,
     /// Since when Redis has answered without error; `None` after an error.
     healthy_since: Option<Instant>,
@@ -36,7 +36,7 @@ impl Reaper {
         redis: RedisQueue,
         queues: Vec<Arc<str>>,
         tick: Duration,
-        reader: Addr<QueueReader>,
+        reader: Recipient<Wake>,
         metrics: Arc<Metrics>,
     ) -> Reaper {
         Reaper {

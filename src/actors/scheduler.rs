@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::queue_reader::{QueueReader, Wake};
+use super::queue_reader::Wake;
 use crate::job::now_ms;
 use crate::metrics::Metrics;
 use crate::redis_queue::RedisQueue;
@@ -22,7 +22,7 @@ pub struct Scheduler {
     redis: RedisQueue,
     queues: Vec<Arc<str>>,
     tick: Duration,
-    reader: Addr<QueueReader>,
+    reader: Recipient<Wake>,
     metrics: Arc<Metrics>,
     /// A promotion round is under way (slow Redis must not pile rounds up).
     busy: bool,
@@ -33,7 +33,7 @@ impl Scheduler {
         redis: RedisQueue,
         queues: Vec<Arc<str>>,
         tick: Duration,
-        reader: Addr<QueueReader>,
+        reader: Recipient<Wake>,
         metrics: Arc<Metrics>,
     ) -> Scheduler {
         Scheduler {

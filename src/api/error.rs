@@ -54,6 +54,15 @@ pub enum ApiError {
     Metrics(String),
 }
 
+impl From<crate::enqueue::EnqueueError> for ApiError {
+    fn from(error: crate::enqueue::EnqueueError) -> ApiError {
+        match error {
+            crate::enqueue::EnqueueError::Queue(e) => ApiError::Redis(e),
+            crate::enqueue::EnqueueError::Store(e) => ApiError::Mysql(e),
+        }
+    }
+}
+
 impl From<crate::schedules::control::ControlError> for ApiError {
     fn from(error: crate::schedules::control::ControlError) -> ApiError {
         use crate::schedules::control::ControlError;

@@ -10,6 +10,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use super::{read_body, ApiError, ApiState};
+use crate::enqueue::enqueue;
 use crate::intake::{self, Rejected, Submission};
 use crate::job::{is_valid_job_id, is_valid_queue_name};
 use crate::redis_queue::JobState;
@@ -22,12 +23,27 @@ pub async fn submit(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_body(&req, payload, state.settings().api.max_body_bytes).await?;
     let job = intake::parse_one(&body, &state.rules())?;
-    state
-        .redis()
-        .accept(&job.queue, &[(job.id.clone(), job.message)])
-        .await?;
-    state.metrics().accepted(&job.queue, 1);
-    Ok(HttpResponse::Accepted().json(json!({ "id": job.id, "queue": job.queue })))
+    let receipt = accept_one(&state, job).await?;
+    Ok(match receipt.get("duplicate") {
+        Some(_) => HttpResponse::Ok().json(receipt),
+        None => HttpResponse::Accepted().json(receipt),
+    })
+}
+
+/// Enqueues one job; a job whose `unique_key` another job holds is not
+/// created, and the receipt names the holder: `{"id", "queue", "duplicate": true}`.
+async fn accept_one(state: &ApiState, job: Submission) -> Result<Value, ApiError> {
+    let holder = enqueue(state.redis(), state.pool(), &job).await?;
+    Ok(match holder {
+        Some(holder) => {
+            state.metrics().duplicate_refused(&job.queue);
+            json!({ "id": holder, "queue": job.queue, "duplicate": true })
+        }
+        None => {
+            state.metrics().accepted(&job.queue, 1);
+            json!({ "id": job.id, "queue": job.queue })
+        }
+    })
 }
 
 pub async fn submit_batch(
@@ -37,12 +53,36 @@ pub async fn submit_batch(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_body(&req, payload, state.settings().api.max_body_bytes).await?;
     let jobs = intake::parse_batch(&body, &state.rules())?;
+    if jobs.iter().any(|job| job.unique_key.is_some()) {
+        return Ok(HttpResponse::Accepted().json(accept_in_turn(&state, jobs).await?));
+    }
     let receipts: Vec<Value> = jobs
         .iter()
         .map(|job| json!({ "id": job.id, "queue": job.queue }))
         .collect();
     accept_by_queue(&state, jobs).await?;
     Ok(HttpResponse::Accepted().json(receipts))
+}
+
+/// A batch holding unique jobs: one job after the other, in order, each
+/// with its own receipt.
+async fn accept_in_turn(state: &ApiState, jobs: Vec<Submission>) -> Result<Vec<Value>, ApiError> {
+    let mut receipts = Vec::with_capacity(jobs.len());
+    let mut accepted: Vec<String> = Vec::new();
+    for job in jobs {
+        let queue = job.queue.clone();
+        match accept_one(state, job).await {
+            Ok(receipt) => receipts.push(receipt),
+            Err(ApiError::Redis(error)) if !accepted.is_empty() => {
+                return Err(ApiError::Partial { error, accepted })
+            }
+            Err(error) => return Err(error),
+        }
+        if !accepted.contains(&queue) {
+            accepted.push(queue);
+        }
+    }
+    Ok(receipts)
 }
 
 type IdAndMessage = (String, Vec<u8>);

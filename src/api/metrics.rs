@@ -21,6 +21,7 @@ pub struct ApiMetrics {
     requests: IntCounterVec,
     request_seconds: HistogramVec,
     accepted: IntCounterVec,
+    duplicates: IntCounterVec,
     queue_depth: IntGaugeVec,
 }
 
@@ -45,6 +46,11 @@ impl ApiMetrics {
                 "Jobs the HTTP API accepted into a queue.",
                 &["queue"],
             )?,
+            duplicates: reg.counter_vec(
+                "conveyor_api_duplicates_refused_total",
+                "Jobs the HTTP API refused because another job held their unique_key.",
+                &["queue"],
+            )?,
             queue_depth: reg.gauge_vec(
                 "conveyor_queue_depth",
                 "Jobs of a queue in Redis by state, read at scrape time.",
@@ -62,6 +68,10 @@ impl ApiMetrics {
         self.request_seconds
             .with_label_values(&[route])
             .observe(seconds);
+    }
+
+    pub fn duplicate_refused(&self, queue: &str) {
+        self.duplicates.with_label_values(&[queue]).inc();
     }
 
     pub fn accepted(&self, queue: &str, jobs: usize) {
@@ -103,8 +113,23 @@ fn route_label(path: &str) -> &'static str {
         "/health" => "/health",
         "/ready" => "/ready",
         "/metrics" => "/metrics",
+        "/schedules" => "/schedules",
         p if p.starts_with("/jobs/") && !p[6..].contains('/') => "/jobs/{id}",
-        _ => "other",
+        p => schedule_route(p).unwrap_or("other"),
+    }
+}
+
+/// `/schedules/{name}/trigger|pause|resume`.
+fn schedule_route(path: &str) -> Option<&'static str> {
+    let (name, action) = path.strip_prefix("/schedules/")?.split_once('/')?;
+    if name.is_empty() || name.contains('/') {
+        return None;
+    }
+    match action {
+        "trigger" => Some("/schedules/{name}/trigger"),
+        "pause" => Some("/schedules/{name}/pause"),
+        "resume" => Some("/schedules/{name}/resume"),
+        _ => None,
     }
 }
 
@@ -129,6 +154,8 @@ mod tests {
         assert_eq!(route_label("/jobs/batch"), "/jobs/batch");
         assert_eq!(route_label("/jobs/a/b"), "other");
         assert_eq!(route_label("/random"), "other");
+        assert_eq!(route_label("/schedules/x/pause"), "/schedules/{name}/pause");
+        assert_eq!(route_label("/schedules/x/y/pause"), "other");
         assert_eq!(method_label("BREW"), "other");
     }
 }

@@ -44,6 +44,12 @@ pub struct EnqueueArgs {
     max_attempts: Option<u32>,
     #[arg(long, conflicts_with = "file")]
     timeout_ms: Option<u64>,
+    /// Refuse the job while another job of the queue with this key is unfinished.
+    #[arg(long, conflicts_with = "file")]
+    unique_key: Option<String>,
+    /// Hold the unique key at least this long after enqueueing (ms).
+    #[arg(long, conflicts_with = "file", requires = "unique_key")]
+    unique_for_ms: Option<u64>,
     /// Enqueue every line of this JSON-lines file (`-` = stdin): one envelope
     /// per line, blank lines skipped. All lines are checked before any is pushed.
     #[arg(long, value_name = "FILE", conflicts_with = "kind")]
@@ -84,20 +90,28 @@ async fn enqueue_one(settings: &Settings, args: EnqueueArgs) -> anyhow::Result<(
         timeout_ms: args.timeout_ms,
         run_at,
         enqueued_at: Some(conveyor::job::now_ms()),
+        unique_key: args.unique_key,
+        unique_for_ms: args.unique_for_ms,
     };
     let valid = validate_envelope(envelope.clone(), "", &defaults(settings))?;
     let redis = super::connect_redis(settings)?;
-    redis
-        .accept(
-            &args.queue,
-            &[(valid.id.clone(), serde_json::to_vec(&envelope)?)],
-        )
+    let job = Submission {
+        id: valid.id,
+        queue: args.queue,
+        message: serde_json::to_vec(&envelope)?,
+        unique_key: envelope.unique_key,
+    };
+    let pool = conveyor::store::open_pool(&settings.mysql.url, 1)?;
+    let holder = push_one(&redis, &pool, &job)
         .await
-        .with_context(|| format!("pushing to {}", redact_url(&settings.redis.url)))?;
-    println!(
-        "{}",
-        serde_json::json!({ "id": valid.id, "queue": args.queue })
-    );
+        .with_context(|| format!("pushing to {}", redact_url(&settings.redis.url)));
+    pool.disconnect().await.ok();
+    let holder = holder?;
+    let receipt = match holder {
+        Some(holder) => serde_json::json!({ "id": holder, "queue": job.queue, "duplicate": true }),
+        None => serde_json::json!({ "id": job.id, "queue": job.queue }),
+    };
+    println!("{receipt}");
     Ok(())
 }
 
@@ -109,11 +123,12 @@ async fn enqueue_file(settings: &Settings, path: &Path, queue: &str) -> anyhow::
     };
     let jobs = read_jobs(path, &rules)?;
     let redis = super::connect_redis(settings)?;
+    let pool = conveyor::store::open_pool(&settings.mysql.url, 1)?;
     let begun = Instant::now();
     let progress = progress_bar(jobs.len());
     let mut per_queue: BTreeMap<String, usize> = BTreeMap::new();
     for chunk in jobs.chunks(CHUNK) {
-        push_chunk(&redis, chunk).await.with_context(|| {
+        push_chunk(&redis, &pool, chunk).await.with_context(|| {
             format!(
                 "pushing to {} after {} of {} jobs",
                 redact_url(&settings.redis.url),
@@ -127,6 +142,7 @@ async fn enqueue_file(settings: &Settings, path: &Path, queue: &str) -> anyhow::
         progress.inc(chunk.len() as u64);
     }
     progress.finish_and_clear();
+    pool.disconnect().await.ok();
     let seconds = begun.elapsed().as_secs_f64();
     eprintln!(
         "enqueued {} jobs from {} in {seconds:.2} s ({:.0} jobs/s)",
@@ -172,8 +188,35 @@ fn read_jobs(path: &Path, rules: &Rules<'_>) -> anyhow::Result<Vec<Submission>> 
     Ok(jobs)
 }
 
+/// Enqueues one job; with a `unique_key` another job holds, nothing is
+/// pushed and the holder's id returns.
+async fn push_one(
+    redis: &RedisQueue,
+    pool: &mysql_async::Pool,
+    job: &Submission,
+) -> anyhow::Result<Option<String>> {
+    Ok(conveyor::enqueue::enqueue(redis, pool, job).await?)
+}
+
 /// One pipelined, per-queue atomic push of a chunk, in file order per queue.
-async fn push_chunk(redis: &RedisQueue, chunk: &[Submission]) -> anyhow::Result<()> {
+/// A chunk holding unique jobs goes one job after the other (duplicates are
+/// left out and counted in the log).
+async fn push_chunk(
+    redis: &RedisQueue,
+    pool: &mysql_async::Pool,
+    chunk: &[Submission],
+) -> anyhow::Result<()> {
+    if chunk.iter().any(|job| job.unique_key.is_some()) {
+        for job in chunk {
+            if let Some(holder) = push_one(redis, pool, job).await? {
+                eprintln!(
+                    "job {}: duplicate of {holder} (same unique_key), not enqueued",
+                    job.id
+                );
+            }
+        }
+        return Ok(());
+    }
     let mut groups: BTreeMap<&str, Vec<(String, Vec<u8>)>> = BTreeMap::new();
     for job in chunk {
         groups

@@ -34,19 +34,26 @@ impl RedisQueue {
             .key(keys.wip(worker))
             .key(&keys.workers)
             .key(&keys.ids)
+            .key(self.unique_registry(queue))
             .arg(max)
             .arg(&nonce)
             .arg(worker)
             .arg(lease_deadline_ms)
+            .arg(self.unique_prefix(queue))
+            .arg(crate::job::now_ms())
             .invoke_async(&mut self.conn.clone())
             .await?;
         let claimed_at_ms = crate::job::now_ms();
         let mut jobs = Vec::with_capacity(reply.len() / 4);
         let mut fields = reply.into_iter();
         let lease_was_held = fields.next().is_some_and(|flag| flag == b"1");
-        while let (Some(token), Some(raw), Some(attempts), Some(error)) =
-            (fields.next(), fields.next(), fields.next(), fields.next())
-        {
+        while let (Some(token), Some(raw), Some(attempts), Some(error), Some(holder)) = (
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+        ) {
             jobs.push(ClaimedJob {
                 handle: JobHandle {
                     queue: queue.clone(),
@@ -56,6 +63,7 @@ impl RedisQueue {
                 attempts_made: utf8(attempts)?.parse().unwrap_or(0),
                 last_error: Some(utf8(error)?).filter(|e| !e.is_empty()),
                 claimed_at_ms,
+                duplicate_of: Some(utf8(holder)?).filter(|h| !h.is_empty()),
             });
         }
         Ok(Claimed {
@@ -84,7 +92,8 @@ impl RedisQueue {
                 .key(&keys.attempts)
                 .key(&keys.errors)
                 .key(&keys.ids)
-                .key(&keys.accepted);
+                .key(&keys.accepted)
+                .key(self.unique_registry(queue));
             for token in chunk {
                 invocation.arg(token);
             }

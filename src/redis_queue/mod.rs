@@ -18,6 +18,8 @@
 //! | `P:{q}:workers` | zset | worker id → lease deadline (unix ms) |
 //! | `P:{q}:ids` | hash | job id → claim token, for claimed jobs whose message starts with `{"id":"` |
 //! | `P:{q}:accepted` | hash | job id → accepted time, for jobs the HTTP API took and no worker finished yet |
+//! | `P:{q}:unique:<key>` | string | the id of the job holding `unique_key` `<key>` |
+//! | `P:{q}:unique_tokens` | hash | claim token → (job id, hold-until, lock key) of jobs holding a unique lock |
 //! | `P:{q}:schedule:<name>` | hash | a schedule's state: last tick handled, fingerprint, pause, latest tick's id |
 //!
 //! A job lives in exactly one of `pending`, `ready`+`jobs`, `scheduled`+`jobs`
@@ -32,7 +34,8 @@
 //! - `inspect`: read-only views (a job's state, depths, leases);
 //! - `browse`: paged read-only listings of a queue's jobs (the dashboard);
 //! - `stats`: throughput history and worker beacons (`P:{stats}:*` keys);
-//! - `schedules`: schedule state and the script that enqueues due ticks.
+//! - `schedules`: schedule state and the script that enqueues due ticks;
+//! - `unique`: unique locks, taken on enqueue or claim and released on ack.
 
 mod browse;
 mod inspect;
@@ -40,9 +43,11 @@ mod lifecycle;
 mod schedules;
 mod scripts;
 mod stats;
+mod unique;
 
 pub use browse::{list_bounds, FoundMessage, ListedJob, PageRequest};
 pub use stats::{minute_of, Throughput, WorkerBeacon, BEACON_TTL_MS, MINUTE_TTL_MS};
+pub use unique::UniqueHolder;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -215,6 +220,7 @@ impl RedisQueue {
             keys.workers.clone(),
             keys.ids.clone(),
             keys.accepted.clone(),
+            self.unique_registry(queue),
         ]);
         let _: () = redis::cmd("DEL")
             .arg(doomed)

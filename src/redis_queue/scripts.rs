@@ -12,6 +12,8 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
+use super::unique::{UNIQUE_CLAIM_LUA, UNIQUE_RELEASE_LUA};
+
 /// Lua: the job id of a message that starts with `{"id":"` (as the API, the
 /// CLI and serde write envelopes), else nil. Ids cannot hold a quote, so the
 /// next quote ends it. A cheap string test: messages are never decoded in Redis.
@@ -27,12 +29,14 @@ end
 
 /// Moves up to ARGV[1] jobs from `ready`, then `pending`, into this worker's
 /// `wip`, naming new messages `<nonce>-<i>`, and renews the worker's lease.
-/// Returns '1' if the worker held a lease before this call ('0' if it had
-/// been presumed dead, or is new), then a flat list of (token, message,
-/// attempts, last error).
+/// Takes the unique lock of each job with a `unique_key` (ARGV[5]: the lock
+/// prefix, KEYS[9]: the token registry, ARGV[6]: now). Returns '1' if the
+/// worker held a lease before this call ('0' if it had been presumed dead,
+/// or is new), then a flat list of (token, message, attempts, last error,
+/// id of the job holding its unique key or '').
 pub(super) static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        r"{LEAD_ID_LUA}
+        r"{LEAD_ID_LUA}{UNIQUE_CLAIM_LUA}
 local max = tonumber(ARGV[1])
 local out, wip = {{}}, {{}}
 if redis.call('ZSCORE', KEYS[7], ARGV[3]) then out[1] = '1' else out[1] = '0' end
@@ -46,6 +50,7 @@ if tokens then
       out[#out + 1] = token; out[#out + 1] = raw
       out[#out + 1] = redis.call('HGET', KEYS[4], token) or '0'
       out[#out + 1] = redis.call('HGET', KEYS[5], token) or ''
+      out[#out + 1] = unique_claim(token, raw, ARGV[5], KEYS[9], tonumber(ARGV[6]))
     end
   end
   max = max - #tokens
@@ -57,6 +62,7 @@ if max > 0 then
       local token = ARGV[2] .. '-' .. i
       wip[#wip + 1] = token; wip[#wip + 1] = raw
       out[#out + 1] = token; out[#out + 1] = raw; out[#out + 1] = '0'; out[#out + 1] = ''
+      out[#out + 1] = unique_claim(token, raw, ARGV[5], KEYS[9], tonumber(ARGV[6]))
     end
   end
 end
@@ -75,11 +81,12 @@ return out
 
 /// Acknowledges committed jobs (ARGV: tokens): removes them from this
 /// worker's `wip` with their attempt count, last error and id entries, in a
-/// few bulk commands. Tokens no longer in `wip` (lease lost) are left alone.
+/// few bulk commands, and releases the unique locks they hold (KEYS[6]: the
+/// token registry). Tokens no longer in `wip` (lease lost) are left alone.
 /// Returns how many were acknowledged.
 pub(super) static ACK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        r"{LEAD_ID_LUA}
+        r"{LEAD_ID_LUA}{UNIQUE_RELEASE_LUA}
 local raws = redis.call('HMGET', KEYS[1], unpack(ARGV))
 local held, ids = {{}}, {{}}
 for i = 1, #ARGV do
@@ -99,6 +106,7 @@ if #ids > 0 then
   redis.call('HDEL', KEYS[4], unpack(ids))
   redis.call('HDEL', KEYS[5], unpack(ids))
 end
+unique_release(KEYS[6], held)
 return #held
 "
     ))

@@ -255,6 +255,8 @@ impl Schedule {
             timeout_ms: self.timeout_ms,
             run_at: None,
             enqueued_at: Some(enqueued_at_ms),
+            unique_key: None,
+            unique_for_ms: None,
         };
         // Serialising a struct of strings, numbers and a JSON value cannot fail.
         serde_json::to_vec(&envelope).unwrap_or_default()

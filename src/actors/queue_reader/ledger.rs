@@ -9,11 +9,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::job::JobHandle;
-use crate::redis_queue::{RedisQueue, Reschedule};
+use crate::job_queue::JobQueue;
+use crate::redis_queue::{QueueError, Reschedule};
 
 /// Claim tokens this worker holds, by queue.
-#[derive(Default)]
-pub(super) struct HeldJobs {
+#[derive(Debug, Default)]
+pub(crate) struct HeldJobs {
     tokens: HashMap<Arc<str>, HashSet<String>>,
     count: usize,
 }
@@ -56,29 +57,30 @@ impl HeldJobs {
 }
 
 /// What one round of acknowledgements and reschedules achieved.
-#[derive(Default)]
-pub(super) struct RedisWriteReport {
-    pub(super) acked: usize,
+#[derive(Debug, Default)]
+pub(crate) struct RedisWriteReport {
+    pub(crate) acked: usize,
     /// Jobs whose ack or reschedule Redis took: no longer ours to track.
-    pub(super) done: Vec<JobHandle>,
+    pub(crate) done: Vec<JobHandle>,
     /// Jobs this worker no longer held (recovered elsewhere, or moved by an
     /// earlier try whose reply was lost): done for us all the same.
-    pub(super) lease_lost: usize,
-    pub(super) unsent_acks: Vec<JobHandle>,
-    pub(super) unsent_reschedules: Vec<(Arc<str>, Reschedule)>,
-    pub(super) error: Option<String>,
+    pub(crate) lease_lost: usize,
+    pub(crate) unsent_acks: Vec<JobHandle>,
+    pub(crate) unsent_reschedules: Vec<(Arc<str>, Reschedule)>,
+    pub(crate) error: Option<QueueError>,
 }
 
+/// Acknowledges and reschedules, queue by queue; what fails stays in the
+/// report to be tried again.
 pub(super) async fn write_to_redis(
-    redis: &RedisQueue,
-    worker: &str,
+    queue_side: &impl JobQueue,
     acks: Vec<JobHandle>,
     reschedules: Vec<(Arc<str>, Reschedule)>,
 ) -> RedisWriteReport {
     let mut report = RedisWriteReport::default();
     for (queue, handles) in group_by_queue(acks, |h| h.queue.clone()) {
         let tokens: Vec<String> = handles.iter().map(|h| h.token.clone()).collect();
-        match redis.ack(&queue, worker, &tokens).await {
+        match queue_side.ack(&queue, &tokens).await {
             Ok(held) => {
                 let held = held.min(tokens.len());
                 report.acked += held;
@@ -86,14 +88,14 @@ pub(super) async fn write_to_redis(
                 report.done.extend(handles);
             }
             Err(error) => {
-                report.error = Some(error.to_string());
+                report.error = Some(error);
                 report.unsent_acks.extend(handles);
             }
         }
     }
     for (queue, items) in group_by_queue(reschedules, |(q, _)| q.clone()) {
         let jobs: Vec<Reschedule> = items.iter().map(|(_, r)| r.clone()).collect();
-        match redis.reschedule(&queue, worker, &jobs).await {
+        match queue_side.reschedule(&queue, &jobs).await {
             Ok(moved) => {
                 report.lease_lost += jobs.len() - moved.min(jobs.len());
                 report
@@ -104,7 +106,7 @@ pub(super) async fn write_to_redis(
                     }));
             }
             Err(error) => {
-                report.error = Some(error.to_string());
+                report.error = Some(error);
                 report.unsent_reschedules.extend(items);
             }
         }
@@ -124,10 +126,10 @@ pub(super) fn group_by_queue<T>(
 }
 
 /// Returns every job this worker holds to the front of its queue.
-pub(super) async fn hand_back_all(redis: &RedisQueue, worker: &str, queues: &[Arc<str>]) -> usize {
+pub(super) async fn hand_back_all(queue_side: &impl JobQueue, queues: &[Arc<str>]) -> usize {
     let mut handed_back = 0;
     for queue in queues {
-        match redis.hand_back(queue, worker).await {
+        match queue_side.hand_back(queue).await {
             Ok(n) => handed_back += n,
             Err(error) => log::error!(
                 target: "conveyor::queue_reader",

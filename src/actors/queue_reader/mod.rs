@@ -1,151 +1,152 @@
-//! QueueReader: claims jobs from Redis and feeds the processor pool.
+//! QueueReader: the actor that carries out the claim core's decisions.
 //!
-//! It owns this worker's side of the job lifecycle in Redis: claiming in
-//! batches up to its free capacity (`queues.max_in_flight` minus jobs not yet
-//! acknowledged), waking without spinning when a queue was empty, putting
-//! claimed jobs in the job feed and waking idle processor threads, routing outcomes
-//! (final ones to the DbWriter, retries and deferrals back to Redis),
-//! acknowledging jobs once their rows are committed, renewing the worker's
-//! lease, and the quiet → drain → hand-back sequence of a graceful shutdown.
+//! It owns this worker's side of the job lifecycle in Redis as I/O: it turns
+//! the [`claim_core::ClaimCore`]'s effects into calls on the queue side (claim
+//! rounds, reconcile, blocking waits, acknowledgements and reschedules, the
+//! hand-back), into `Record` messages for the DbWriter and into job-feed
+//! pushes for the processors, and turns their replies, the processors'
+//! outcomes, `Committed`, `Wake`, heartbeats and `Shutdown` back into events
+//! for the core.
 //!
-//! It must never acknowledge a job before its row is committed, and never
-//! drop an acknowledgement or reschedule that failed: both are retried until
-//! Redis takes them (until then the job is safe in this worker's `wip`).
+//! It must never decide anything itself (what to claim, when to retry, what
+//! to acknowledge is the core's call), never acknowledge a job before its
+//! row is committed, and never drop an acknowledgement or reschedule that
+//! failed (the core keeps it owed until Redis takes it).
 
-mod claiming;
+mod claim_core;
+mod io;
 mod ledger;
+#[cfg(test)]
+mod wiring_tests;
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::oneshot;
 
-use self::ledger::{hand_back_all, write_to_redis, HeldJobs, RedisWriteReport};
-use super::db_writer::{Committed, DbWriter, Record};
+use self::claim_core::{ClaimCore, CoreConfig, Effect, Lifecycle, Report};
+use super::db_writer::Record;
 use super::job_feed::JobFeed;
 use super::processor::{Drain, Processor, ProcessorPool};
+use crate::backoff::Backoff;
 use crate::config::Settings;
 use crate::job::{now_ms, ClaimedJob, FinalStatus, JobHandle, Outcome};
+use crate::job_queue::{JobQueue, RedisJobQueue};
 use crate::metrics::Metrics;
-use crate::redis_queue::{Claimed, RedisQueue, Reschedule};
 
-/// How often failed acknowledgements and reschedules are tried again.
-const REDIS_RETRY_INTERVAL: Duration = Duration::from_millis(250);
-/// Longest pause between claim attempts while Redis is unreachable.
-const MAX_REDIS_BACKOFF: Duration = Duration::from_secs(5);
+/// Pause before failed acknowledgements and reschedules are tried again (ms).
+const REDIS_RETRY_MS: u64 = 250;
+/// First and longest pause between claim rounds while Redis fails (ms).
+const CLAIM_RETRY_BASE_MS: u64 = 100;
+const CLAIM_RETRY_MAX_MS: u64 = 5000;
+/// Pause before a queue whose blocking wait failed is looked at again (ms).
+const WAIT_RETRY_MS: u64 = 1000;
 
 /// Something may be waiting (a retry came due, jobs were recovered): claim now.
-#[derive(Message)]
+#[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct Wake;
 
+/// Sent by the DbWriter: these jobs' rows are committed.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Committed(pub Vec<JobHandle>);
+
 /// Stop claiming, drain in-flight jobs for up to `timeout`, then hand back
 /// the rest. Answers with the number of jobs handed back.
-#[derive(Message)]
+#[derive(Debug, Message)]
 #[rtype(result = "usize")]
 pub struct Shutdown {
+    /// How long in-flight jobs may still finish.
     pub timeout: Duration,
 }
 
-/// How many jobs were claimed per queue in one claim round, or the error.
-type ClaimRound = Vec<(Arc<str>, usize, Result<Claimed, String>)>;
-
-pub struct QueueReader {
-    redis: RedisQueue,
-    worker: Arc<str>,
-    settings: Arc<Settings>,
+/// The claim core's actor; see the module documentation.
+pub(crate) struct QueueReader<Q: JobQueue = RedisJobQueue> {
+    queue_side: Q,
+    core: ClaimCore,
     queues: Vec<Arc<str>>,
+    heartbeat: Duration,
+    lease_ms: u64,
+    idle_wait: Duration,
     processors: Addr<Processor>,
     /// Claimed jobs on their way to a processor slot.
     feed: Arc<JobFeed>,
     /// Outcomes from the processors; taken into a stream when the actor starts.
     outcomes: Option<UnboundedReceiver<Vec<Outcome>>>,
-    db: Addr<DbWriter>,
+    db: Recipient<Record>,
     metrics: Arc<Metrics>,
-    /// Jobs claimed and not yet acknowledged or rescheduled: the capacity in use.
-    held: HeldJobs,
-    /// A claim failed in a way that may have moved jobs in Redis anyway (the
-    /// reply was lost): before claiming again, hand back what we do not know.
-    claim_uncertain: bool,
-    /// The lease was found expired: before claiming again, forget the jobs
-    /// another worker recovered.
-    lease_lost: bool,
-    /// A claim round is under way (rounds never overlap).
-    claiming: bool,
-    /// Queues found empty: not claimed from until their waiter or a Wake says so.
-    idle: HashSet<Arc<str>>,
-    /// Queues with a blocking wait under way, and their spare connections.
-    waiting: HashSet<Arc<str>>,
-    waiter_conns: HashMap<Arc<str>, MultiplexedConnection>,
-    /// Consecutive failed claim rounds (Redis unreachable); 0 when healthy.
-    claim_failures: u32,
-    /// Claiming waits out a backoff after a failure.
-    paused: bool,
-    /// Acknowledgements and reschedules that Redis has not taken yet.
-    unsent_acks: Vec<JobHandle>,
-    unsent_reschedules: Vec<(Arc<str>, Reschedule)>,
-    /// A round of acknowledgements/reschedules is under way.
-    writing_to_redis: bool,
-    /// Set by Shutdown: claim nothing more.
-    quiet: bool,
-    drained: Vec<oneshot::Sender<()>>,
+    /// Who waits for the shutdown's hand-back count.
+    shutdown_replies: Vec<oneshot::Sender<usize>>,
 }
 
-impl QueueReader {
-    pub fn new(
-        redis: RedisQueue,
-        worker: Arc<str>,
-        settings: Arc<Settings>,
+impl<Q: JobQueue> QueueReader<Q> {
+    pub(crate) fn new(
+        queue_side: Q,
+        settings: &Settings,
         pool: ProcessorPool,
-        db: Addr<DbWriter>,
+        db: Recipient<Record>,
         metrics: Arc<Metrics>,
-    ) -> QueueReader {
-        let queues = settings
+    ) -> QueueReader<Q> {
+        let queues: Vec<Arc<str>> = settings
             .queues
             .names
             .iter()
             .map(|name| Arc::<str>::from(name.as_str()))
             .collect();
+        let core = ClaimCore::new(CoreConfig {
+            queues: queues.clone(),
+            claim_batch: settings.queues.claim_batch,
+            max_in_flight: settings.queues.max_in_flight,
+            lease_ms: settings.recovery.lease_ms,
+            claim_backoff: Backoff::exponential(CLAIM_RETRY_BASE_MS, CLAIM_RETRY_MAX_MS),
+            write_retry_ms: REDIS_RETRY_MS,
+            wait_retry_ms: WAIT_RETRY_MS,
+        });
         QueueReader {
-            redis,
-            worker,
-            settings,
+            queue_side,
+            core,
             queues,
+            heartbeat: Duration::from_millis(settings.recovery.heartbeat_ms),
+            lease_ms: settings.recovery.lease_ms,
+            idle_wait: Duration::from_millis(settings.queues.idle_wait_ms),
             processors: pool.addr,
             feed: pool.feed,
             outcomes: Some(pool.outcomes),
             db,
             metrics,
-            held: HeldJobs::default(),
-            claim_uncertain: false,
-            lease_lost: false,
-            claiming: false,
-            idle: HashSet::new(),
-            waiting: HashSet::new(),
-            waiter_conns: HashMap::new(),
-            claim_failures: 0,
-            paused: false,
-            unsent_acks: Vec::new(),
-            unsent_reschedules: Vec::new(),
-            writing_to_redis: false,
-            quiet: false,
-            drained: Vec::new(),
+            shutdown_replies: Vec::new(),
         }
     }
 
-    fn lease_deadline(&self) -> i64 {
-        now_ms() + self.settings.recovery.lease_ms as i64
-    }
-
-    fn room(&self) -> usize {
-        self.settings
-            .queues
-            .max_in_flight
-            .saturating_sub(self.held.len())
+    /// Carries out the core's effects.
+    fn apply(&mut self, effects: Vec<Effect>, ctx: &mut Context<Self>) {
+        for effect in effects {
+            match effect {
+                Effect::Claim(request) => self.claim_round(request, ctx),
+                Effect::Reconcile(known) => self.reconcile(known, ctx),
+                Effect::WaitForJobs(queue) => self.wait_for_jobs(queue, ctx),
+                Effect::Record(finals) => self.record(finals, ctx),
+                Effect::Write { acks, reschedules } => self.write(acks, reschedules, ctx),
+                Effect::TickAt(at_ms) => {
+                    let wait = Duration::from_millis(at_ms.saturating_sub(now_ms()).max(0) as u64);
+                    ctx.run_later(wait, move |act, ctx| {
+                        // The time asked for has come, even if the wall
+                        // clock (not the timer's) says a millisecond less.
+                        let effects = act.core.on_tick(now_ms().max(at_ms));
+                        act.apply(effects, ctx);
+                    });
+                }
+                Effect::HandBack => self.hand_back(ctx),
+                Effect::Report(report) => self.report(report),
+            }
+        }
+        self.metrics.in_flight.store(
+            self.core.held() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// Puts claimed jobs in the feed and wakes as many idle processor
@@ -154,11 +155,7 @@ impl QueueReader {
         if jobs.is_empty() {
             return;
         }
-        for job in &jobs {
-            self.held.add(&job.handle);
-        }
         Metrics::add(&self.metrics.claimed_total, jobs.len() as u64);
-        self.publish_in_flight();
         let wakes = self.feed.push(jobs);
         for _ in 0..wakes {
             self.metrics.processor_mailbox.on_send();
@@ -179,57 +176,20 @@ impl QueueReader {
             .map(|job| job.handle)
             .collect();
         log::error!(target: "conveyor::queue_reader", "processor pool unavailable ({error}); {} jobs will run again", stranded.len());
-        self.route(requeue_unrun(stranded, error), ctx);
+        let effects = self.core.on_outcomes(requeue_unrun(stranded, error));
+        self.apply(effects, ctx);
     }
 
-    /// Final outcomes go to the DbWriter; the others back to Redis.
-    /// Outcomes of jobs this worker no longer holds (its lease was lost and
-    /// they were recovered elsewhere) are discarded.
-    fn route(&mut self, outcomes: Vec<Outcome>, ctx: &mut Context<Self>) {
-        let (ours, fenced): (Vec<Outcome>, Vec<Outcome>) = outcomes
-            .into_iter()
-            .partition(|outcome| self.held.contains(outcome.handle()));
-        if !fenced.is_empty() {
-            log::warn!(target: "conveyor::queue_reader", "discarded the outcomes of {} jobs recovered by another worker", fenced.len());
-        }
-        let (finals, rest): (Vec<Outcome>, Vec<Outcome>) =
-            ours.into_iter().partition(Outcome::is_final);
+    /// Final outcomes go to the DbWriter.
+    fn record(&mut self, finals: Vec<Outcome>, ctx: &mut Context<Self>) {
         self.count_outcomes(&finals);
-        if !finals.is_empty() {
-            self.metrics.db_writer_mailbox.on_send();
-            let send = self.db.send(Record(finals));
-            ctx.spawn(send.into_actor(self).map(|sent, _, _| {
-                if let Err(error) = sent {
-                    log::error!(target: "conveyor::queue_reader", "db writer unreachable ({error}); its jobs stay in redis and will run again");
-                }
-            }));
-        }
-        for outcome in rest {
-            let queue = outcome.handle().queue.clone();
-            let reschedule = match outcome {
-                Outcome::Retry {
-                    handle,
-                    due_ms,
-                    attempts,
-                    error,
-                } => {
-                    Metrics::add(&self.metrics.retried_total, 1);
-                    Reschedule {
-                        token: handle.token,
-                        due_ms,
-                        failure: (attempts > 0).then_some((attempts, error)),
-                    }
-                }
-                Outcome::Defer { handle, due_ms } => Reschedule {
-                    token: handle.token,
-                    due_ms,
-                    failure: None,
-                },
-                Outcome::Finished(_) | Outcome::Malformed(_) => continue,
-            };
-            self.unsent_reschedules.push((queue, reschedule));
-        }
-        self.flush_redis_writes(ctx);
+        self.metrics.db_writer_mailbox.on_send();
+        let send = self.db.send(Record(finals));
+        ctx.spawn(send.into_actor(self).map(|sent, _, _| {
+            if let Err(error) = sent {
+                log::error!(target: "conveyor::queue_reader", "db writer unreachable ({error}); its jobs stay in redis and will run again");
+            }
+        }));
     }
 
     fn count_outcomes(&self, finals: &[Outcome]) {
@@ -249,124 +209,47 @@ impl QueueReader {
         }
     }
 
-    /// Sends every owed acknowledgement and reschedule to Redis; what fails
-    /// stays owed and is tried again shortly. One write round at a time.
-    fn flush_redis_writes(&mut self, ctx: &mut Context<Self>) {
-        if self.writing_to_redis
-            || (self.unsent_acks.is_empty() && self.unsent_reschedules.is_empty())
-        {
-            return;
-        }
-        self.writing_to_redis = true;
-        let acks = std::mem::take(&mut self.unsent_acks);
-        let reschedules = std::mem::take(&mut self.unsent_reschedules);
-        let redis = self.redis.clone();
-        let worker = self.worker.clone();
-        let write = async move { write_to_redis(&redis, &worker, acks, reschedules).await };
-        ctx.spawn(write.into_actor(self).map(|report, act, ctx| {
-            act.writing_to_redis = false;
-            act.after_redis_writes(report, ctx);
-        }));
-    }
-
-    fn after_redis_writes(&mut self, report: RedisWriteReport, ctx: &mut Context<Self>) {
-        if report.lease_lost > 0 {
-            log::error!(
-                target: "conveyor::queue_reader",
-                "{} jobs were no longer held by this worker (recovered by another worker after its lease expired, or already moved by an earlier try); left as they are",
-                report.lease_lost
-            );
-        }
-        Metrics::add(&self.metrics.acked_total, report.acked as u64);
-        for handle in &report.done {
-            self.held.remove(handle);
-        }
-        self.publish_in_flight();
-        let failed = !report.unsent_acks.is_empty() || !report.unsent_reschedules.is_empty();
-        self.unsent_acks.extend(report.unsent_acks);
-        self.unsent_reschedules.extend(report.unsent_reschedules);
-        if let Some(error) = report.error {
-            log::warn!(target: "conveyor::queue_reader", "writing job states to redis failed, will retry in {} ms: {error}", REDIS_RETRY_INTERVAL.as_millis());
-        }
-        if failed {
-            ctx.run_later(REDIS_RETRY_INTERVAL, |act, ctx| act.flush_redis_writes(ctx));
-        } else {
-            self.flush_redis_writes(ctx);
-        }
-        self.after_capacity_freed(ctx);
-    }
-
-    fn publish_in_flight(&self) {
-        self.metrics
-            .in_flight
-            .store(self.held.len() as u64, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Renews this worker's lease on every queue.
-    fn heartbeat(&mut self, ctx: &mut Context<Self>) {
-        let redis = self.redis.clone();
-        let worker = self.worker.clone();
-        let queues = self.queues.clone();
-        let deadline = self.lease_deadline();
-        let beat = async move {
-            let mut lost = Vec::new();
-            for queue in queues {
-                match redis.heartbeat(&queue, &worker, deadline).await {
-                    Ok(true) => {}
-                    Ok(false) => lost.push(queue),
-                    Err(error) => {
-                        log::warn!(target: "conveyor::queue_reader", "lease renewal failed: {error}");
-                        break;
-                    }
-                }
+    /// Says what the core reports: log lines and counters.
+    fn report(&self, report: Report) {
+        const TARGET: &str = "conveyor::queue_reader";
+        match report {
+            Report::LeaseLost(queue) => {
+                log::error!(target: TARGET, "lease on queue {queue} had expired: another worker may have recovered this worker's jobs; checking which are still held")
             }
-            lost
-        };
-        ctx.spawn(beat.into_actor(self).map(|lost, act, ctx| {
-            for queue in lost {
-                act.lease_lost(&queue, ctx);
+            Report::RedisBack => {
+                log::info!(target: TARGET, "redis is reachable again; claiming resumed")
             }
-        }));
-    }
-
-    /// This worker was presumed dead on `queue`, so another worker may have
-    /// recovered its jobs there: reconcile before the next claim.
-    fn lease_lost(&mut self, queue: &Arc<str>, ctx: &mut Context<Self>) {
-        if self.held.is_empty() {
-            return;
-        }
-        log::error!(
-            target: "conveyor::queue_reader",
-            "lease on queue {queue} had expired: another worker may have recovered this worker's jobs; checking which are still held"
-        );
-        self.lease_lost = true;
-        self.claim(ctx);
-    }
-
-    /// Wakes a pending shutdown once nothing is held, and claims again.
-    fn after_capacity_freed(&mut self, ctx: &mut Context<Self>) {
-        self.notify_if_drained();
-        self.claim(ctx);
-    }
-
-    /// Drained: nothing held and no claim round under way (a round's reply
-    /// may still bring jobs that Redis already moved to this worker's hold).
-    fn is_drained(&self) -> bool {
-        self.held.is_empty() && !self.claiming
-    }
-
-    /// Wakes a pending shutdown when drained.
-    pub(super) fn notify_if_drained(&mut self) {
-        if self.is_drained() {
-            for waiter in self.drained.drain(..) {
-                let _ = waiter.send(());
+            Report::ClaimFailed {
+                delay_ms,
+                held,
+                error,
+            } => {
+                log::warn!(target: TARGET, "claiming failed, retrying in {delay_ms} ms ({held} jobs in flight are safe): {error}")
+            }
+            Report::Released(n) => {
+                log::warn!(target: TARGET, "{n} jobs claimed while the connection failed were handed back to their queue")
+            }
+            Report::Forgotten(n) => {
+                log::error!(target: TARGET, "{n} jobs this worker held were recovered by another worker (its lease had expired); their results here will be discarded")
+            }
+            Report::Fenced(n) => {
+                log::warn!(target: TARGET, "discarded the outcomes of {n} jobs recovered by another worker")
+            }
+            Report::Retried(n) => Metrics::add(&self.metrics.retried_total, n as u64),
+            Report::NotHeld(n) => {
+                log::error!(target: TARGET, "{n} jobs were no longer held by this worker (recovered by another worker after its lease expired, or already moved by an earlier try); left as they are")
+            }
+            Report::Acked(n) => Metrics::add(&self.metrics.acked_total, n as u64),
+            Report::WriteFailed { retry_ms, error } => {
+                log::warn!(target: TARGET, "writing job states to redis failed, will retry in {retry_ms} ms: {error}")
             }
         }
+    }
+
+    fn lease_deadline(&self) -> i64 {
+        now_ms() + self.lease_ms as i64
     }
 }
-
-/// First pause after a failed claim; doubles up to `MAX_REDIS_BACKOFF`.
-const CLAIM_RETRY_BASE: Duration = Duration::from_millis(100);
 
 /// Jobs a processor never ran go back to Redis without counting an attempt.
 fn requeue_unrun(handles: Vec<JobHandle>, reason: &str) -> Vec<Outcome> {
@@ -374,31 +257,32 @@ fn requeue_unrun(handles: Vec<JobHandle>, reason: &str) -> Vec<Outcome> {
         .into_iter()
         .map(|handle| Outcome::Retry {
             handle,
-            due_ms: now_ms() + CLAIM_RETRY_BASE.as_millis() as i64,
+            due_ms: now_ms() + CLAIM_RETRY_BASE_MS as i64,
             attempts: 0,
             error: format!("processor unavailable: {reason}"),
         })
         .collect()
 }
 
-impl Actor for QueueReader {
+impl<Q: JobQueue> Actor for QueueReader<Q> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
         if let Some(mut outcomes) = self.outcomes.take() {
             ctx.add_stream(futures::stream::poll_fn(move |cx| outcomes.poll_recv(cx)));
         }
-        let heartbeat = Duration::from_millis(self.settings.recovery.heartbeat_ms);
-        self.heartbeat(ctx);
-        ctx.run_interval(heartbeat, |act, ctx| act.heartbeat(ctx));
-        self.claim(ctx);
+        self.renew_lease(ctx);
+        ctx.run_interval(self.heartbeat, |act, ctx| act.renew_lease(ctx));
+        let effects = self.core.start(now_ms());
+        self.apply(effects, ctx);
     }
 }
 
 /// Outcomes of finished jobs, from the processor threads.
-impl StreamHandler<Vec<Outcome>> for QueueReader {
+impl<Q: JobQueue> StreamHandler<Vec<Outcome>> for QueueReader<Q> {
     fn handle(&mut self, outcomes: Vec<Outcome>, ctx: &mut Self::Context) {
-        self.route(outcomes, ctx);
+        let effects = self.core.on_outcomes(outcomes);
+        self.apply(effects, ctx);
     }
 
     /// The processors are gone (the system is stopping); the reader goes on
@@ -406,54 +290,45 @@ impl StreamHandler<Vec<Outcome>> for QueueReader {
     fn finished(&mut self, _: &mut Self::Context) {}
 }
 
-impl Handler<Wake> for QueueReader {
+impl<Q: JobQueue> Handler<Wake> for QueueReader<Q> {
     type Result = ();
 
     fn handle(&mut self, _: Wake, ctx: &mut Self::Context) {
         self.metrics.reader_mailbox.on_handle();
-        self.idle.clear();
-        self.claim(ctx);
+        let effects = self.core.on_wake(now_ms());
+        self.apply(effects, ctx);
     }
 }
 
-impl Handler<Committed> for QueueReader {
+impl<Q: JobQueue> Handler<Committed> for QueueReader<Q> {
     type Result = ();
 
     fn handle(&mut self, msg: Committed, ctx: &mut Self::Context) {
         self.metrics.reader_mailbox.on_handle();
-        self.unsent_acks.extend(msg.0);
-        self.flush_redis_writes(ctx);
+        let effects = self.core.on_committed(msg.0);
+        self.apply(effects, ctx);
     }
 }
 
-impl Handler<Shutdown> for QueueReader {
-    type Result = ResponseActFuture<Self, usize>;
+impl<Q: JobQueue> Handler<Shutdown> for QueueReader<Q> {
+    type Result = ResponseFuture<usize>;
 
-    fn handle(&mut self, msg: Shutdown, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: Shutdown, ctx: &mut Self::Context) -> Self::Result {
         self.metrics.reader_mailbox.on_handle();
-        self.quiet = true;
+        if self.core.lifecycle() == Lifecycle::Stopped {
+            return Box::pin(async { 0 });
+        }
         log::info!(
             target: "conveyor::queue_reader",
             "shutting down: claiming stopped; waiting up to {} ms for {} in-flight jobs",
             msg.timeout.as_millis(),
-            self.held.len()
+            self.core.held()
         );
         let (tx, rx) = oneshot::channel();
-        if self.is_drained() {
-            let _ = tx.send(());
-        } else {
-            self.drained.push(tx);
-        }
-        let drain = async move {
-            let _ = tokio::time::timeout(msg.timeout, rx).await;
-        };
-        Box::pin(drain.into_actor(self).then(|_, act, _| {
-            // Jobs still waiting for a slot go back with the rest, in Redis.
-            act.feed.clear();
-            let redis = act.redis.clone();
-            let worker = act.worker.clone();
-            let queues = act.queues.clone();
-            async move { hand_back_all(&redis, &worker, &queues).await }.into_actor(act)
-        }))
+        self.shutdown_replies.push(tx);
+        let timeout_ms = u64::try_from(msg.timeout.as_millis()).unwrap_or(u64::MAX);
+        let effects = self.core.on_shutdown(now_ms(), timeout_ms);
+        self.apply(effects, ctx);
+        Box::pin(async move { rx.await.unwrap_or(0) })
     }
 }

@@ -1,0 +1,182 @@
+//! The QueueReader's round trips: each turns one effect of the claim core
+//! into calls on the queue side and its reply into the next event.
+//!
+//! This module owns the async plumbing only. It must never decide: every
+//! reply, success or error, goes back to the core as an event.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use super::claim_core::{ClaimRequest, QueueClaim, Reconciled};
+use super::ledger::{hand_back_all, write_to_redis};
+use super::QueueReader;
+use crate::job::{now_ms, ClaimedJob, JobHandle};
+use crate::job_queue::JobQueue;
+use crate::redis_queue::{QueueError, Reschedule};
+
+/// A claim round's replies: per queue, then the error that ended it early.
+struct RoundReply {
+    claims: Vec<QueueClaim>,
+    jobs: Vec<ClaimedJob>,
+    error: Option<QueueError>,
+}
+
+/// Claims from each queue in turn, never more than the budget in all; stops
+/// at the first error.
+async fn run_claim_round(queue_side: impl JobQueue, request: ClaimRequest) -> RoundReply {
+    let mut reply = RoundReply {
+        claims: Vec::with_capacity(request.asks.len()),
+        jobs: Vec::new(),
+        error: None,
+    };
+    let mut budget = request.budget;
+    for (queue, count) in request.asks {
+        let asked = count.min(budget);
+        if asked == 0 {
+            break;
+        }
+        match queue_side
+            .claim(&queue, asked, request.lease_deadline_ms)
+            .await
+        {
+            Ok(claimed) => {
+                budget = budget.saturating_sub(claimed.jobs.len());
+                reply.claims.push(QueueClaim {
+                    queue,
+                    asked,
+                    handles: claimed.jobs.iter().map(|job| job.handle.clone()).collect(),
+                    lease_was_held: claimed.lease_was_held,
+                });
+                reply.jobs.extend(claimed.jobs);
+            }
+            Err(error) => {
+                reply.error = Some(error);
+                break;
+            }
+        }
+    }
+    reply
+}
+
+/// Makes this worker's view of what it holds agree with the queue side:
+/// - held there but unknown here: claimed by a request whose reply was lost;
+///   handed back (no attempt counted);
+/// - known here but gone there: recovered by another worker after this
+///   worker's lease expired (or already acknowledged); reported as gone.
+async fn run_reconcile(
+    queue_side: impl JobQueue,
+    known: Vec<(Arc<str>, HashSet<String>)>,
+) -> Result<Reconciled, QueueError> {
+    let mut found = Reconciled::default();
+    for (queue, known) in known {
+        let held: HashSet<String> = queue_side.held_tokens(&queue).await?.into_iter().collect();
+        let unknown: Vec<String> = held.difference(&known).cloned().collect();
+        found.released += queue_side.release(&queue, &unknown).await?;
+        found
+            .gone
+            .extend(known.difference(&held).map(|token| JobHandle {
+                queue: queue.clone(),
+                token: token.clone(),
+            }));
+    }
+    Ok(found)
+}
+
+impl<Q: JobQueue> QueueReader<Q> {
+    pub(super) fn claim_round(&mut self, request: ClaimRequest, ctx: &mut Context<Self>) {
+        let round = run_claim_round(self.queue_side.clone(), request);
+        ctx.spawn(round.into_actor(self).map(|reply, act, ctx| {
+            let effects = act.core.on_claimed(now_ms(), reply.claims, reply.error);
+            act.dispatch(reply.jobs, ctx);
+            act.apply(effects, ctx);
+        }));
+    }
+
+    pub(super) fn reconcile(
+        &mut self,
+        known: Vec<(Arc<str>, HashSet<String>)>,
+        ctx: &mut Context<Self>,
+    ) {
+        let round = run_reconcile(self.queue_side.clone(), known);
+        ctx.spawn(round.into_actor(self).map(|result, act, ctx| {
+            let effects = act.core.on_reconciled(now_ms(), result);
+            act.apply(effects, ctx);
+        }));
+    }
+
+    /// Blocks until `queue` may have work (or `queues.idle_wait_ms` passes).
+    pub(super) fn wait_for_jobs(&mut self, queue: Arc<str>, ctx: &mut Context<Self>) {
+        let queue_side = self.queue_side.clone();
+        let timeout = self.idle_wait;
+        let waited = queue.clone();
+        let wait = async move { queue_side.wait_for_jobs(&waited, timeout).await };
+        ctx.spawn(wait.into_actor(self).map(move |result, act, ctx| {
+            if let Err(error) = &result {
+                // The claim path reports Redis trouble and backs off.
+                log::debug!(target: "conveyor::queue_reader", "waiting on queue {queue} failed: {error}");
+            }
+            let effects = act.core.on_wait_ended(now_ms(), queue, result.is_ok());
+            act.apply(effects, ctx);
+        }));
+    }
+
+    /// Sends owed acknowledgements and reschedules.
+    pub(super) fn write(
+        &mut self,
+        acks: Vec<JobHandle>,
+        reschedules: Vec<(Arc<str>, Reschedule)>,
+        ctx: &mut Context<Self>,
+    ) {
+        let queue_side = self.queue_side.clone();
+        let write = async move { write_to_redis(&queue_side, acks, reschedules).await };
+        ctx.spawn(write.into_actor(self).map(|report, act, ctx| {
+            let effects = act.core.on_written(now_ms(), report);
+            act.apply(effects, ctx);
+        }));
+    }
+
+    /// Hands every held job back (those waiting in the feed too) and answers
+    /// the shutdown.
+    pub(super) fn hand_back(&mut self, ctx: &mut Context<Self>) {
+        self.feed.clear();
+        let queue_side = self.queue_side.clone();
+        let queues = self.queues.clone();
+        let hand_back = async move { hand_back_all(&queue_side, &queues).await };
+        ctx.spawn(hand_back.into_actor(self).map(|handed_back, act, _| {
+            act.core.on_handed_back();
+            for reply in act.shutdown_replies.drain(..) {
+                let _ = reply.send(handed_back);
+            }
+        }));
+    }
+
+    /// Renews this worker's lease on every queue; a lease found expired is
+    /// an event for the core.
+    pub(super) fn renew_lease(&mut self, ctx: &mut Context<Self>) {
+        let queue_side = self.queue_side.clone();
+        let queues = self.queues.clone();
+        let deadline = self.lease_deadline();
+        let beat = async move {
+            let mut lost = Vec::new();
+            for queue in queues {
+                match queue_side.renew_lease(&queue, deadline).await {
+                    Ok(true) => {}
+                    Ok(false) => lost.push(queue),
+                    Err(error) => {
+                        log::warn!(target: "conveyor::queue_reader", "lease renewal failed: {error}");
+                        break;
+                    }
+                }
+            }
+            lost
+        };
+        ctx.spawn(beat.into_actor(self).map(|lost, act, ctx| {
+            for queue in lost {
+                let effects = act.core.on_lease_lost(now_ms(), queue);
+                act.apply(effects, ctx);
+            }
+        }));
+    }
+}
