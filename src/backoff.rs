@@ -11,7 +11,7 @@ use rand::Rng;
 
 /// How much of a delay is random.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Jitter {
+pub(crate) enum Jitter {
     /// The delay is exactly `base · 2^(n−1)`, capped.
     None,
     /// Half of the delay is fixed and half random ("equal jitter"): retries of
@@ -21,7 +21,7 @@ pub enum Jitter {
 
 /// Delay after failure *n* (1-based): `min(max, base · 2^(n−1))`, with jitter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     /// Delay after the first failure, before jitter.
     pub base: Duration,
     /// The longest delay.
@@ -32,7 +32,7 @@ pub struct Backoff {
 
 impl Backoff {
     /// Doubling from `base_ms` up to `max_ms`, without jitter.
-    pub fn exponential(base_ms: u64, max_ms: u64) -> Backoff {
+    pub(crate) fn exponential(base_ms: u64, max_ms: u64) -> Backoff {
         Backoff {
             base: Duration::from_millis(base_ms),
             max: Duration::from_millis(max_ms),
@@ -41,7 +41,7 @@ impl Backoff {
     }
 
     /// The same backoff with equal jitter.
-    pub fn with_equal_jitter(self) -> Backoff {
+    pub(crate) fn with_equal_jitter(self) -> Backoff {
         Backoff {
             jitter: Jitter::Equal,
             ..self
@@ -49,7 +49,7 @@ impl Backoff {
     }
 
     /// The capped delay after failure `failures` (1-based), before jitter.
-    pub fn ceiling(&self, failures: u32) -> Duration {
+    pub(crate) fn ceiling(&self, failures: u32) -> Duration {
         let exponent = failures.saturating_sub(1).min(32);
         self.base
             .saturating_mul(1u32 << exponent.min(31))
@@ -57,7 +57,7 @@ impl Backoff {
     }
 
     /// The delay after failure `failures` (1-based; 0 counts as 1).
-    pub fn delay(&self, failures: u32) -> Duration {
+    pub(crate) fn delay(&self, failures: u32) -> Duration {
         let ceiling = self.ceiling(failures);
         match self.jitter {
             Jitter::None => ceiling,
@@ -69,7 +69,7 @@ impl Backoff {
     }
 
     /// [`Backoff::delay`] in whole milliseconds.
-    pub fn delay_ms(&self, failures: u32) -> u64 {
+    pub(crate) fn delay_ms(&self, failures: u32) -> u64 {
         u64::try_from(self.delay(failures).as_millis()).unwrap_or(u64::MAX)
     }
 }

@@ -12,6 +12,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::job::is_valid_queue_name;
+use crate::limits::{MAX_DB_BATCH, MAX_SCRIPT_BATCH};
+use crate::redact::{redact_secrets_in, redact_url};
 use crate::schedules::{compile_all, Schedule, ScheduleConfig};
 
 /// The documented defaults, compiled in so the binary runs without the file.
@@ -80,6 +82,21 @@ pub struct QueueSettings {
     pub claim_batch: usize,
     pub max_in_flight: usize,
     pub idle_wait_ms: u64,
+    pub control_poll_ms: u64,
+    pub mode: crate::queue_order::QueueMode,
+    /// Queue name → weight (default 1), for `mode = "weighted"`.
+    #[serde(default)]
+    pub weights: std::collections::BTreeMap<String, u32>,
+}
+
+impl QueueSettings {
+    /// The weight of each queue of `names`, in that order.
+    pub fn weight_list(&self) -> Vec<u32> {
+        self.names
+            .iter()
+            .map(|name| self.weights.get(name).copied().unwrap_or(1))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -133,7 +150,41 @@ pub struct SchedulerSettings {
 #[serde(deny_unknown_fields)]
 pub struct RecoverySettings {
     pub lease_ms: u64,
-    pub heartbeat_ms: u64,
+    /// Unset: derived from the lease (see [`RecoverySettings::heartbeat`]).
+    #[serde(default)]
+    pub heartbeat_ms: Option<u64>,
+}
+
+/// The lease is renewed this many times per lease length when
+/// `recovery.heartbeat_ms` is not set.
+pub const HEARTBEATS_PER_LEASE: u64 = 6;
+
+impl RecoverySettings {
+    /// How often the lease is renewed: `recovery.heartbeat_ms` when set,
+    /// else a sixth of `recovery.lease_ms`, so a shorter lease needs no
+    /// second key.
+    pub fn heartbeat(&self) -> Duration {
+        let ms = self
+            .heartbeat_ms
+            .unwrap_or(self.lease_ms / HEARTBEATS_PER_LEASE)
+            .max(1);
+        Duration::from_millis(ms)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        positive("recovery.lease_ms", self.lease_ms)?;
+        match self.heartbeat_ms {
+            Some(heartbeat) if heartbeat == 0 || heartbeat * 2 >= self.lease_ms => Err(invalid(
+                "recovery.heartbeat_ms",
+                format!(
+                    "must be positive and less than half of recovery.lease_ms ({}), got {heartbeat} \
+                     (leave it unset to renew every lease_ms / {HEARTBEATS_PER_LEASE})",
+                    self.lease_ms
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -246,6 +297,7 @@ impl Settings {
         positive("queues.claim_batch", self.queues.claim_batch as u64)?;
         positive("queues.max_in_flight", self.queues.max_in_flight as u64)?;
         positive("queues.idle_wait_ms", self.queues.idle_wait_ms)?;
+        positive("queues.control_poll_ms", self.queues.control_poll_ms)?;
         positive("db.batch_size", self.db.batch_size as u64)?;
         positive(
             "db.max_concurrent_flushes",
@@ -264,13 +316,12 @@ impl Settings {
         positive("metrics.log_interval_ms", self.metrics.log_interval_ms)?;
         positive("redis.response_timeout_ms", self.redis.response_timeout_ms)?;
         positive("api.session_ttl_ms", self.api.session_ttl_ms)?;
-        if self.queues.claim_batch > crate::redis_queue::MAX_SCRIPT_BATCH {
+        if self.queues.claim_batch > MAX_SCRIPT_BATCH {
             return Err(invalid(
                 "queues.claim_batch",
                 format!(
                     "must be at most {}, got {}",
-                    crate::redis_queue::MAX_SCRIPT_BATCH,
-                    self.queues.claim_batch
+                    MAX_SCRIPT_BATCH, self.queues.claim_batch
                 ),
             ));
         }
@@ -289,17 +340,7 @@ impl Settings {
                 ),
             ));
         }
-        if self.recovery.heartbeat_ms == 0
-            || self.recovery.heartbeat_ms * 2 >= self.recovery.lease_ms
-        {
-            return Err(invalid(
-                "recovery.heartbeat_ms",
-                format!(
-                    "must be positive and less than half of recovery.lease_ms ({}), got {}",
-                    self.recovery.lease_ms, self.recovery.heartbeat_ms
-                ),
-            ));
-        }
+        self.recovery.validate()?;
         positive(
             "kinds.http.max_body_bytes",
             self.kinds.http.max_body_bytes as u64,
@@ -357,6 +398,26 @@ impl Settings {
                 format!("entries must match [A-Za-z0-9_.-]{{1,64}}, got {bad:?}"),
             ));
         }
+        if let Some((name, _)) = self.queues.weights.iter().find(|(_, w)| **w == 0) {
+            return Err(invalid(
+                &format!("queues.weights.{name}"),
+                "must be a positive integer, got 0",
+            ));
+        }
+        if let Some(name) = self
+            .queues
+            .weights
+            .keys()
+            .find(|name| !self.queues.names.contains(name))
+        {
+            return Err(invalid(
+                &format!("queues.weights.{name}"),
+                format!(
+                    "names a queue that is not in queues.names {:?}",
+                    self.queues.names
+                ),
+            ));
+        }
         if self.redis.key_prefix.is_empty() || self.redis.key_prefix.contains(['{', '}']) {
             return Err(invalid(
                 "redis.key_prefix",
@@ -410,10 +471,6 @@ fn is_plain_host(host: &str) -> bool {
         })
 }
 
-/// Rows per upsert statement at most: 12 placeholders a row stays far below
-/// the server's 65 535 placeholder limit.
-pub const MAX_DB_BATCH: usize = 5000;
-
 fn positive(key: &str, value: u64) -> Result<(), ConfigError> {
     if value == 0 {
         return Err(invalid(key, "must be a positive integer, got 0"));
@@ -443,47 +500,6 @@ fn article(expected: &str) -> String {
         e if e.starts_with(['u', 'i']) => "a positive integer".to_string(),
         e => format!("of type {e}"),
     }
-}
-
-/// The URL with any password replaced by `***`, safe for logs and errors.
-pub fn redact_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut parsed) => {
-            if parsed.password().is_some() {
-                // set_password fails only for URLs that cannot have one, and this one has one.
-                let _ = parsed.set_password(Some("***"));
-            }
-            parsed.to_string()
-        }
-        Err(_) => redact_secrets_in(raw),
-    }
-}
-
-/// Free text (an error message) with any `user:password@` of a URL in it masked.
-pub fn redact_text(text: &str) -> String {
-    redact_secrets_in(text)
-}
-
-/// Masks `user:password@` in free text that may quote a URL.
-fn redact_secrets_in(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for word in text.split_inclusive(char::is_whitespace) {
-        match (word.find("://"), word.rfind('@')) {
-            (Some(scheme_end), Some(at)) if at > scheme_end => {
-                let credentials = &word[scheme_end + 3..at];
-                match credentials.find(':') {
-                    Some(colon) => {
-                        out.push_str(&word[..scheme_end + 3 + colon + 1]);
-                        out.push_str("***");
-                        out.push_str(&word[at..]);
-                    }
-                    None => out.push_str(word),
-                }
-            }
-            _ => out.push_str(word),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -541,6 +557,41 @@ mod tests {
     fn bad_queue_name_names_the_key() {
         let err = load(&[("CONVEYOR__QUEUES__NAMES", "ok,no spaces")]).unwrap_err();
         assert!(err.to_string().starts_with("queues.names"), "{err}");
+    }
+
+    #[test]
+    fn queue_order_settings_are_validated() {
+        let settings = load(&[
+            ("CONVEYOR__QUEUES__NAMES", "a,b"),
+            ("CONVEYOR__QUEUES__MODE", "strict"),
+        ])
+        .expect("strict");
+        assert_eq!(settings.queues.mode, crate::queue_order::QueueMode::Strict);
+        assert_eq!(settings.queues.weight_list(), [1, 1]);
+        let err = load(&[("CONVEYOR__QUEUES__MODE", "random")]).unwrap_err();
+        assert!(err.to_string().contains("queues.mode"), "{err}");
+        let file = tempfile_with("[queues]\nnames = [\"a\", \"b\"]\n[queues.weights]\na = 3\n");
+        let settings = Settings::load(Some(file.path())).expect("weights");
+        assert_eq!(settings.queues.weight_list(), [3, 1]);
+        let file = tempfile_with("[queues.weights]\nother = 2\n");
+        let err = Settings::load(Some(file.path())).unwrap_err();
+        assert!(err.to_string().starts_with("queues.weights.other"), "{err}");
+        let file = tempfile_with("[queues.weights]\ndefault = 0\n");
+        let err = Settings::load(Some(file.path())).unwrap_err();
+        assert!(
+            err.to_string().starts_with("queues.weights.default"),
+            "{err}"
+        );
+    }
+
+    /// A config file holding `text`, removed when dropped.
+    fn tempfile_with(text: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::Builder::new()
+            .suffix(".toml")
+            .tempfile()
+            .expect("temp file");
+        std::fs::write(file.path(), text).expect("write config");
+        file
     }
 
     #[test]
@@ -627,16 +678,27 @@ mod tests {
     }
 
     #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            redact_url("mysql://u:secret@127.0.0.1:3306/db"),
-            "mysql://u:***@127.0.0.1:3306/db"
-        );
-        assert!(!redact_secrets_in("failed for redis://:pw@h:1/0 now").contains("pw"));
-        assert_eq!(
-            redact_url("redis://127.0.0.1:6379"),
-            "redis://127.0.0.1:6379"
-        );
+    fn the_heartbeat_follows_a_shorter_lease() {
+        let settings = load(&[("CONVEYOR__RECOVERY__LEASE_MS", "3000")]).expect("a lease alone");
+        assert_eq!(settings.recovery.heartbeat(), Duration::from_millis(500));
+        let settings = load(&[]).expect("defaults");
+        assert_eq!(settings.recovery.heartbeat(), Duration::from_millis(5000));
+    }
+
+    #[test]
+    fn an_explicit_heartbeat_is_kept_and_checked_against_the_lease() {
+        let settings = load(&[("CONVEYOR__RECOVERY__HEARTBEAT_MS", "250")]).expect("valid");
+        assert_eq!(settings.recovery.heartbeat(), Duration::from_millis(250));
+        let err = load(&[
+            ("CONVEYOR__RECOVERY__LEASE_MS", "3000"),
+            ("CONVEYOR__RECOVERY__HEARTBEAT_MS", "5000"),
+        ])
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("recovery.heartbeat_ms must be"), "{text}");
+        assert!(text.contains("got 5000"), "{text}");
+        let err = load(&[("CONVEYOR__RECOVERY__LEASE_MS", "0")]).unwrap_err();
+        assert!(err.to_string().starts_with("recovery.lease_ms"), "{err}");
     }
 
     #[test]

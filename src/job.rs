@@ -32,6 +32,8 @@ pub struct ClaimedJob {
     pub last_error: Option<String>,
     /// When this worker claimed it (unix ms).
     pub claimed_at_ms: i64,
+    /// The job was cancelled before it started: it ends `cancelled` without running.
+    pub cancelled: bool,
     /// The id of the job holding this message's `unique_key` in its queue,
     /// when that is another job: this one is a duplicate and does not run.
     pub duplicate_of: Option<String>,
@@ -244,6 +246,8 @@ fn is_name(text: &str, also: impl Fn(char) -> bool) -> bool {
 pub enum FinalStatus {
     Succeeded,
     Dead,
+    /// Cancelled by an operator before it finished.
+    Cancelled,
     /// Not run: another job of its queue held its `unique_key`.
     Duplicate,
 }
@@ -253,6 +257,7 @@ impl FinalStatus {
         match self {
             FinalStatus::Succeeded => "succeeded",
             FinalStatus::Dead => "dead",
+            FinalStatus::Cancelled => "cancelled",
             FinalStatus::Duplicate => "duplicate",
         }
     }

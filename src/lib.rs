@@ -12,16 +12,20 @@
 //! - [`job`]: the envelope, its validation, outcomes (no I/O).
 //! - [`redis_queue`]: every Redis key and script (no actors).
 //! - `job_queue`: the queue side of one worker as a trait, over Redis (and in memory for tests).
-//! - [`backoff`]: the one exponential backoff (job retries, DB writes, claims, start-up).
+//! - `backoff`: the one exponential backoff (job retries, DB writes, claims, start-up).
+//! - [`redact`]: masking passwords in URLs and errors (a leaf: everyone may use it).
+//! - `limits`: hard limits shared by the settings check and the stores (a leaf).
 //! - [`store`]: every SQL statement and the migrations (no actors).
 //! - [`kinds`]: the handler registry and the built-in kinds; add your own here.
-//! - [`actors`]: QueueReader, Processor pool, DbWriter, Scheduler, Ticker, Reaper, Monitor.
+//! - `actors`: QueueReader, Processor pool, DbWriter, Scheduler, Ticker, Reaper, Monitor.
 //! - [`worker`]: wiring the actors together, start-up and graceful shutdown.
-//! - [`metrics`]: the atomic counters the actors share, and their Prometheus collectors.
+//! - [`queue_order`]: how a worker splits its claims among its queues (weighted or strict).
+//! - `metrics`: the atomic counters the actors share, and their Prometheus collectors.
 //! - [`schedules`]: `[[schedules]]` entries, tick arithmetic and catch-up (no I/O).
 //! - [`enqueue`]: pushing submitted jobs; the unique-key check at enqueue.
 //! - [`intake`]: submitted JSON (API bodies, `enqueue --file` lines) → messages (no I/O).
 //! - [`api`]: the HTTP API (actix-web), alone or inside a worker.
+//! - [`control`]: operators' actions shared by the API and the CLI (pause, resume, cancel).
 //! - [`ui`]: the operator's web dashboard under `/ui/`, served by the API.
 //! - [`requeue`]: enqueueing dead jobs and dead letters again (CLI and dashboard).
 //!
@@ -39,16 +43,20 @@
 //! Build a [`kinds::Registry`], register handlers, and call [`worker::run_until_signalled`]
 //! (it stops on SIGTERM or SIGINT); `examples/custom_kind.rs` is a complete program.
 
-pub mod actors;
+pub(crate) mod actors;
 pub mod api;
-pub mod backoff;
+pub(crate) mod backoff;
 pub mod config;
+pub mod control;
 pub mod enqueue;
 pub mod intake;
 pub mod job;
 pub(crate) mod job_queue;
 pub mod kinds;
-pub mod metrics;
+pub(crate) mod limits;
+pub(crate) mod metrics;
+pub mod queue_order;
+pub mod redact;
 pub mod redis_queue;
 pub mod requeue;
 pub mod schedules;

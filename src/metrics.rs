@@ -66,6 +66,8 @@ pub struct Metrics {
     pub dead_total: AtomicU64,
     pub dead_letters_total: AtomicU64,
     pub retried_total: AtomicU64,
+    /// Jobs that ended `cancelled`.
+    pub cancelled_total: AtomicU64,
     /// Rows committed to MySQL (results and dead letters).
     pub committed_total: AtomicU64,
     pub acked_total: AtomicU64,
@@ -166,7 +168,7 @@ impl Metrics {
 }
 
 /// Label for jobs whose kind no handler is registered under.
-pub const UNREGISTERED_KIND: &str = "unregistered";
+pub(crate) const UNREGISTERED_KIND: &str = "unregistered";
 
 /// Seconds: from a millisecond job up to hours of `run_at` delays.
 const SECONDS_BUCKETS: &[f64] = &[
@@ -188,6 +190,7 @@ pub struct Collectors {
     kinds: HashSet<String>,
     succeeded: IntCounterVec,
     dead: IntCounterVec,
+    cancelled: IntCounterVec,
     duplicate: IntCounterVec,
     retried: IntCounterVec,
     dead_letters: IntCounterVec,
@@ -261,6 +264,11 @@ impl Collectors {
             dead: reg.counter_vec(
                 "conveyor_jobs_dead_total",
                 "Jobs that ended dead.",
+                kind_queue,
+            )?,
+            cancelled: reg.counter_vec(
+                "conveyor_jobs_cancelled_total",
+                "Jobs that ended cancelled.",
                 kind_queue,
             )?,
             duplicate: reg.counter_vec(
@@ -352,6 +360,7 @@ impl Collectors {
         let counter = match row.status {
             FinalStatus::Succeeded => &self.succeeded,
             FinalStatus::Dead => &self.dead,
+            FinalStatus::Cancelled => &self.cancelled,
             FinalStatus::Duplicate => &self.duplicate,
         };
         counter.with_label_values(&[kind, &row.handle.queue]).inc();
@@ -507,6 +516,9 @@ mod tests {
         metrics.record_final(&row("noop", FinalStatus::Succeeded));
         metrics.record_final(&row("noop", FinalStatus::Succeeded));
         metrics.record_final(&row("made-up", FinalStatus::Dead));
+        let mut never_started = row("noop", FinalStatus::Cancelled);
+        never_started.started_at_ms = None;
+        metrics.record_final(&never_started);
         metrics.record_retry("noop", "default");
         Metrics::add(&metrics.in_flight, 7);
         Metrics::add(&metrics.claimed_total, 3);
@@ -518,6 +530,8 @@ mod tests {
         assert!(labels
             .iter()
             .any(|l| l.name() == "kind" && l.value() == UNREGISTERED_KIND));
+        let cancelled = family(&families, "conveyor_jobs_cancelled_total");
+        assert_eq!(cancelled.get_metric()[0].get_counter().get_value(), 1.0);
         let in_flight = family(&families, "conveyor_jobs_in_flight");
         assert_eq!(in_flight.get_metric()[0].get_gauge().get_value(), 7.0);
         metrics.gather();

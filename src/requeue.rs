@@ -12,7 +12,8 @@
 use std::collections::BTreeMap;
 
 use crate::job::Envelope;
-use crate::redis_queue::{QueueError, RedisQueue, MAX_SCRIPT_BATCH};
+use crate::limits::MAX_SCRIPT_BATCH;
+use crate::redis_queue::{QueueError, RedisQueue};
 use crate::store::{self, DeadFilter, DeadJob, StoreError};
 
 /// Why a retry stopped; what was pushed before the error stays pushed.

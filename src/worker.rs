@@ -9,22 +9,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use tokio::sync::oneshot;
 
 use crate::actors::beacon::Beacon;
+use crate::actors::cancel_signals::CancelSignals;
 use crate::actors::db_writer::DbWriter;
 use crate::actors::job_feed::JobFeed;
 use crate::actors::monitor::Monitor;
 use crate::actors::processor::{Processor, ProcessorEnv, ProcessorPool};
 use crate::actors::queue_reader::{QueueReader, Shutdown};
+use crate::actors::queue_watch::QueueWatch;
 use crate::actors::reaper::Reaper;
 use crate::actors::scheduler::Scheduler;
 use crate::actors::ticker::Ticker;
 use crate::backoff::Backoff;
-use crate::config::{redact_url, Settings};
+use crate::config::Settings;
 use crate::job::EnvelopeDefaults;
 use crate::job_queue::RedisJobQueue;
 use crate::kinds::Registry;
 use crate::metrics::Metrics;
+use crate::redact::redact_url;
 use crate::redis_queue::{QueueError, RedisQueue};
 use crate::store::{self, StoreError};
 
@@ -70,37 +74,91 @@ pub fn worker_id() -> String {
     )
 }
 
-/// Runs a worker in a new actix system until SIGTERM or SIGINT (see
-/// [`shutdown_signal`]), then drains and hands back. What the `conveyor
-/// worker` command and a program with kinds of its own call.
-pub fn run_until_signalled(settings: Settings, registry: Registry) -> Result<(), WorkerError> {
-    actix_rt::System::new().block_on(run(settings, registry, shutdown_signal()))
+/// How a worker run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// It drained its in-flight jobs and handed back the rest.
+    Drained,
+    /// A second signal came while it drained: it stopped at once. Jobs it
+    /// still held return to their queue when its lease expires. A program
+    /// usually exits with status 130 then.
+    Interrupted,
 }
 
-/// Resolves on the first SIGTERM or SIGINT. A second signal exits at once:
-/// jobs still held then are recovered by another worker when the lease expires.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        log::error!(target: "conveyor", "cannot listen for signals; stop this worker with SIGKILL");
-        return std::future::pending().await;
-    };
-    let name = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    };
-    log::info!(target: "conveyor", "{name} received: finishing in-flight jobs (send it again to exit at once)");
-    actix_rt::spawn(async move {
+/// Runs a worker in a new actix system until SIGTERM or SIGINT, then drains
+/// and hands back; a second signal stops it at once ([`Stopped::Interrupted`]).
+/// What the `conveyor worker` command and a program with kinds of its own call.
+/// It never exits the process: the caller decides what to do.
+pub fn run_until_signalled(settings: Settings, registry: Registry) -> Result<Stopped, WorkerError> {
+    actix_rt::System::new().block_on(async move {
+        let (first_tx, first_rx) = oneshot::channel();
+        let (second_tx, second_rx) = oneshot::channel();
+        actix_rt::spawn(relay_signals(first_tx, second_tx));
+        // Without signal handlers (the senders are gone) the worker runs on.
+        let first = async move {
+            if first_rx.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
         tokio::select! {
-            _ = term.recv() => {},
-            _ = int.recv() => {},
+            result = run(settings, registry, first) => result.map(|()| Stopped::Drained),
+            Ok(()) = second_rx => Ok(Stopped::Interrupted),
         }
-        log::warn!(target: "conveyor", "second signal: exiting now; unfinished jobs return to their queue when this worker's lease expires");
-        std::process::exit(130);
-    });
+    })
+}
+
+/// SIGTERM and SIGINT, as one stream of signal names.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn listen() -> Option<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => Some(Signals { term, int }),
+            _ => {
+                log::error!(target: "conveyor", "cannot listen for signals; stop this process with SIGKILL");
+                None
+            }
+        }
+    }
+
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
+
+/// Tells `first` on the first signal and `second` on the next one.
+async fn relay_signals(first: oneshot::Sender<()>, second: oneshot::Sender<()>) {
+    let Some(mut signals) = Signals::listen() else {
+        return;
+    };
+    let name = signals.next().await;
+    log::info!(target: "conveyor", "{name} received: finishing in-flight jobs (send it again to stop at once)");
+    let _ = first.send(());
+    signals.next().await;
+    log::warn!(target: "conveyor", "second signal: stopping now; unfinished jobs return to their queue when this worker's lease expires");
+    let _ = second.send(());
+}
+
+/// Resolves on the first SIGTERM or SIGINT (never, if signals cannot be
+/// listened to). For servers of one's own, such as `conveyor api`.
+pub async fn shutdown_signal() {
+    match Signals::listen() {
+        Some(mut signals) => {
+            let name = signals.next().await;
+            log::info!(target: "conveyor", "{name} received: stopping");
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// Runs a worker until `shutdown` resolves, then drains and hands back.
@@ -174,6 +232,7 @@ fn start_actors(
         metrics.clone(),
     ));
     let (outcome_tx, outcome_rx) = tokio::sync::mpsc::unbounded_channel();
+    let cancels = Arc::new(CancelSignals::default());
     let env = Arc::new(ProcessorEnv {
         registry,
         defaults: EnvelopeDefaults {
@@ -187,6 +246,7 @@ fn start_actors(
         feed: feed.clone(),
         concurrency: settings.processors.concurrency,
         outcomes: outcome_tx,
+        cancels: cancels.clone(),
     });
     let addr = SyncArbiter::start(settings.processors.count, move || {
         Processor::new(env.clone())
@@ -199,6 +259,7 @@ fn start_actors(
     Beacon::new(redis.clone(), &worker, metrics.clone(), settings).start();
     let reader = {
         let (settings, redis, metrics) = (settings.clone(), redis.clone(), metrics.clone());
+        let worker = worker.clone();
         QueueReader::create(move |ctx| {
             let db = DbWriter::new(
                 mysql,
@@ -227,12 +288,22 @@ fn start_actors(
         metrics.clone(),
     )
     .start();
-    let heartbeat = Duration::from_millis(settings.recovery.heartbeat_ms);
+    let heartbeat = settings.recovery.heartbeat();
     Reaper::new(
         redis.clone(),
         queues.clone(),
         heartbeat,
         reader.clone().recipient(),
+        metrics.clone(),
+    )
+    .start();
+    QueueWatch::new(
+        redis.clone(),
+        worker,
+        queues.clone(),
+        Duration::from_millis(settings.queues.control_poll_ms),
+        reader.clone().recipient(),
+        cancels,
         metrics.clone(),
     )
     .start();

@@ -120,6 +120,37 @@ fn all_sleeping(count: usize, ms: u64, extra: &[(&str, &str)]) -> (World, Convey
     (w, worker)
 }
 
+/// Shortening the lease is one key: the heartbeat follows it (a sixth of
+/// it), so a worker given only `recovery.lease_ms = 3000` starts, and a
+/// killed worker's jobs are recovered about three seconds after the kill.
+#[test]
+fn a_shorter_lease_alone_recovers_a_killed_workers_jobs_in_seconds() {
+    let lease_only = [("CONVEYOR__RECOVERY__LEASE_MS", "3000")];
+    let count = 20;
+    let w = world();
+    let jobs: Vec<String> = (0..count)
+        .map(|i| job("sleep", Some(&format!("mix-{i:05}")), json!({ "ms": 3000 })))
+        .collect();
+    w.env.push("default", &jobs);
+    let mut first = w.env.worker(&lease_only);
+    support::wait_until("jobs to start", WAIT, || pending(&w.env) == 0);
+    first.kill9();
+    let killed_at = Instant::now();
+    let mut second = w.env.worker(&lease_only);
+    second.wait_for_log("stopped renewing its lease", WAIT);
+    let recovered_after = killed_at.elapsed();
+    assert_all_done_once(&w.env, count);
+    assert!(second.is_running(), "{}", second.log());
+    eprintln!("lease 3000 ms alone: jobs recovered {recovered_after:?} after the kill");
+    // The lease plus a few heartbeats of 500 ms and a start-up; the 5 s
+    // heartbeat of the defaults alone would be refused at start.
+    assert!(
+        recovered_after < Duration::from_secs(10),
+        "recovered only after {recovered_after:?}: {}",
+        second.log()
+    );
+}
+
 /// kill -9 while a few thousand jobs are in flight; a new worker recovers
 /// the dead one's jobs after the lease and everything completes once.
 #[test]

@@ -19,9 +19,9 @@ use crate::metrics::Metrics;
 use crate::redis_queue::{RedisQueue, Throughput, WorkerBeacon};
 
 /// How often the counters are folded into Redis.
-pub const FOLD_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const FOLD_INTERVAL: Duration = Duration::from_secs(1);
 
-pub struct Beacon {
+pub(crate) struct Beacon {
     redis: RedisQueue,
     metrics: Arc<Metrics>,
     /// The fixed part of the beacon (identity and sizes).
@@ -33,7 +33,7 @@ pub struct Beacon {
 }
 
 impl Beacon {
-    pub fn new(
+    pub(crate) fn new(
         redis: RedisQueue,
         worker: &str,
         metrics: Arc<Metrics>,

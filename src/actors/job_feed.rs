@@ -26,7 +26,7 @@ struct FeedState {
     wakes_queued: usize,
 }
 
-pub struct JobFeed {
+pub(crate) struct JobFeed {
     state: Mutex<FeedState>,
     notify: Notify,
     threads: usize,
@@ -35,7 +35,7 @@ pub struct JobFeed {
 }
 
 impl JobFeed {
-    pub fn new(threads: usize, per_thread: usize, metrics: Arc<Metrics>) -> JobFeed {
+    pub(crate) fn new(threads: usize, per_thread: usize, metrics: Arc<Metrics>) -> JobFeed {
         JobFeed {
             state: Mutex::new(FeedState {
                 jobs: VecDeque::new(),
@@ -59,7 +59,7 @@ impl JobFeed {
 
     /// Adds jobs and wakes the busy threads. Returns how many idle threads
     /// the caller must send a `Drain` message to.
-    pub fn push(&self, jobs: Vec<ClaimedJob>) -> usize {
+    pub(crate) fn push(&self, jobs: Vec<ClaimedJob>) -> usize {
         let wakes = {
             let mut state = self.lock();
             state.jobs.extend(jobs);
@@ -77,14 +77,14 @@ impl JobFeed {
     }
 
     /// A thread starts handling a `Drain` message.
-    pub fn begin(&self) {
+    pub(crate) fn begin(&self) {
         let mut state = self.lock();
         state.wakes_queued = state.wakes_queued.saturating_sub(1);
         state.active += 1;
     }
 
     /// Takes up to `max` jobs for the calling thread.
-    pub fn take(&self, max: usize) -> Vec<ClaimedJob> {
+    pub(crate) fn take(&self, max: usize) -> Vec<ClaimedJob> {
         let mut state = self.lock();
         let count = max.min(state.jobs.len());
         let jobs: Vec<ClaimedJob> = state.jobs.drain(..count).collect();
@@ -92,10 +92,22 @@ impl JobFeed {
         jobs
     }
 
+    /// Takes every waiting job of `queue` (the queue was paused: they must not start).
+    pub(crate) fn take_queue(&self, queue: &str) -> Vec<ClaimedJob> {
+        let mut state = self.lock();
+        let (taken, kept): (VecDeque<ClaimedJob>, VecDeque<ClaimedJob>) =
+            std::mem::take(&mut state.jobs)
+                .into_iter()
+                .partition(|job| &*job.handle.queue == queue);
+        state.jobs = kept;
+        self.publish(&state);
+        taken.into_iter().collect()
+    }
+
     /// The calling thread has nothing running: it leaves (returns true)
     /// unless jobs arrived meanwhile. Checked under the lock that `push`
     /// takes, so a job pushed now either is seen here or wakes a thread.
-    pub fn leave_if_empty(&self) -> bool {
+    pub(crate) fn leave_if_empty(&self) -> bool {
         let mut state = self.lock();
         if state.jobs.is_empty() {
             state.active = state.active.saturating_sub(1);
@@ -106,13 +118,13 @@ impl JobFeed {
     }
 
     /// A thread left without `leave_if_empty` (its handler failed).
-    pub fn abandon(&self) {
+    pub(crate) fn abandon(&self) {
         let mut state = self.lock();
         state.active = state.active.saturating_sub(1);
     }
 
     /// Drops every waiting job (shutdown: they are handed back in Redis).
-    pub fn clear(&self) -> usize {
+    pub(crate) fn clear(&self) -> usize {
         let mut state = self.lock();
         let dropped = state.jobs.len();
         state.jobs.clear();
@@ -122,7 +134,7 @@ impl JobFeed {
 
     /// A future that resolves on the next `push` (create it, then check the
     /// feed, then await it, so no push is missed).
-    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+    pub(crate) fn notified(&self) -> tokio::sync::futures::Notified<'_> {
         self.notify.notified()
     }
 
@@ -151,6 +163,7 @@ mod tests {
                 duplicate_of: None,
                 last_error: None,
                 claimed_at_ms: 0,
+                cancelled: false,
             })
             .collect()
     }

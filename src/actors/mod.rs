@@ -7,6 +7,7 @@
 //!                        └────Committed───────┘
 //!  Scheduler (due retries → ready) · Ticker (schedule ticks → pending)
 //!  Reaper (expired leases → ready) · Monitor (log line)
+//!  QueueWatch (pause flags → QueueReader, cancel signals → CancelSignals → processors)
 //!  Beacon (counters → per-minute throughput history and the worker's beacon, once a second)
 //! ```
 //!
@@ -18,16 +19,20 @@
 //! - [`ticker::Ticker`]: enqueues due schedule ticks, once across all workers.
 //! - [`reaper::Reaper`]: recovers jobs of workers whose lease expired.
 //! - [`monitor::Monitor`]: the `conveyor::mailbox` log line.
+//! - [`queue_watch::QueueWatch`]: follows pause flags and cancel signals in Redis.
+//! - [`cancel_signals::CancelSignals`]: which held jobs were cancelled (shared, not an actor).
 //! - [`beacon::Beacon`]: the dashboard's throughput history and worker list.
 //!
 //! Each message type is defined beside the actor that handles it.
 
-pub mod beacon;
-pub mod db_writer;
-pub mod job_feed;
-pub mod monitor;
-pub mod processor;
-pub mod queue_reader;
-pub mod reaper;
-pub mod scheduler;
-pub mod ticker;
+pub(crate) mod beacon;
+pub(crate) mod cancel_signals;
+pub(crate) mod db_writer;
+pub(crate) mod job_feed;
+pub(crate) mod monitor;
+pub(crate) mod processor;
+pub(crate) mod queue_reader;
+pub(crate) mod queue_watch;
+pub(crate) mod reaper;
+pub(crate) mod scheduler;
+pub(crate) mod ticker;

@@ -15,7 +15,7 @@ use actix::prelude::*;
 use crate::metrics::Metrics;
 use crate::redis_queue::{QueueDepths, RedisQueue};
 
-pub struct Monitor {
+pub(crate) struct Monitor {
     redis: RedisQueue,
     queues: Vec<Arc<str>>,
     metrics: Arc<Metrics>,
@@ -34,7 +34,7 @@ struct Snapshot {
 }
 
 impl Monitor {
-    pub fn new(
+    pub(crate) fn new(
         redis: RedisQueue,
         queues: Vec<Arc<str>>,
         metrics: Arc<Metrics>,
@@ -115,13 +115,14 @@ impl Monitor {
         }
         let _ = write!(
             line,
-            " | last {:.1}s: claimed={} committed={} ({:.0}/s) | totals: succeeded={} dead={} retried={} dead_letters={} panics={}",
+            " | last {:.1}s: claimed={} committed={} ({:.0}/s) | totals: succeeded={} dead={} cancelled={} retried={} dead_letters={} panics={}",
             elapsed,
             claimed - self.last.claimed,
             committed - self.last.committed,
             (committed - self.last.committed) as f64 / elapsed,
             Metrics::get(&m.succeeded_total),
             Metrics::get(&m.dead_total),
+            Metrics::get(&m.cancelled_total),
             Metrics::get(&m.retried_total),
             Metrics::get(&m.dead_letters_total),
             Metrics::get(&m.panics_total),

@@ -10,6 +10,11 @@
 //! slow job never holds the other slots idle. Outcomes go back to the
 //! QueueReader over a channel as they finish.
 //!
+//! A job cancelled before it starts ends `cancelled` without running; a
+//! running one is cut off (async handlers: the future is dropped) or told
+//! through `JobContext::is_cancelled` (CPU handlers), through
+//! [`CancelSignals`].
+//!
 //! It must never talk to Redis or MySQL, and never let a panic escape a job:
 //! actix does not restart a SyncArbiter thread that panicked, so an escaped
 //! panic would shrink the pool for good.
@@ -23,6 +28,7 @@ use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
+use super::cancel_signals::CancelSignals;
 use super::job_feed::JobFeed;
 use crate::backoff::Backoff;
 use crate::job::{
@@ -33,7 +39,7 @@ use crate::kinds::{Handler as KindHandler, JobContext, JobError, Registry, Retry
 use crate::metrics::Metrics;
 
 /// What every processor thread needs; shared.
-pub struct ProcessorEnv {
+pub(crate) struct ProcessorEnv {
     pub registry: Registry,
     pub defaults: EnvelopeDefaults,
     pub backoff: Backoff,
@@ -44,22 +50,24 @@ pub struct ProcessorEnv {
     pub concurrency: usize,
     /// Where outcomes go (the QueueReader).
     pub outcomes: UnboundedSender<Vec<Outcome>>,
+    /// Which held jobs were cancelled.
+    pub cancels: Arc<CancelSignals>,
 }
 
 /// What the QueueReader holds of the pool: its address, the feed it fills
 /// and the channel the outcomes come back on.
-pub struct ProcessorPool {
+pub(crate) struct ProcessorPool {
     pub addr: Addr<Processor>,
     pub feed: Arc<JobFeed>,
     pub outcomes: UnboundedReceiver<Vec<Outcome>>,
 }
 
 /// Run jobs from the feed until it is empty and nothing is running.
-#[derive(Message)]
+#[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct Drain;
+pub(crate) struct Drain;
 
-pub struct Processor {
+pub(crate) struct Processor {
     env: Arc<ProcessorEnv>,
     runtime: tokio::runtime::Runtime,
 }
@@ -67,7 +75,7 @@ pub struct Processor {
 impl Processor {
     /// The pool's factory. Building a current-thread runtime only fails when
     /// the OS refuses a timer or I/O driver, which no worker survives anyway.
-    pub fn new(env: Arc<ProcessorEnv>) -> Processor {
+    pub(crate) fn new(env: Arc<ProcessorEnv>) -> Processor {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -163,7 +171,7 @@ fn report(env: &ProcessorEnv, outcomes: Vec<Outcome>) {
 }
 
 /// Decides one job's outcome.
-pub async fn run_job(env: &ProcessorEnv, job: ClaimedJob) -> Outcome {
+pub(crate) async fn run_job(env: &ProcessorEnv, job: ClaimedJob) -> Outcome {
     let started_ms = now_ms();
     let mut valid = match parse_message(&job.raw, &job.handle.token, &env.defaults) {
         Ok(valid) => valid,
@@ -176,6 +184,9 @@ pub async fn run_job(env: &ProcessorEnv, job: ClaimedJob) -> Outcome {
             })
         }
     };
+    if job.cancelled {
+        return cancelled(job, valid, None, "cancelled before it started");
+    }
     if let Some(holder) = job.duplicate_of.clone() {
         return duplicate(job, valid, holder);
     }
@@ -192,6 +203,9 @@ pub async fn run_job(env: &ProcessorEnv, job: ClaimedJob) -> Outcome {
             .unwrap_or_else(|| format!("no attempts left ({} made)", job.attempts_made));
         return finished(job, valid, Err(JobError::permanent(error)), None);
     }
+    let Some(cancel) = env.cancels.start(&job.handle) else {
+        return cancelled(job, valid, None, "cancelled before it started");
+    };
     let attempt = job.attempts_made + 1;
     let result = match env.registry.get(&valid.kind) {
         None => Err(JobError::permanent(format!(
@@ -206,11 +220,18 @@ pub async fn run_job(env: &ProcessorEnv, job: ClaimedJob) -> Outcome {
                 attempt,
                 max_attempts: valid.max_attempts,
                 deadline: Instant::now() + Duration::from_millis(valid.timeout_ms),
+                cancel: cancel.clone(),
             };
             let payload = std::mem::take(&mut valid.payload);
             run_handler(env, handler, ctx, payload, valid.timeout_ms).await
         }
     };
+    env.cancels.finish(&job.handle);
+    if cancel.is_cancelled() && result.is_err() {
+        let mut job = job;
+        job.attempts_made = attempt;
+        return cancelled(job, valid, Some(started_ms), "cancelled while running");
+    }
     decide(env, job, valid, attempt, result, started_ms)
 }
 
@@ -233,10 +254,15 @@ async fn run_handler(
             }
         }
         KindHandler::Async(run) => {
+            let cancel = ctx.cancel.clone();
             let future = AssertUnwindSafe(run(ctx, payload)).catch_unwind();
-            match tokio::time::timeout(timeout, future).await {
-                Ok(result) => result,
-                Err(_) => Ok(Err(timed_out(timeout_ms))),
+            // Cancelling drops the handler's future: it stops at its next await.
+            tokio::select! {
+                timed = tokio::time::timeout(timeout, future) => match timed {
+                    Ok(result) => result,
+                    Err(_) => Ok(Err(timed_out(timeout_ms))),
+                },
+                () = cancel.cancelled() => Ok(Err(JobError::permanent("job cancelled"))),
             }
         }
     };
@@ -291,6 +317,23 @@ fn decide(
             finished(job, valid, result, Some(started_ms))
         }
     }
+}
+
+/// A `cancelled` row: the job will not run (again).
+fn cancelled(job: ClaimedJob, valid: ValidJob, started_at_ms: Option<i64>, error: &str) -> Outcome {
+    Outcome::Finished(ResultRow {
+        handle: job.handle,
+        id: valid.id,
+        kind: valid.kind,
+        status: FinalStatus::Cancelled,
+        attempts: job.attempts_made,
+        output: None,
+        error: Some(error.to_string()),
+        enqueued_at_ms: valid.enqueued_at_ms,
+        started_at_ms,
+        finished_at_ms: now_ms(),
+        message: None,
+    })
 }
 
 /// A message refused because job `holder` holds its `unique_key`: it does
@@ -356,6 +399,7 @@ mod tests {
             metrics,
             concurrency: 1,
             outcomes,
+            cancels: Arc::new(CancelSignals::default()),
         }
     }
 
@@ -369,6 +413,7 @@ mod tests {
             attempts_made: 0,
             last_error: None,
             claimed_at_ms: 0,
+            cancelled: false,
             duplicate_of: None,
         }
     }
@@ -420,5 +465,93 @@ mod tests {
             }
             other => panic!("expected a dead row, got {other:?}"),
         }
+    }
+
+    /// Cancels job `tok-1` of queue `q` after `delay`, from another thread.
+    fn cancel_later(env: &ProcessorEnv, delay: Duration) -> std::thread::JoinHandle<()> {
+        let cancels = env.cancels.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            cancels.set_signalled(&"q".into(), vec!["tok-1".to_string()]);
+        })
+    }
+
+    fn assert_cancelled(outcome: Outcome, started: bool) {
+        match outcome {
+            Outcome::Finished(row) => {
+                assert_eq!(row.status, FinalStatus::Cancelled);
+                assert_eq!(row.started_at_ms.is_some(), started, "{row:?}");
+                assert_eq!(row.output, None);
+            }
+            other => panic!("expected a cancelled row, got {other:?}"),
+        }
+    }
+
+    /// An async handler is cut off when its job is cancelled: its future is dropped.
+    #[test]
+    fn a_cancelled_async_job_is_cut_off() {
+        let mut registry = Registry::new();
+        registry.register_async("forever", |_, _| async {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok(serde_json::Value::Null)
+        });
+        let env = env_with(registry);
+        let canceller = cancel_later(&env, Duration::from_millis(50));
+        let started = Instant::now();
+        assert_cancelled(run(&env, r#"{"kind":"forever"}"#), true);
+        assert!(started.elapsed() < Duration::from_secs(60));
+        canceller.join().expect("canceller");
+    }
+
+    /// A CPU handler sees the cancellation through its context and stops.
+    #[test]
+    fn a_blocking_handler_polls_for_cancellation() {
+        let mut registry = Registry::new();
+        registry.register_blocking("loop", |ctx, _| loop {
+            ctx.check_cancelled()?;
+            std::thread::sleep(Duration::from_millis(1));
+        });
+        let env = env_with(registry);
+        let canceller = cancel_later(&env, Duration::from_millis(50));
+        assert_cancelled(run(&env, r#"{"kind":"loop","max_attempts":5}"#), true);
+        canceller.join().expect("canceller");
+    }
+
+    /// A job that finishes although it was cancelled keeps its success.
+    #[test]
+    fn a_job_that_finished_first_keeps_its_result() {
+        let mut registry = Registry::new();
+        registry.register_blocking("stubborn", |ctx, _| {
+            while !ctx.is_cancelled() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Ok(serde_json::json!("done anyway"))
+        });
+        let env = env_with(registry);
+        let canceller = cancel_later(&env, Duration::from_millis(20));
+        match run(&env, r#"{"kind":"stubborn"}"#) {
+            Outcome::Finished(row) => assert_eq!(row.status, FinalStatus::Succeeded),
+            other => panic!("expected a success, got {other:?}"),
+        }
+        canceller.join().expect("canceller");
+    }
+
+    /// A job signalled before it starts, or claimed as cancelled, never runs.
+    #[test]
+    fn a_job_cancelled_before_it_starts_never_runs() {
+        let mut registry = Registry::new();
+        registry.register_blocking("boom", |_, _| panic!("must not run"));
+        let env = env_with(registry);
+        env.cancels
+            .set_signalled(&"q".into(), vec!["tok-1".to_string()]);
+        assert_cancelled(run(&env, r#"{"kind":"boom"}"#), false);
+        let env = env_with(Registry::new());
+        let mut job = claimed(r#"{"kind":"boom"}"#);
+        job.cancelled = true;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        assert_cancelled(runtime.block_on(run_job(&env, job)), false);
     }
 }

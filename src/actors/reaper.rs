@@ -20,7 +20,7 @@ use crate::job::now_ms;
 use crate::metrics::Metrics;
 use crate::redis_queue::RedisQueue;
 
-pub struct Reaper {
+pub(crate) struct Reaper {
     redis: RedisQueue,
     queues: Vec<Arc<str>>,
     tick: Duration,
@@ -32,7 +32,7 @@ pub struct Reaper {
 }
 
 impl Reaper {
-    pub fn new(
+    pub(crate) fn new(
         redis: RedisQueue,
         queues: Vec<Arc<str>>,
         tick: Duration,

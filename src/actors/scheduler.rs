@@ -18,7 +18,7 @@ use crate::redis_queue::RedisQueue;
 /// Most jobs promoted per queue per tick; the rest go next tick.
 const PROMOTE_LIMIT: usize = 1000;
 
-pub struct Scheduler {
+pub(crate) struct Scheduler {
     redis: RedisQueue,
     queues: Vec<Arc<str>>,
     tick: Duration,
@@ -29,7 +29,7 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    pub fn new(
+    pub(crate) fn new(
         redis: RedisQueue,
         queues: Vec<Arc<str>>,
         tick: Duration,

@@ -18,7 +18,7 @@ use crate::metrics::Metrics;
 use crate::redis_queue::{QueueError, RedisQueue};
 use crate::schedules::{plan, Plan, Schedule};
 
-pub struct Ticker {
+pub(crate) struct Ticker {
     redis: RedisQueue,
     schedules: Arc<[Schedule]>,
     every: Duration,
@@ -29,7 +29,7 @@ pub struct Ticker {
 }
 
 impl Ticker {
-    pub fn new(
+    pub(crate) fn new(
         redis: RedisQueue,
         schedules: Vec<Schedule>,
         every: Duration,

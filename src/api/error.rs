@@ -8,8 +8,9 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
-use crate::config::redact_text;
+use crate::control::ControlError;
 use crate::intake::Rejected;
+use crate::redact::redact_text;
 use crate::redis_queue::QueueError;
 use crate::store::StoreError;
 
@@ -28,6 +29,16 @@ pub enum ApiError {
     /// No such job (404).
     #[error("no job {0:?} in {1}")]
     NotFound(String, String),
+    /// No such queue (404).
+    #[error("no queue {0:?}: it is not in queues.names and Redis holds nothing of it")]
+    UnknownQueue(String),
+    /// The job has finished already (409); says how.
+    #[error("job {id:?} has finished already: {status}")]
+    Finished {
+        id: String,
+        queue: String,
+        status: String,
+    },
     /// No such schedule (404).
     #[error("no schedule {0:?} in the configuration")]
     NoSchedule(String),
@@ -83,14 +94,38 @@ impl ApiError {
     }
 }
 
+impl From<ControlError> for ApiError {
+    fn from(error: ControlError) -> ApiError {
+        let invalid = |field: &str, reason: String| {
+            ApiError::Invalid(Rejected {
+                field: Some(field.to_string()),
+                reason,
+            })
+        };
+        match error {
+            ControlError::InvalidQueue(_) => {
+                invalid("queue", "must be 1-64 chars of [A-Za-z0-9_.-]".to_string())
+            }
+            ControlError::InvalidId(_) => {
+                invalid("id", "must be 1-64 chars of [A-Za-z0-9_.:-]".to_string())
+            }
+            ControlError::UnknownQueue(queue) => ApiError::UnknownQueue(queue),
+            ControlError::Redis(error) => ApiError::Redis(error),
+            ControlError::Mysql(error) => ApiError::Mysql(error),
+        }
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::Invalid(_) | ApiError::Body(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::NotFound(..) | ApiError::NoSchedule(_) | ApiError::NoRoute(_) => {
-                StatusCode::NOT_FOUND
-            }
+            ApiError::NotFound(..)
+            | ApiError::NoSchedule(_)
+            | ApiError::NoRoute(_)
+            | ApiError::UnknownQueue(_) => StatusCode::NOT_FOUND,
+            ApiError::Finished { .. } => StatusCode::CONFLICT,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Redis(_) | ApiError::Mysql(_) | ApiError::Partial { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -104,9 +139,19 @@ impl ResponseError for ApiError {
         if matches!(self, ApiError::Unauthorized) {
             response.insert_header(("WWW-Authenticate", "Bearer"));
         }
-        response.json(json!({
+        let mut body = json!({
             "error": redact_text(&self.to_string()),
             "field": self.field(),
-        }))
+        });
+        match self {
+            ApiError::Finished { id, queue, status } => {
+                body["id"] = json!(id);
+                body["queue"] = json!(queue);
+                body["status"] = json!(status);
+            }
+            ApiError::UnknownQueue(queue) => body["queue"] = json!(queue),
+            _ => {}
+        }
+        response.json(body)
     }
 }

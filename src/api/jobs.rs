@@ -16,7 +16,7 @@ use crate::job::{is_valid_job_id, is_valid_queue_name};
 use crate::redis_queue::JobState;
 use crate::store::{self, JobRecord};
 
-pub async fn submit(
+pub(super) async fn submit(
     state: web::Data<ApiState>,
     req: HttpRequest,
     payload: web::Payload,
@@ -46,7 +46,7 @@ async fn accept_one(state: &ApiState, job: Submission) -> Result<Value, ApiError
     })
 }
 
-pub async fn submit_batch(
+pub(super) async fn submit_batch(
     state: web::Data<ApiState>,
     req: HttpRequest,
     payload: web::Payload,
@@ -112,7 +112,7 @@ async fn accept_by_queue(state: &ApiState, jobs: Vec<Submission>) -> Result<(), 
     Ok(())
 }
 
-pub async fn status(
+pub(super) async fn status(
     state: web::Data<ApiState>,
     req: HttpRequest,
     id: web::Path<String>,
@@ -171,7 +171,7 @@ pub(crate) async fn find_job(
 }
 
 /// The optional `?queue=` parameter.
-fn queue_param(query: &str) -> Result<Option<String>, ApiError> {
+pub(super) fn queue_param(query: &str) -> Result<Option<String>, ApiError> {
     let queue = url::form_urlencoded::parse(query.as_bytes())
         .find(|(key, _)| key == "queue")
         .map(|(_, value)| value.into_owned());

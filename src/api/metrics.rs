@@ -23,6 +23,7 @@ pub struct ApiMetrics {
     accepted: IntCounterVec,
     duplicates: IntCounterVec,
     queue_depth: IntGaugeVec,
+    queue_paused: IntGaugeVec,
 }
 
 impl ApiMetrics {
@@ -55,6 +56,11 @@ impl ApiMetrics {
                 "conveyor_queue_depth",
                 "Jobs of a queue in Redis by state, read at scrape time.",
                 &["queue", "state"],
+            )?,
+            queue_paused: reg.gauge_vec(
+                "conveyor_queue_paused",
+                "1 while a queue is paused (no job of it starts), read at scrape time.",
+                &["queue"],
             )?,
             registry,
         })
@@ -90,6 +96,9 @@ impl ApiMetrics {
                 .with_label_values(&[queue, state])
                 .set(i64::try_from(value).unwrap_or(i64::MAX));
         }
+        self.queue_paused
+            .with_label_values(&[queue])
+            .set(i64::from(depths.paused));
     }
 
     /// Drops a queue's depth series (Redis did not answer): no stale values.
@@ -97,6 +106,7 @@ impl ApiMetrics {
         for state in ["pending", "running", "scheduled"] {
             let _ = self.queue_depth.remove_label_values(&[queue, state]);
         }
+        let _ = self.queue_paused.remove_label_values(&[queue]);
     }
 
     pub fn gather(&self) -> Vec<MetricFamily> {
@@ -115,6 +125,8 @@ fn route_label(path: &str) -> &'static str {
         "/metrics" => "/metrics",
         "/schedules" => "/schedules",
         p if p.starts_with("/jobs/") && !p[6..].contains('/') => "/jobs/{id}",
+        p if p.starts_with("/queues/") && p.ends_with("/pause") => "/queues/{queue}/pause",
+        p if p.starts_with("/queues/") && p.ends_with("/resume") => "/queues/{queue}/resume",
         p => schedule_route(p).unwrap_or("other"),
     }
 }
@@ -154,6 +166,7 @@ mod tests {
         assert_eq!(route_label("/jobs/batch"), "/jobs/batch");
         assert_eq!(route_label("/jobs/a/b"), "other");
         assert_eq!(route_label("/random"), "other");
+        assert_eq!(route_label("/queues/a/pause"), "/queues/{queue}/pause");
         assert_eq!(route_label("/schedules/x/pause"), "/schedules/{name}/pause");
         assert_eq!(route_label("/schedules/x/y/pause"), "other");
         assert_eq!(method_label("BREW"), "other");

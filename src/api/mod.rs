@@ -12,8 +12,10 @@
 //! |---|---|
 //! | `POST /jobs` | accept one envelope (`"queue"` optional) → 202 `{"id","queue"}` |
 //! | `POST /jobs/batch` | accept an array, all or nothing → 202 `[{"id","queue"}...]` |
-//! | `GET /jobs/{id}` | status: queued, running, retrying, succeeded, dead |
-//! | `GET /queues` | pending, running, scheduled, dead per configured queue |
+//! | `GET /jobs/{id}` | status: queued, running, retrying, succeeded, dead, cancelled |
+//! | `DELETE /jobs/{id}` | cancel → 202 `{"id","queue","status"}`; finished → 409; unknown → 404 |
+//! | `GET /queues` | pending, running, scheduled, dead, paused per queue (configured or holding jobs) |
+//! | `POST /queues/{q}/pause`, `/resume` | stop or restart starting its jobs → 204 |
 //! | `GET /schedules` | each schedule: next run, paused, latest runs |
 //! | `POST /schedules/{name}/trigger` | run a schedule now → 202 `{"id"}` |
 //! | `POST /schedules/{name}/pause`, `/resume` | pause or resume a schedule → 204 |
@@ -22,6 +24,7 @@
 //! | `GET /metrics` | Prometheus text format |
 //! | `/ui/...` | the dashboard ([`crate::ui`]), with its own login |
 
+mod control;
 mod error;
 pub(crate) mod jobs;
 mod metrics;
@@ -74,6 +77,15 @@ pub enum ApiStartError {
 #[derive(Clone)]
 pub struct ApiState {
     inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ApiState {
+    /// Connections and metrics are not worth printing; the queues are.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState")
+            .field("queues", &self.inner.settings.queues.names)
+            .finish_non_exhaustive()
+    }
 }
 
 struct Inner {
@@ -248,7 +260,10 @@ fn routes(config: &mut web::ServiceConfig) {
         .route("/jobs", web::post().to(jobs::submit))
         .route("/jobs/batch", web::post().to(jobs::submit_batch))
         .route("/jobs/{id}", web::get().to(jobs::status))
+        .route("/jobs/{id}", web::delete().to(control::cancel))
         .route("/queues", web::get().to(ops::queues))
+        .route("/queues/{queue}/pause", web::post().to(control::pause))
+        .route("/queues/{queue}/resume", web::post().to(control::resume))
         .route("/schedules", web::get().to(schedules::list))
         .route(
             "/schedules/{name}/trigger",

@@ -13,17 +13,25 @@ use prometheus::{Encoder, TextEncoder};
 use serde_json::{json, Map, Value};
 
 use super::{ApiError, ApiState};
-use crate::config::redact_text;
+use crate::redact::redact_text;
 use crate::store;
 
 /// Longest a readiness check waits for Redis or MySQL.
-pub const READY_TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub async fn queues(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+/// The configured queues, then every other queue Redis holds something of.
+pub(super) async fn queues(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let mut out = Map::new();
+    let mut names = state.settings().queues.names.clone();
+    for queue in state.redis().queues_in_redis().await? {
+        if !names.contains(&queue) {
+            names.push(queue);
+        }
+    }
     let mut depths = Vec::new();
-    for queue in &state.settings().queues.names {
-        depths.push((queue.clone(), state.redis().depths(queue).await?));
+    for queue in names {
+        let found = state.redis().depths(&queue).await?;
+        depths.push((queue, found));
     }
     let dead: HashMap<String, u64> = store::dead_counts(state.pool())
         .await?
@@ -33,17 +41,23 @@ pub async fn queues(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError
         let dead = dead.get(&queue).copied().unwrap_or(0);
         out.insert(
             queue,
-            json!({ "pending": d.pending, "running": d.running, "scheduled": d.scheduled, "dead": dead }),
+            json!({
+                "pending": d.pending,
+                "running": d.running,
+                "scheduled": d.scheduled,
+                "dead": dead,
+                "paused": d.paused,
+            }),
         );
     }
     Ok(HttpResponse::Ok().json(Value::Object(out)))
 }
 
-pub async fn health() -> HttpResponse {
+pub(super) async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-pub async fn ready(state: web::Data<ApiState>) -> HttpResponse {
+pub(super) async fn ready(state: web::Data<ApiState>) -> HttpResponse {
     let redis = within(READY_TIMEOUT, async {
         state.redis().ping().await.map_err(|e| e.to_string())
     });
@@ -77,7 +91,7 @@ async fn within(
         .unwrap_or_else(|_| Err(format!("no answer within {} ms", limit.as_millis())))
 }
 
-pub async fn metrics(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+pub(super) async fn metrics(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let refresh = async {
         for queue in &state.settings().queues.names {
             match state.redis().depths(queue).await {

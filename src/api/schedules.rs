@@ -11,12 +11,12 @@ use super::{ApiError, ApiState};
 use crate::job::now_ms;
 use crate::schedules::control;
 
-pub async fn list(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+pub(super) async fn list(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let views = control::list(state.schedules(), state.redis(), state.pool(), now_ms()).await?;
     Ok(HttpResponse::Ok().json(views))
 }
 
-pub async fn trigger(
+pub(super) async fn trigger(
     state: web::Data<ApiState>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -26,14 +26,14 @@ pub async fn trigger(
     Ok(HttpResponse::Accepted().json(json!({ "id": id, "queue": schedule.queue })))
 }
 
-pub async fn pause(
+pub(super) async fn pause(
     state: web::Data<ApiState>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     set_paused(&state, &name, true).await
 }
 
-pub async fn resume(
+pub(super) async fn resume(
     state: web::Data<ApiState>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {

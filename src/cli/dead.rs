@@ -13,8 +13,9 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
-use conveyor::config::{redact_url, Settings};
+use conveyor::config::Settings;
 use conveyor::job::now_ms;
+use conveyor::redact::redact_url;
 use conveyor::requeue;
 use conveyor::store::{self, DeadFilter, DeadJob, DeadLetterRecord};
 
@@ -24,7 +25,7 @@ use super::NothingMatched;
 #[command(
     after_help = "Examples:\n  conveyor dead list --kind email --older-than 1h\n  conveyor dead show 0190c3a1f2e4b6d8a0c2e4f6\n  conveyor dead retry --queue default --kind resize --limit 100\n  conveyor dead purge --older-than 30d\n  conveyor dead list --letters\n\nExit codes: 0 done, 1 nothing matched (show, retry, purge), 2 error."
 )]
-pub struct DeadArgs {
+pub(super) struct DeadArgs {
     #[command(subcommand)]
     command: DeadCommand,
 }
@@ -142,7 +143,7 @@ fn parse_age(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(number.saturating_mul(seconds)))
 }
 
-pub async fn run(settings: Settings, args: DeadArgs) -> anyhow::Result<()> {
+pub(super) async fn run(settings: Settings, args: DeadArgs) -> anyhow::Result<()> {
     let pool = store::open_pool(&settings.mysql.url, 2)?;
     let result = dispatch(&settings, &pool, args.command).await;
     pool.disconnect().await.ok();

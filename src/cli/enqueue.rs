@@ -12,9 +12,10 @@ use std::time::Instant;
 use anyhow::Context as _;
 use clap::Args;
 
-use conveyor::config::{redact_url, Settings};
+use conveyor::config::Settings;
 use conveyor::intake::{self, Rules, Submission};
 use conveyor::job::{new_job_id, validate_envelope, Envelope, EnvelopeDefaults, RunAt};
+use conveyor::redact::redact_url;
 use conveyor::redis_queue::RedisQueue;
 
 /// Jobs per pipelined push of `--file`.
@@ -24,7 +25,7 @@ const CHUNK: usize = 1000;
 #[command(
     after_help = "Examples:\n  conveyor enqueue --kind noop --payload '{\"hello\":1}'\n  conveyor enqueue --kind sleep --payload '{\"ms\":500}' --queue slow --run-at 2030-01-01T00:00:00Z\n  conveyor enqueue --file jobs.jsonl          # one envelope per line; \"queue\" optional per line\n  cat jobs.jsonl | conveyor enqueue --file - --queue bulk"
 )]
-pub struct EnqueueArgs {
+pub(super) struct EnqueueArgs {
     /// Handler name.
     #[arg(long, required_unless_present = "file")]
     kind: Option<String>,
@@ -56,7 +57,7 @@ pub struct EnqueueArgs {
     file: Option<PathBuf>,
 }
 
-pub async fn run(settings: Settings, args: EnqueueArgs) -> anyhow::Result<()> {
+pub(super) async fn run(settings: Settings, args: EnqueueArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         conveyor::job::is_valid_queue_name(&args.queue),
         "--queue must match [A-Za-z0-9_.-]{{1,64}}, got {:?}",

@@ -3,6 +3,7 @@
 
 mod api;
 mod bench;
+mod control;
 mod dead;
 mod enqueue;
 mod schedules;
@@ -13,14 +14,15 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-use conveyor::config::{redact_url, Settings};
+use conveyor::config::Settings;
 use conveyor::kinds::Registry;
+use conveyor::redact::redact_url;
 use conveyor::redis_queue::RedisQueue;
 
 /// conveyor — background jobs from Redis, processed by actors, results in MySQL.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about = None)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Configuration file layered over the defaults (env CONVEYOR__* overrides both).
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -48,6 +50,10 @@ enum Command {
     Api(api::ApiArgs),
     /// List, show, retry or purge dead jobs and dead letters.
     Dead(dead::DeadArgs),
+    /// Pause or resume a queue.
+    Queue(control::QueueArgs),
+    /// Cancel a job: waiting ones never start, running ones are stopped.
+    Cancel(control::CancelArgs),
     /// List, trigger, pause or resume the configured schedules.
     Schedules(schedules::SchedulesArgs),
 }
@@ -55,9 +61,9 @@ enum Command {
 /// A command found nothing to act on (exit code 1, not an error).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct NothingMatched(pub String);
+pub(crate) struct NothingMatched(pub String);
 
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load(cli.config.as_deref())?;
     match cli.command {
         Command::Worker => run_worker(settings),
@@ -67,14 +73,19 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => block_on(bench::run(settings, cli.config, args)),
         Command::Api(args) => block_on(api::run(settings, args)),
         Command::Dead(args) => block_on(dead::run(settings, args)),
+        Command::Queue(args) => block_on(control::queue(settings, args)),
+        Command::Cancel(args) => block_on(control::cancel(settings, args)),
         Command::Schedules(args) => block_on(schedules::run(settings, args)),
     }
 }
 
 fn run_worker(settings: Settings) -> anyhow::Result<()> {
     let registry = Registry::with_builtins_configured(&settings.kinds);
-    conveyor::worker::run_until_signalled(settings, registry)?;
-    Ok(())
+    match conveyor::worker::run_until_signalled(settings, registry)? {
+        conveyor::worker::Stopped::Drained => Ok(()),
+        // A second signal: stop now, with the status of an interrupted program.
+        conveyor::worker::Stopped::Interrupted => std::process::exit(130),
+    }
 }
 
 fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(future: F) -> anyhow::Result<()> {

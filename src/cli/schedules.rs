@@ -14,7 +14,7 @@ use conveyor::schedules::control::{self, ScheduleView};
 #[command(
     after_help = "Examples:\n  conveyor schedules list\n  conveyor schedules list --json\n  conveyor schedules trigger nightly-report\n  conveyor schedules pause nightly-report\n  conveyor schedules resume nightly-report\n\nSchedules are the [[schedules]] entries of the configuration; pause state lives in Redis and holds for every worker."
 )]
-pub struct SchedulesArgs {
+pub(super) struct SchedulesArgs {
     #[command(subcommand)]
     command: SchedulesCommand,
 }
@@ -35,7 +35,7 @@ enum SchedulesCommand {
     Resume { name: String },
 }
 
-pub async fn run(settings: Settings, args: SchedulesArgs) -> anyhow::Result<()> {
+pub(super) async fn run(settings: Settings, args: SchedulesArgs) -> anyhow::Result<()> {
     let schedules = settings.schedules()?;
     let redis = super::connect_redis(&settings)?;
     match args.command {

@@ -8,15 +8,16 @@ use anyhow::Context as _;
 use clap::Args;
 use serde_json::{json, Map, Value};
 
-use conveyor::config::{redact_url, Settings};
+use conveyor::config::Settings;
 use conveyor::job::now_ms;
+use conveyor::redact::redact_url;
 use conveyor::redis_queue::{QueueDepths, RedisQueue};
 
 #[derive(Args, Debug)]
 #[command(
     after_help = "Examples:\n  conveyor stats\n  conveyor stats --json\n  conveyor stats --watch        # refresh every 2 s until Ctrl-C\n  conveyor stats --watch 10 --json   # one JSON line every 10 s"
 )]
-pub struct StatsArgs {
+pub(super) struct StatsArgs {
     /// Print JSON instead of a table (one line per refresh with --watch).
     #[arg(long)]
     json: bool,
@@ -34,7 +35,7 @@ struct QueueStats {
     workers: Vec<(String, i64)>,
 }
 
-pub async fn run(settings: Settings, args: StatsArgs) -> anyhow::Result<()> {
+pub(super) async fn run(settings: Settings, args: StatsArgs) -> anyhow::Result<()> {
     let redis = super::connect_redis(&settings)?;
     let pool = conveyor::store::open_pool(&settings.mysql.url, 1)?;
     let Some(every) = args.watch else {
@@ -106,6 +107,7 @@ fn to_json(stats: &[QueueStats]) -> Value {
                 "running": q.depths.running,
                 "scheduled": q.depths.scheduled,
                 "dead": q.dead,
+                "paused": q.depths.paused,
                 "workers": workers,
             });
             (q.name.clone(), value)
@@ -116,15 +118,21 @@ fn to_json(stats: &[QueueStats]) -> Value {
 
 fn print_table(stats: &[QueueStats]) {
     println!(
-        "{:<24} {:>10} {:>10} {:>10} {:>10} {:>8}",
-        "queue", "pending", "running", "scheduled", "dead", "workers"
+        "{:<24} {:>10} {:>10} {:>10} {:>10} {:>8} {:>7}",
+        "queue", "pending", "running", "scheduled", "dead", "workers", "paused"
     );
     let now = now_ms();
     for q in stats {
         let alive = q.workers.iter().filter(|(_, d)| *d > now).count();
         println!(
-            "{:<24} {:>10} {:>10} {:>10} {:>10} {:>8}",
-            q.name, q.depths.pending, q.depths.running, q.depths.scheduled, q.dead, alive
+            "{:<24} {:>10} {:>10} {:>10} {:>10} {:>8} {:>7}",
+            q.name,
+            q.depths.pending,
+            q.depths.running,
+            q.depths.scheduled,
+            q.dead,
+            alive,
+            if q.depths.paused { "yes" } else { "no" }
         );
     }
     let leases: Vec<(&str, &str, i64)> = stats

@@ -102,6 +102,7 @@ impl MemoryState {
                 attempts_made: self.attempts.get(&token).copied().unwrap_or(0),
                 last_error: None,
                 claimed_at_ms: now_ms,
+                cancelled: false,
                 duplicate_of: None,
             });
         }
@@ -117,6 +118,29 @@ pub(crate) struct MemoryQueue {
 }
 
 impl MemoryQueue {
+    /// Claims up to `max` jobs of one queue, renewing the lease.
+    async fn claim_one(
+        &self,
+        queue: &Arc<str>,
+        max: usize,
+        lease_deadline_ms: i64,
+    ) -> Result<Claimed, QueueError> {
+        let mut state = self.lock();
+        state.fault()?;
+        let lease_was_held = state.leases.contains_key(&**queue);
+        state.leases.insert(queue.to_string(), lease_deadline_ms);
+        let jobs = state.take(queue, max, crate::job::now_ms());
+        if state.lose_next_claim_replies > 0 {
+            state.lose_next_claim_replies -= 1;
+            return Err(QueueError::Protocol("reply lost".to_string()));
+        }
+        Ok(Claimed {
+            jobs,
+            lease_was_held,
+            paused: false,
+        })
+    }
+
     /// Reads or changes the state.
     pub(crate) fn with<T>(&self, f: impl FnOnce(&mut MemoryState) -> T) -> T {
         f(&mut self.lock())
@@ -143,25 +167,18 @@ impl MemoryQueue {
 }
 
 impl JobQueue for MemoryQueue {
-    async fn claim(
+    /// One queue after another; a fault ends the round with an error, as a
+    /// failed pipeline does.
+    async fn claim_many(
         &self,
-        queue: &Arc<str>,
-        max: usize,
+        asks: &[(Arc<str>, usize)],
         lease_deadline_ms: i64,
-    ) -> Result<Claimed, QueueError> {
-        let mut state = self.lock();
-        state.fault()?;
-        let lease_was_held = state.leases.contains_key(&**queue);
-        state.leases.insert(queue.to_string(), lease_deadline_ms);
-        let jobs = state.take(queue, max, crate::job::now_ms());
-        if state.lose_next_claim_replies > 0 {
-            state.lose_next_claim_replies -= 1;
-            return Err(QueueError::Protocol("reply lost".to_string()));
+    ) -> Result<Vec<Claimed>, QueueError> {
+        let mut claimed = Vec::with_capacity(asks.len());
+        for (queue, max) in asks {
+            claimed.push(self.claim_one(queue, *max, lease_deadline_ms).await?);
         }
-        Ok(Claimed {
-            jobs,
-            lease_was_held,
-        })
+        Ok(claimed)
     }
 
     async fn ack(&self, queue: &str, tokens: &[String]) -> Result<usize, QueueError> {

@@ -22,13 +22,14 @@ use crate::redis_queue::{wait_for_message, Claimed, QueueError, RedisQueue, Resc
 /// One worker's view of the queues it consumes. Every method acts on the jobs
 /// of the worker the value was made for.
 pub(crate) trait JobQueue: Clone + Unpin + 'static {
-    /// Claims up to `max` jobs of `queue`, renewing the lease to `lease_deadline_ms`.
-    fn claim(
+    /// Claims from several queues in one round trip: up to `max` jobs of
+    /// each (queue, max), answering in the same order, and renews the lease
+    /// on each to `lease_deadline_ms`.
+    fn claim_many(
         &self,
-        queue: &Arc<str>,
-        max: usize,
+        asks: &[(Arc<str>, usize)],
         lease_deadline_ms: i64,
-    ) -> impl Future<Output = Result<Claimed, QueueError>>;
+    ) -> impl Future<Output = Result<Vec<Claimed>, QueueError>>;
 
     /// Removes committed jobs; returns how many were still held.
     fn ack(
@@ -107,14 +108,13 @@ impl RedisJobQueue {
 }
 
 impl JobQueue for RedisJobQueue {
-    async fn claim(
+    async fn claim_many(
         &self,
-        queue: &Arc<str>,
-        max: usize,
+        asks: &[(Arc<str>, usize)],
         lease_deadline_ms: i64,
-    ) -> Result<Claimed, QueueError> {
+    ) -> Result<Vec<Claimed>, QueueError> {
         self.redis
-            .claim(queue, &self.worker, max, lease_deadline_ms)
+            .claim_many(asks, &self.worker, lease_deadline_ms)
             .await
     }
 

@@ -24,7 +24,7 @@ enum FailMode {
     Panic,
 }
 
-pub fn run(ctx: &JobContext, payload: Value) -> JobResult {
+pub(super) fn run(ctx: &JobContext, payload: Value) -> JobResult {
     let payload: FailPayload = if payload.is_null() {
         FailPayload::default()
     } else {

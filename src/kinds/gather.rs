@@ -46,7 +46,7 @@ struct GatherRequest {
     body: Option<Value>,
 }
 
-pub async fn run(http: HttpKinds, ctx: JobContext, payload: Value) -> JobResult {
+pub(super) async fn run(http: HttpKinds, ctx: JobContext, payload: Value) -> JobResult {
     let payload: GatherPayload = payload_as("gather", payload)?;
     let requests = validate(&http, payload.requests)?;
     let deadline = ctx.deadline;

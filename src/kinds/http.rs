@@ -42,7 +42,7 @@ enum Extract {
     Json,
 }
 
-pub async fn run(http: HttpKinds, ctx: JobContext, payload: Value) -> JobResult {
+pub(super) async fn run(http: HttpKinds, ctx: JobContext, payload: Value) -> JobResult {
     let payload: HttpPayload = payload_as("http", payload)?;
     let spec = RequestSpec::new(
         "http",
@@ -158,6 +158,7 @@ mod tests {
             attempt: 1,
             max_attempts: 3,
             deadline: std::time::Instant::now() + std::time::Duration::from_secs(5),
+            cancel: Default::default(),
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

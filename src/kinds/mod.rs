@@ -79,12 +79,31 @@ pub struct JobContext {
     /// When this attempt times out. Async handlers are cancelled then; CPU
     /// handlers should check [`JobContext::expired`] in long loops.
     pub deadline: Instant,
+    /// Fires when an operator cancels the job while it runs.
+    pub(crate) cancel: tokio_util::sync::CancellationToken,
 }
 
 impl JobContext {
     /// Whether the attempt's deadline has passed (cooperative timeout for CPU work).
     pub fn expired(&self) -> bool {
         Instant::now() >= self.deadline
+    }
+
+    /// Whether an operator cancelled the job while it runs. Async handlers
+    /// are cut off by themselves; CPU handlers should check this in long
+    /// loops (or use [`JobContext::check_cancelled`]) and return.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// `Err` once the job was cancelled, for `?` in long CPU loops. The job
+    /// then ends `cancelled`, not retried.
+    pub fn check_cancelled(&self) -> Result<(), JobError> {
+        if self.is_cancelled() {
+            Err(JobError::permanent("job cancelled"))
+        } else {
+            Ok(())
+        }
     }
 
     /// `Err` once the deadline has passed, for `?` in long CPU loops.
@@ -161,8 +180,17 @@ pub enum Handler {
     Async(Arc<AsyncFn>),
 }
 
+impl std::fmt::Debug for Handler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Handler::Blocking(_) => "Handler::Blocking",
+            Handler::Async(_) => "Handler::Async",
+        })
+    }
+}
+
 /// Job kinds by name. Cloned into every processor thread.
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Registry {
     handlers: HashMap<String, Handler>,
 }

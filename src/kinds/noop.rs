@@ -5,6 +5,6 @@ use serde_json::Value;
 
 use super::{JobContext, JobResult};
 
-pub fn run(_ctx: &JobContext, payload: Value) -> JobResult {
+pub(super) fn run(_ctx: &JobContext, payload: Value) -> JobResult {
     Ok(payload)
 }

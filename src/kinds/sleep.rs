@@ -17,7 +17,7 @@ struct SleepPayload {
     ms: u64,
 }
 
-pub async fn run(_ctx: JobContext, payload: Value) -> JobResult {
+pub(super) async fn run(_ctx: JobContext, payload: Value) -> JobResult {
     let SleepPayload { ms } = payload_as("sleep", payload)?;
     if ms > MAX_SLEEP_MS {
         return Err(super::JobError::permanent(format!(

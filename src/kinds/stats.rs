@@ -13,7 +13,7 @@ struct StatsPayload {
     values: Vec<f64>,
 }
 
-pub fn run(ctx: &JobContext, payload: Value) -> JobResult {
+pub(super) fn run(ctx: &JobContext, payload: Value) -> JobResult {
     let StatsPayload { mut values } = payload_as("stats", payload)?;
     if values.is_empty() {
         return Err(JobError::permanent(
@@ -55,6 +55,7 @@ mod tests {
             attempt: 1,
             max_attempts: 1,
             deadline: std::time::Instant::now() + std::time::Duration::from_secs(5),
+            cancel: Default::default(),
         }
     }
 

@@ -19,6 +19,7 @@ impl RedisQueue {
             .key(&keys.attempts)
             .key(&keys.errors)
             .key(&keys.accepted)
+            .key(&keys.cancel)
             .arg(id)
             .invoke_async(&mut self.conn.clone())
             .await?;
@@ -31,11 +32,13 @@ impl RedisQueue {
 
     pub async fn depths(&self, queue: &str) -> Result<QueueDepths, QueueError> {
         let keys = self.keys(queue);
-        let (pending, scheduled, running): (u64, u64, u64) = DEPTHS
+        let (pending, scheduled, running, paused): (u64, u64, u64, u8) = DEPTHS
             .key(&keys.pending)
             .key(&keys.ready)
             .key(&keys.scheduled)
             .key(&keys.workers)
+            .key(&keys.cancelled)
+            .key(&keys.paused)
             .arg(&keys.wip_prefix)
             .invoke_async(&mut self.conn.clone())
             .await?;
@@ -43,6 +46,7 @@ impl RedisQueue {
             pending,
             running,
             scheduled,
+            paused: paused == 1,
         })
     }
 

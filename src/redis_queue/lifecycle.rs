@@ -9,6 +9,8 @@
 
 use std::sync::Arc;
 
+use redis::{ErrorKind, ScriptInvocation, ServerErrorKind};
+
 use super::scripts::{ACK, CLAIM, HAND_BACK, HEARTBEAT, PROMOTE, REAP, RELEASE, RESCHEDULE};
 use super::Claimed;
 use super::{QueueError, RedisQueue, Reschedule, MAX_SCRIPT_BATCH};
@@ -23,9 +25,68 @@ impl RedisQueue {
         max: usize,
         lease_deadline_ms: i64,
     ) -> Result<Claimed, QueueError> {
+        let nonce = claim_nonce();
+        let reply: Vec<Vec<u8>> = self
+            .claim_invocation(queue, worker, max, &nonce, lease_deadline_ms)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        parse_claim(queue, reply)
+    }
+
+    /// Claims from several queues in one round trip: the claim script once
+    /// per queue (each on its own hash tag, so this works on Redis Cluster),
+    /// sent as one pipeline. `asks` are (queue, most jobs to take); the
+    /// answers come in the same order.
+    pub async fn claim_many(
+        &self,
+        asks: &[(Arc<str>, usize)],
+        worker: &str,
+        lease_deadline_ms: i64,
+    ) -> Result<Vec<Claimed>, QueueError> {
+        if let [(queue, max)] = asks {
+            return Ok(vec![
+                self.claim(queue, worker, *max, lease_deadline_ms).await?,
+            ]);
+        }
+        let nonces: Vec<String> = asks.iter().map(|_| claim_nonce()).collect();
+        let invocations: Vec<ScriptInvocation<'_>> = asks
+            .iter()
+            .zip(&nonces)
+            .map(|((queue, max), nonce)| {
+                self.claim_invocation(queue, worker, *max, nonce, lease_deadline_ms)
+            })
+            .collect();
+        let mut pipe = redis::pipe();
+        for invocation in &invocations {
+            pipe.invoke_script(invocation);
+        }
+        let mut conn = self.conn.clone();
+        let replies: Vec<Vec<Vec<u8>>> = match pipe.query_async(&mut conn).await {
+            Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                // Not run anywhere (the script is the same for every queue):
+                // load it and send the round again.
+                CLAIM.prepare_invoke().load_async(&mut conn).await?;
+                pipe.query_async(&mut conn).await?
+            }
+            other => other?,
+        };
+        asks.iter()
+            .zip(replies)
+            .map(|((queue, _), reply)| parse_claim(queue, reply))
+            .collect()
+    }
+
+    fn claim_invocation<'a>(
+        &self,
+        queue: &str,
+        worker: &str,
+        max: usize,
+        nonce: &str,
+        lease_deadline_ms: i64,
+    ) -> ScriptInvocation<'a> {
         let keys = self.keys(queue);
-        let nonce = format!("{:016x}", rand::random::<u64>());
-        let reply: Vec<Vec<u8>> = CLAIM
+        let mut invocation = CLAIM.prepare_invoke();
+        invocation
             .key(&keys.pending)
             .key(&keys.ready)
             .key(&keys.jobs)
@@ -34,42 +95,17 @@ impl RedisQueue {
             .key(keys.wip(worker))
             .key(&keys.workers)
             .key(&keys.ids)
+            .key(&keys.paused)
+            .key(&keys.cancel)
+            .key(&keys.cancelled)
             .key(self.unique_registry(queue))
             .arg(max)
-            .arg(&nonce)
+            .arg(nonce)
             .arg(worker)
             .arg(lease_deadline_ms)
             .arg(self.unique_prefix(queue))
-            .arg(crate::job::now_ms())
-            .invoke_async(&mut self.conn.clone())
-            .await?;
-        let claimed_at_ms = crate::job::now_ms();
-        let mut jobs = Vec::with_capacity(reply.len() / 4);
-        let mut fields = reply.into_iter();
-        let lease_was_held = fields.next().is_some_and(|flag| flag == b"1");
-        while let (Some(token), Some(raw), Some(attempts), Some(error), Some(holder)) = (
-            fields.next(),
-            fields.next(),
-            fields.next(),
-            fields.next(),
-            fields.next(),
-        ) {
-            jobs.push(ClaimedJob {
-                handle: JobHandle {
-                    queue: queue.clone(),
-                    token: utf8(token)?,
-                },
-                raw,
-                attempts_made: utf8(attempts)?.parse().unwrap_or(0),
-                last_error: Some(utf8(error)?).filter(|e| !e.is_empty()),
-                claimed_at_ms,
-                duplicate_of: Some(utf8(holder)?).filter(|h| !h.is_empty()),
-            });
-        }
-        Ok(Claimed {
-            jobs,
-            lease_was_held,
-        })
+            .arg(crate::job::now_ms());
+        invocation
     }
 
     /// Removes committed jobs from `worker`'s hold. Returns how many were
@@ -93,6 +129,8 @@ impl RedisQueue {
                 .key(&keys.errors)
                 .key(&keys.ids)
                 .key(&keys.accepted)
+                .key(&keys.cancel)
+                .key(keys.signal(worker))
                 .key(self.unique_registry(queue));
             for token in chunk {
                 invocation.arg(token);
@@ -120,7 +158,10 @@ impl RedisQueue {
             .key(&keys.jobs)
             .key(&keys.scheduled)
             .key(&keys.attempts)
-            .key(&keys.errors);
+            .key(&keys.errors)
+            .key(&keys.cancel)
+            .key(&keys.cancelled)
+            .key(keys.signal(worker));
         for job in jobs {
             let (attempts, error) = match &job.failure {
                 Some((attempts, error)) => (attempts.to_string(), error.as_str()),
@@ -184,8 +225,11 @@ impl RedisQueue {
             .key(&keys.attempts)
             .key(&keys.errors)
             .key(&keys.ready)
+            .key(&keys.cancel)
+            .key(&keys.cancelled)
             .arg(now_ms)
             .arg(&keys.wip_prefix)
+            .arg(&keys.signal_prefix)
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(reply
@@ -220,7 +264,10 @@ impl RedisQueue {
         invocation
             .key(keys.wip(worker))
             .key(&keys.jobs)
-            .key(&keys.ready);
+            .key(&keys.ready)
+            .key(&keys.cancel)
+            .key(&keys.cancelled)
+            .key(keys.signal(worker));
         for token in tokens {
             invocation.arg(token);
         }
@@ -235,6 +282,9 @@ impl RedisQueue {
             .key(&keys.jobs)
             .key(&keys.ready)
             .key(&keys.workers)
+            .key(&keys.cancel)
+            .key(&keys.cancelled)
+            .key(keys.signal(worker))
             .arg(worker)
             .invoke_async(&mut self.conn.clone())
             .await?)
@@ -272,6 +322,52 @@ impl RedisQueue {
             .await?;
         Ok(())
     }
+}
+
+/// Names the messages one claim takes from `pending` (`<nonce>-<i>`).
+fn claim_nonce() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// Reads a claim script's reply: the lease and pause flags, the number of
+/// cancelled jobs (they come first), then (token, message, attempts, error,
+/// unique key holder).
+fn parse_claim(queue: &Arc<str>, reply: Vec<Vec<u8>>) -> Result<Claimed, QueueError> {
+    let claimed_at_ms = crate::job::now_ms();
+    let mut jobs = Vec::with_capacity(reply.len() / 5);
+    let mut fields = reply.into_iter();
+    let lease_was_held = fields.next().is_some_and(|flag| flag == b"1");
+    let paused = fields.next().is_some_and(|flag| flag == b"1");
+    let mut cancelled: usize = match fields.next() {
+        Some(count) => utf8(count)?.parse().unwrap_or(0),
+        None => 0,
+    };
+    while let (Some(token), Some(raw), Some(attempts), Some(error), Some(holder)) = (
+        fields.next(),
+        fields.next(),
+        fields.next(),
+        fields.next(),
+        fields.next(),
+    ) {
+        jobs.push(ClaimedJob {
+            handle: JobHandle {
+                queue: queue.clone(),
+                token: utf8(token)?,
+            },
+            raw,
+            attempts_made: utf8(attempts)?.parse().unwrap_or(0),
+            last_error: Some(utf8(error)?).filter(|e| !e.is_empty()),
+            claimed_at_ms,
+            cancelled: cancelled > 0,
+            duplicate_of: Some(utf8(holder)?).filter(|h| !h.is_empty()),
+        });
+        cancelled = cancelled.saturating_sub(1);
+    }
+    Ok(Claimed {
+        jobs,
+        lease_was_held,
+        paused,
+    })
 }
 
 fn utf8(bytes: Vec<u8>) -> Result<String, QueueError> {

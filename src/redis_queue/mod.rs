@@ -18,12 +18,16 @@
 //! | `P:{q}:workers` | zset | worker id → lease deadline (unix ms) |
 //! | `P:{q}:ids` | hash | job id → claim token, for claimed jobs whose message starts with `{"id":"` |
 //! | `P:{q}:accepted` | hash | job id → accepted time, for jobs the HTTP API took and no worker finished yet |
+//! | `P:{q}:paused` | string | set while the queue is paused (the time it was paused) |
+//! | `P:{q}:cancel` | hash | token → cancel time, for cancelled jobs whose row is not written yet |
+//! | `P:{q}:cancelled` | list | tokens of cancelled jobs waiting for their `cancelled` row (message in `jobs`) |
+//! | `P:{q}:signal:<worker>` | set | tokens a worker holds that were cancelled while it ran them |
 //! | `P:{q}:unique:<key>` | string | the id of the job holding `unique_key` `<key>` |
 //! | `P:{q}:unique_tokens` | hash | claim token → (job id, hold-until, lock key) of jobs holding a unique lock |
 //! | `P:{q}:schedule:<name>` | hash | a schedule's state: last tick handled, fingerprint, pause, latest tick's id |
 //!
-//! A job lives in exactly one of `pending`, `ready`+`jobs`, `scheduled`+`jobs`
-//! or one worker's `wip`; every move between them is one atomic script. A job
+//! A job lives in exactly one of `pending`, `ready`+`jobs`, `scheduled`+`jobs`,
+//! `cancelled`+`jobs` or one worker's `wip`; every move between them is one atomic script. A job
 //! leaves Redis only through [`RedisQueue::ack`], after its row is committed.
 //!
 //! # Layout
@@ -34,10 +38,12 @@
 //! - `inspect`: read-only views (a job's state, depths, leases);
 //! - `browse`: paged read-only listings of a queue's jobs (the dashboard);
 //! - `stats`: throughput history and worker beacons (`P:{stats}:*` keys);
+//! - `control`: pause flags and cancel marks;
 //! - `schedules`: schedule state and the script that enqueues due ticks;
 //! - `unique`: unique locks, taken on enqueue or claim and released on ack.
 
 mod browse;
+mod control;
 mod inspect;
 mod lifecycle;
 mod schedules;
@@ -55,8 +61,11 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::AsyncConnectionConfig;
 
-use crate::config::redact_url;
 use crate::job::ClaimedJob;
+use crate::limits::MAX_SCRIPT_BATCH;
+use crate::redact::redact_url;
+
+pub use control::{CancelState, QueueControl};
 
 /// A Redis operation that failed; the job it concerned is still safe in Redis.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +90,8 @@ pub struct QueueDepths {
     pub running: u64,
     /// Waiting for their time: retries with backoff and `run_at` jobs.
     pub scheduled: u64,
+    /// No worker starts the queue's jobs until it is resumed.
+    pub paused: bool,
 }
 
 /// A job's state in Redis (before its row is written).
@@ -99,6 +110,8 @@ pub struct Claimed {
     /// Whether the worker held a lease before this claim. `false` for a
     /// worker that holds jobs means it had been presumed dead meanwhile.
     pub lease_was_held: bool,
+    /// The queue is paused: only cancelled jobs (which never start) were taken.
+    pub paused: bool,
 }
 
 /// A job going back to `scheduled`: after a failed attempt, or not yet due.
@@ -123,8 +136,13 @@ pub struct QueueKeys {
     workers: String,
     ids: String,
     accepted: String,
+    paused: String,
+    cancel: String,
+    cancelled: String,
     /// `P:{q}:wip:`; a worker's id completes it.
     wip_prefix: String,
+    /// `P:{q}:signal:`; a worker's id completes it.
+    signal_prefix: String,
 }
 
 impl QueueKeys {
@@ -140,18 +158,22 @@ impl QueueKeys {
             workers: format!("{base}:workers"),
             ids: format!("{base}:ids"),
             accepted: format!("{base}:accepted"),
+            paused: format!("{base}:paused"),
+            cancel: format!("{base}:cancel"),
+            cancelled: format!("{base}:cancelled"),
             wip_prefix: format!("{base}:wip:"),
+            signal_prefix: format!("{base}:signal:"),
         }
     }
 
     fn wip(&self, worker: &str) -> String {
         format!("{}{worker}", self.wip_prefix)
     }
-}
 
-/// Most tokens or fields one script call takes (Lua's `unpack` has a limit
-/// of about 8 000 values).
-pub const MAX_SCRIPT_BATCH: usize = 1000;
+    fn signal(&self, worker: &str) -> String {
+        format!("{}{worker}", self.signal_prefix)
+    }
+}
 
 /// The Redis side of conveyor: cheap to clone, reconnects by itself.
 #[derive(Clone)]
@@ -160,6 +182,15 @@ pub struct RedisQueue {
     conn: ConnectionManager,
     prefix: Arc<str>,
     response_timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisQueue {
+    /// The prefix only: the connection holds the URL, which may hold a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisQueue")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RedisQueue {
@@ -209,7 +240,11 @@ impl RedisQueue {
     pub async fn delete_queue(&self, queue: &str) -> Result<(), QueueError> {
         let keys = self.keys(queue);
         let workers = self.workers(queue).await?;
-        let mut doomed: Vec<String> = workers.iter().map(|(w, _)| keys.wip(w)).collect();
+        let mut doomed: Vec<String> = workers
+            .iter()
+            .flat_map(|(w, _)| [keys.wip(w), keys.signal(w)])
+            .collect();
+        doomed.extend(control::control_keys(&keys));
         doomed.extend([
             keys.pending.clone(),
             keys.ready.clone(),

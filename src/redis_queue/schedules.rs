@@ -26,6 +26,8 @@ use crate::schedules::TickState;
 
 /// Reads a schedule's state: last, fingerprint, paused, and whether the
 /// latest tick's job is still unfinished (its id still accepted).
+///
+/// KEYS: 1 the schedule's state hash, 2 `accepted`. ARGV: none.
 static STATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -41,6 +43,10 @@ return {f[1] or '', f[2] or '', f[3] or '', unfinished}
 /// ARGV[2] and the fingerprint to ARGV[3], then pushes each (id, message)
 /// pair of ARGV[5..] onto `pending` and records its id as accepted at ARGV[4].
 /// Returns the number of jobs pushed, or -1 when another worker moved first.
+///
+/// KEYS: 1 the schedule's state hash, 2 `pending`, 3 `accepted`.
+/// ARGV: 1 expected `last`, 2 new `last`, 3 fingerprint, 4 now (unix ms),
+/// then (job id, message) pairs.
 static ADVANCE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -60,7 +66,7 @@ return pushed
 });
 
 /// Ticks to enqueue: (job id, message) pairs.
-pub type TickJobs = [(String, Vec<u8>)];
+pub(super) type TickJobs = [(String, Vec<u8>)];
 
 impl RedisQueue {
     fn schedule_key(&self, queue: &str, name: &str) -> String {

@@ -3,7 +3,8 @@
 //! instant.
 //!
 //! This module owns the script text and the KEYS/ARGV contract each script's
-//! comment states. It must never run a script (the callers in the parent
+//! comment states: `KEYS: a, b, c` means KEYS[1] is `a`, KEYS[2] is `b` and
+//! so on (the names of [`super::QueueKeys`]); ARGV is listed the same way. It must never run a script (the callers in the parent
 //! module pass keys and arguments), never decode a message (a cheap prefix
 //! test for the job id is all), and never touch a key outside the hash tag of
 //! the queue whose keys it is given.
@@ -17,7 +18,7 @@ use super::unique::{UNIQUE_CLAIM_LUA, UNIQUE_RELEASE_LUA};
 /// Lua: the job id of a message that starts with `{"id":"` (as the API, the
 /// CLI and serde write envelopes), else nil. Ids cannot hold a quote, so the
 /// next quote ends it. A cheap string test: messages are never decoded in Redis.
-const LEAD_ID_LUA: &str = r#"
+pub(super) const LEAD_ID_LUA: &str = r#"
 local function lead_id(raw)
   if string.sub(raw, 1, 7) == '{"id":"' then
     local stop = string.find(raw, '"', 8, true)
@@ -27,42 +28,60 @@ local function lead_id(raw)
 end
 "#;
 
-/// Moves up to ARGV[1] jobs from `ready`, then `pending`, into this worker's
-/// `wip`, naming new messages `<nonce>-<i>`, and renews the worker's lease.
-/// Takes the unique lock of each job with a `unique_key` (ARGV[5]: the lock
-/// prefix, KEYS[9]: the token registry, ARGV[6]: now). Returns '1' if the
-/// worker held a lease before this call ('0' if it had been presumed dead,
-/// or is new), then a flat list of (token, message, attempts, last error,
-/// id of the job holding its unique key or '').
+/// Moves up to ARGV[1] jobs into this worker's `wip`: first cancelled jobs
+/// waiting for their `cancelled` row (even in a paused queue: they never
+/// start), then, unless the queue is paused, jobs from `ready` and `pending`,
+/// naming new messages `<nonce>-<i>`; renews the worker's lease. Takes the
+/// unique lock of each job with a `unique_key`.
+/// KEYS: pending, ready, jobs, attempts, errors, wip, workers, ids, paused,
+/// cancel, cancelled, unique token registry. ARGV: max, nonce, worker, lease
+/// deadline, unique lock prefix, now.
+/// Returns '1' if the worker held a lease before this call ('0' if it had
+/// been presumed dead, or is new), '1' if the queue is paused, the number of
+/// cancelled jobs, then a flat list of (token, message, attempts, last
+/// error, id of the job holding its unique key or ''), the cancelled jobs
+/// first.
 pub(super) static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r"{LEAD_ID_LUA}{UNIQUE_CLAIM_LUA}
 local max = tonumber(ARGV[1])
-local out, wip = {{}}, {{}}
-if redis.call('ZSCORE', KEYS[7], ARGV[3]) then out[1] = '1' else out[1] = '0' end
-local tokens = redis.call('RPOP', KEYS[2], max)
-if tokens then
+local cancelled, out, wip = {{}}, {{}}, {{}}
+local lease = '0'
+if redis.call('ZSCORE', KEYS[7], ARGV[3]) then lease = '1' end
+local paused = redis.call('EXISTS', KEYS[9]) == 1
+local function take(token, raw, into)
+  wip[#wip + 1] = token; wip[#wip + 1] = raw
+  into[#into + 1] = token; into[#into + 1] = raw
+  into[#into + 1] = redis.call('HGET', KEYS[4], token) or '0'
+  into[#into + 1] = redis.call('HGET', KEYS[5], token) or ''
+  into[#into + 1] = unique_claim(token, raw, ARGV[5], KEYS[12], tonumber(ARGV[6]))
+end
+local function from_jobs(list, flagged_only)
+  local tokens = redis.call('RPOP', list, max)
+  if not tokens then return end
   for _, token in ipairs(tokens) do
     local raw = redis.call('HGET', KEYS[3], token)
     if raw then
       redis.call('HDEL', KEYS[3], token)
-      wip[#wip + 1] = token; wip[#wip + 1] = raw
-      out[#out + 1] = token; out[#out + 1] = raw
-      out[#out + 1] = redis.call('HGET', KEYS[4], token) or '0'
-      out[#out + 1] = redis.call('HGET', KEYS[5], token) or ''
-      out[#out + 1] = unique_claim(token, raw, ARGV[5], KEYS[9], tonumber(ARGV[6]))
+      if flagged_only or redis.call('HEXISTS', KEYS[10], token) == 1 then
+        take(token, raw, cancelled)
+      else
+        take(token, raw, out)
+      end
     end
   end
   max = max - #tokens
 end
-if max > 0 then
+from_jobs(KEYS[11], true)
+if not paused and max > 0 then from_jobs(KEYS[2], false) end
+if not paused and max > 0 then
   local messages = redis.call('RPOP', KEYS[1], max)
   if messages then
     for i, raw in ipairs(messages) do
       local token = ARGV[2] .. '-' .. i
       wip[#wip + 1] = token; wip[#wip + 1] = raw
       out[#out + 1] = token; out[#out + 1] = raw; out[#out + 1] = '0'; out[#out + 1] = ''
-      out[#out + 1] = unique_claim(token, raw, ARGV[5], KEYS[9], tonumber(ARGV[6]))
+      out[#out + 1] = unique_claim(token, raw, ARGV[5], KEYS[12], tonumber(ARGV[6]))
     end
   end
 end
@@ -74,16 +93,20 @@ end
 if #wip > 0 then redis.call('HSET', KEYS[6], unpack(wip)) end
 if #ids > 0 then redis.call('HSET', KEYS[8], unpack(ids)) end
 redis.call('ZADD', KEYS[7], ARGV[4], ARGV[3])
-return out
+local reply = {{lease, paused and '1' or '0', tostring(#cancelled / 5)}}
+for _, v in ipairs(cancelled) do reply[#reply + 1] = v end
+for _, v in ipairs(out) do reply[#reply + 1] = v end
+return reply
 "
     ))
 });
 
 /// Acknowledges committed jobs (ARGV: tokens): removes them from this
-/// worker's `wip` with their attempt count, last error and id entries, in a
-/// few bulk commands, and releases the unique locks they hold (KEYS[6]: the
-/// token registry). Tokens no longer in `wip` (lease lost) are left alone.
-/// Returns how many were acknowledged.
+/// worker's `wip` with their attempt count, last error, id entries and
+/// cancel marks, in a few bulk commands, and releases the unique locks they
+/// hold. Tokens no longer in `wip` (lease lost) are left alone. KEYS: wip,
+/// attempts, errors, ids, accepted, cancel, this worker's signal set, unique
+/// token registry. Returns how many were acknowledged.
 pub(super) static ACK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r"{LEAD_ID_LUA}{UNIQUE_RELEASE_LUA}
@@ -101,18 +124,23 @@ if #held > 0 then
   redis.call('HDEL', KEYS[1], unpack(held))
   redis.call('HDEL', KEYS[2], unpack(held))
   redis.call('HDEL', KEYS[3], unpack(held))
+  redis.call('HDEL', KEYS[6], unpack(held))
+  redis.call('SREM', KEYS[7], unpack(held))
 end
 if #ids > 0 then
   redis.call('HDEL', KEYS[4], unpack(ids))
   redis.call('HDEL', KEYS[5], unpack(ids))
 end
-unique_release(KEYS[6], held)
+unique_release(KEYS[8], held)
 return #held
 "
     ))
 });
 
 /// Where a job stands in Redis, by id: (state, attempts made, last error), or nil.
+/// KEYS: ids, jobs, scheduled, attempts, errors, accepted, cancel.
+/// A cancelled job is `cancelled` while it waits for its row, `cancelling`
+/// while a worker still runs it. ARGV: the job id.
 pub(super) static JOB_STATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -123,8 +151,11 @@ if not token then
 end
 local attempts = redis.call('HGET', KEYS[4], token) or '0'
 local err = redis.call('HGET', KEYS[5], token) or ''
+local waiting = redis.call('HEXISTS', KEYS[2], token) == 1
 local state = 'running'
-if redis.call('HEXISTS', KEYS[2], token) == 1 then
+if redis.call('HEXISTS', KEYS[7], token) == 1 then
+  if waiting then state = 'cancelled' else state = 'cancelling' end
+elseif waiting then
   if tonumber(attempts) > 0 then state = 'retrying' else state = 'queued' end
 end
 return {state, attempts, err}
@@ -132,9 +163,32 @@ return {state, attempts, err}
     )
 });
 
+/// Lua: puts a token back among the waiting jobs (KEYS[2] = `jobs` must
+/// already hold its message): onto `cancelled` when it carries a cancel mark,
+/// so it is finished without running, else onto `ready` (`front`: next in
+/// line). Needs KEYS[`ready_key`], KEYS[`cancel_key`], KEYS[`cancelled_key`].
+fn requeue_lua(ready: usize, cancel: usize, cancelled: usize) -> String {
+    format!(
+        r"
+local function requeue(token, front)
+  if redis.call('HEXISTS', KEYS[{cancel}], token) == 1 then
+    redis.call('LPUSH', KEYS[{cancelled}], token)
+  elseif front then
+    redis.call('RPUSH', KEYS[{ready}], token)
+  else
+    redis.call('LPUSH', KEYS[{ready}], token)
+  end
+end
+"
+    )
+}
+
 /// Moves jobs from this worker's `wip` to `scheduled` (ARGV: token, due,
-/// attempts or '', error — repeated). Jobs no longer in `wip` (lease lost)
-/// are left alone. Returns how many moved.
+/// attempts or '', error — repeated); a job cancelled meanwhile goes to
+/// `cancelled` instead, to be finished without running again. Jobs no longer
+/// in `wip` (lease lost) are left alone. KEYS: wip, jobs, scheduled,
+/// attempts, errors, cancel, cancelled, this worker's signal set. Returns
+/// how many moved.
 pub(super) static RESCHEDULE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -145,7 +199,12 @@ for i = 1, #ARGV, 4 do
   if raw then
     redis.call('HDEL', KEYS[1], token)
     redis.call('HSET', KEYS[2], token, raw)
-    redis.call('ZADD', KEYS[3], ARGV[i + 1], token)
+    if redis.call('HEXISTS', KEYS[6], token) == 1 then
+      redis.call('LPUSH', KEYS[7], token)
+      redis.call('SREM', KEYS[8], token)
+    else
+      redis.call('ZADD', KEYS[3], ARGV[i + 1], token)
+    end
     if ARGV[i + 2] ~= '' then
       redis.call('HSET', KEYS[4], token, ARGV[i + 2])
       redis.call('HSET', KEYS[5], token, ARGV[i + 3])
@@ -159,6 +218,7 @@ return moved
 });
 
 /// Moves up to ARGV[2] jobs due by ARGV[1] from `scheduled` to `ready`, earliest first.
+/// KEYS: scheduled, ready. ARGV: now (unix ms), most jobs to move.
 pub(super) static PROMOTE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -172,12 +232,15 @@ return #due
     )
 });
 
-/// Returns the jobs of workers whose lease ended before ARGV[1] to `ready`,
-/// counting the lost attempt. Returns a flat list of (worker, jobs recovered).
+/// Returns the jobs of workers whose lease ended before ARGV[1] to `ready`
+/// (cancelled ones to `cancelled`), counting the lost attempt, and drops
+/// their cancel signals. KEYS: workers, jobs, attempts, errors, ready,
+/// cancel, cancelled. ARGV: now, wip prefix, signal prefix. Returns a flat
+/// list of (worker, jobs recovered).
 pub(super) static REAP: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local out = {}
+    Script::new(&format!(
+        r"{}
+local out = {{}}
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 16)
 for _, worker in ipairs(expired) do
   local wip = ARGV[2] .. worker
@@ -188,56 +251,65 @@ for _, worker in ipairs(expired) do
     local n = redis.call('HINCRBY', KEYS[3], token, 1)
     redis.call('HSET', KEYS[4], token,
       'worker ' .. worker .. ' stopped responding during attempt ' .. n .. ' (lease expired)')
-    redis.call('LPUSH', KEYS[5], token)
+    requeue(token, false)
   end
-  redis.call('DEL', wip)
+  redis.call('DEL', wip, ARGV[3] .. worker)
   redis.call('ZREM', KEYS[1], worker)
   out[#out + 1] = worker; out[#out + 1] = tostring(#entries / 2)
 end
 return out
 ",
-    )
+        requeue_lua(5, 6, 7)
+    ))
 });
 
-/// Hands every job of this worker back to the front of `ready` without
-/// counting an attempt, and removes the worker's lease (graceful shutdown).
+/// Hands every job of this worker back to the front of `ready` (cancelled
+/// ones to `cancelled`) without counting an attempt, and removes the
+/// worker's lease and cancel signals (graceful shutdown). KEYS: wip, jobs,
+/// ready, workers, cancel, cancelled, signal set. ARGV: worker.
 pub(super) static HAND_BACK: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
+    Script::new(&format!(
+        r"{}
 local entries = redis.call('HGETALL', KEYS[1])
 for i = 1, #entries, 2 do
   redis.call('HSET', KEYS[2], entries[i], entries[i + 1])
-  redis.call('RPUSH', KEYS[3], entries[i])
+  requeue(entries[i], true)
 end
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[7])
 redis.call('ZREM', KEYS[4], ARGV[1])
 return #entries / 2
 ",
-    )
+        requeue_lua(3, 5, 6)
+    ))
 });
 
 /// Returns the given tokens from this worker's `wip` to the front of `ready`
-/// without counting an attempt. Returns how many moved.
+/// (cancelled ones to `cancelled`) without counting an attempt. KEYS: wip,
+/// jobs, ready, cancel, cancelled, this worker's signal set. ARGV: the
+/// tokens. Returns how many moved.
 pub(super) static RELEASE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
+    Script::new(&format!(
+        r"{}
 local moved = 0
 for _, token in ipairs(ARGV) do
   local raw = redis.call('HGET', KEYS[1], token)
   if raw then
     redis.call('HDEL', KEYS[1], token)
     redis.call('HSET', KEYS[2], token, raw)
-    redis.call('RPUSH', KEYS[3], token)
+    requeue(token, true)
+    redis.call('SREM', KEYS[6], token)
     moved = moved + 1
   end
 end
 return moved
 ",
-    )
+        requeue_lua(3, 4, 5)
+    ))
 });
 
 /// Renews a worker's lease; returns 1 when it still had one, 0 when it had
 /// been presumed dead (its jobs recovered elsewhere).
+/// KEYS: workers. ARGV: worker, lease deadline (unix ms).
 pub(super) static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -248,7 +320,9 @@ if had then return 1 else return 0 end
     )
 });
 
-/// Depths: pending+ready, scheduled, and jobs held by all workers.
+/// Depths: pending+ready+cancelled, scheduled, jobs held by all workers,
+/// and the pause flag (1 or 0). KEYS: pending, ready, scheduled, workers,
+/// cancelled, paused. ARGV: the `wip:` prefix (a worker id completes it).
 pub(super) static DEPTHS: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -256,7 +330,8 @@ local running = 0
 for _, worker in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
   running = running + redis.call('HLEN', ARGV[1] .. worker)
 end
-return {redis.call('LLEN', KEYS[1]) + redis.call('LLEN', KEYS[2]), redis.call('ZCARD', KEYS[3]), running}
+local waiting = redis.call('LLEN', KEYS[1]) + redis.call('LLEN', KEYS[2]) + redis.call('LLEN', KEYS[5])
+return {waiting, redis.call('ZCARD', KEYS[3]), running, redis.call('EXISTS', KEYS[6])}
 ",
     )
 });

@@ -123,7 +123,7 @@ pub async fn count_queue_rows(pool: &Pool, queue: &str) -> Result<u64, StoreErro
     let mut conn = pool.get_conn().await?;
     let count: Option<u64> = conn
         .exec_first(
-            "SELECT COUNT(*) FROM job_results WHERE status IN ('succeeded', 'dead') AND queue = ?",
+            "SELECT COUNT(*) FROM job_results WHERE status IN ('succeeded', 'dead', 'cancelled') AND queue = ?",
             (queue,),
         )
         .await?;

@@ -19,8 +19,8 @@ use chrono::{DateTime, Datelike, Timelike};
 use mysql_async::prelude::*;
 use mysql_async::{Opts, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts, Value};
 
-use crate::config::redact_url;
 use crate::job::{DeadLetter, ResultRow};
+use crate::redact::redact_url;
 
 pub use dead::{
     count_matching, dead_counts, list_dead, list_dead_letters, purge, DeadFilter, DeadJob,
@@ -153,20 +153,21 @@ const RESULT_COLUMNS: &str = "id, queue, kind, status, attempts, output, error, 
 const RESULT_PARAMS: usize = 12;
 
 /// On a duplicate id the newer result wins, except that a `succeeded` row is
-/// never turned back into `dead` (a stale redelivery must not undo a success).
+/// never turned into `dead` or `cancelled` (a stale redelivery, or a cancel
+/// that came too late, must not undo a success).
 /// `status` is assigned last: MySQL evaluates assignments left to right.
 const RESULT_UPSERT_TAIL: &str = " ON DUPLICATE KEY UPDATE
-    queue = IF(status = 'succeeded' AND VALUES(status) = 'dead', queue, VALUES(queue)),
-    kind = IF(status = 'succeeded' AND VALUES(status) = 'dead', kind, VALUES(kind)),
-    attempts = IF(status = 'succeeded' AND VALUES(status) = 'dead', attempts, VALUES(attempts)),
-    output = IF(status = 'succeeded' AND VALUES(status) = 'dead', output, VALUES(output)),
-    error = IF(status = 'succeeded' AND VALUES(status) = 'dead', error, VALUES(error)),
-    enqueued_at = IF(status = 'succeeded' AND VALUES(status) = 'dead', enqueued_at, VALUES(enqueued_at)),
-    started_at = IF(status = 'succeeded' AND VALUES(status) = 'dead', started_at, VALUES(started_at)),
-    finished_at = IF(status = 'succeeded' AND VALUES(status) = 'dead', finished_at, VALUES(finished_at)),
-    worker = IF(status = 'succeeded' AND VALUES(status) = 'dead', worker, VALUES(worker)),
-    message = IF(status = 'succeeded' AND VALUES(status) = 'dead', message, VALUES(message)),
-    status = IF(status = 'succeeded' AND VALUES(status) = 'dead', status, VALUES(status))";
+    queue = IF(status = 'succeeded' AND VALUES(status) <> 'succeeded', queue, VALUES(queue)),
+    kind = IF(status = 'succeeded' AND VALUES(status) <> 'succeeded', kind, VALUES(kind)),
+    attempts = IF(status = 'succeeded' AND VALUES(status) <> 'succeeded', attempts, VALUES(attempts)),
+    output = IF(status = 'succeeded' AND VALUES(status) <> 'succeeded', output, VALUES(output)),
+    error = IF(status = 'succeeded' AND VALUES(status) <> 'succeeded', error, VALUES(error)),
+    enqueued_at = IF(status = 'succeeded' AND VALUES(status) <> 'succeeded', enqueued_at, VALUES(enqueued_at)),
+    started_at = IF(status = 'succeeded' AND VALUES(status) <> 'succeeded', started_at, VALUES(started_at)),
+    finished_at = IF(status = 'succeeded' AND VALUES(status) <> 'succeeded', finished_at, VALUES(finished_at)),
+    worker = IF(status = 'succeeded' AND VALUES(status) <> 'succeeded', worker, VALUES(worker)),
+    message = IF(status = 'succeeded' AND VALUES(status) <> 'succeeded', message, VALUES(message)),
+    status = IF(status = 'succeeded' AND VALUES(status) <> 'succeeded', status, VALUES(status))";
 
 /// Writes a batch of results and dead letters atomically: one autocommit
 /// statement when the batch holds only one kind of row (one round trip), a

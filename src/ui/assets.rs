@@ -40,14 +40,14 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
 ];
 
 /// The asset called `name`, if there is one.
-pub fn find(name: &str) -> Option<(&'static str, &'static [u8])> {
+pub(super) fn find(name: &str) -> Option<(&'static str, &'static [u8])> {
     ASSETS
         .iter()
         .find(|(asset, _, _)| *asset == name)
         .map(|(_, kind, bytes)| (*kind, *bytes))
 }
 
-pub async fn serve(name: web::Path<String>) -> Result<HttpResponse, UiError> {
+pub(super) async fn serve(name: web::Path<String>) -> Result<HttpResponse, UiError> {
     let Some((kind, bytes)) = find(&name) else {
         return Err(UiError::NotFound(format!("no asset {:?}", name.as_str())));
     };

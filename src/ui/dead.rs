@@ -23,11 +23,11 @@ use crate::store::{self, DeadFilter, DeadJob};
 
 /// Most dead jobs one "retry all that match" enqueues (each is loaded
 /// with its message); confirm again for the rest.
-pub const BULK_RETRY_LIMIT: u64 = 1000;
+pub(super) const BULK_RETRY_LIMIT: u64 = 1000;
 
 /// The filters of the page, as they travel in URLs and forms.
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct Filters {
+pub(super) struct Filters {
     #[serde(default)]
     pub queue: String,
     #[serde(default)]
@@ -49,7 +49,7 @@ const AGES: &[(&str, i64)] = &[
 
 impl Filters {
     /// The store filter these select, at `now_ms`.
-    pub fn to_filter(&self, now_ms: i64) -> Result<DeadFilter, UiError> {
+    pub(super) fn to_filter(&self, now_ms: i64) -> Result<DeadFilter, UiError> {
         let text = |value: &str, field: &str| -> Result<Option<String>, UiError> {
             let value = value.trim();
             if value.chars().count() > 200 {
@@ -84,7 +84,7 @@ impl Filters {
     }
 
     /// The filters as a query string (for links that keep them).
-    pub fn query(&self) -> String {
+    pub(super) fn query(&self) -> String {
         url::form_urlencoded::Serializer::new(String::new())
             .append_pair("queue", &self.queue)
             .append_pair("kind", &self.kind)
@@ -95,7 +95,7 @@ impl Filters {
 }
 
 #[derive(Deserialize)]
-pub struct ListQuery {
+pub(super) struct ListQuery {
     #[serde(flatten)]
     filters: Filters,
     /// Numbers as text: `flatten` hands every value over as a string.
@@ -108,7 +108,7 @@ pub struct ListQuery {
 }
 
 /// One dead job's line.
-pub struct Line {
+pub(super) struct Line {
     pub id: String,
     pub queue: String,
     pub kind: String,
@@ -166,7 +166,7 @@ fn notice_text(code: &str, n: u64) -> Option<String> {
     }
 }
 
-pub async fn list(
+pub(super) async fn list(
     state: web::Data<ApiState>,
     viewer: web::ReqData<Viewer>,
     query: web::Query<ListQuery>,
@@ -210,7 +210,7 @@ pub async fn list(
 }
 
 #[derive(Deserialize)]
-pub struct ConfirmQuery {
+pub(super) struct ConfirmQuery {
     #[serde(flatten)]
     filters: Filters,
     #[serde(default)]
@@ -219,7 +219,7 @@ pub struct ConfirmQuery {
 
 /// What a bulk action does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Bulk {
+pub(super) enum Bulk {
     Retry,
     Delete,
 }
@@ -245,7 +245,7 @@ struct ConfirmPage {
     acting_on: u64,
 }
 
-pub async fn confirm(
+pub(super) async fn confirm(
     state: web::Data<ApiState>,
     viewer: web::ReqData<Viewer>,
     query: web::Query<ConfirmQuery>,
@@ -274,7 +274,7 @@ pub async fn confirm(
 }
 
 #[derive(Deserialize)]
-pub struct BulkForm {
+pub(super) struct BulkForm {
     #[serde(flatten)]
     filters: Filters,
     #[serde(default)]
@@ -283,7 +283,7 @@ pub struct BulkForm {
     csrf: String,
 }
 
-pub async fn bulk(
+pub(super) async fn bulk(
     state: web::Data<ApiState>,
     viewer: web::ReqData<Viewer>,
     form: web::Form<BulkForm>,

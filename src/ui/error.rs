@@ -10,7 +10,7 @@ use askama::Template;
 
 use super::view::Chrome;
 use crate::api::ApiError;
-use crate::config::redact_text;
+use crate::redact::redact_text;
 use crate::redis_queue::QueueError;
 use crate::requeue::RequeueError;
 use crate::store::StoreError;

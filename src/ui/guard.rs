@@ -30,12 +30,12 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
      frame-ancestors 'none'; base-uri 'none'";
 
 /// Shown on every page of a dashboard that may not change anything.
-pub const READ_ONLY_BANNER: &str = "Read-only: this dashboard listens on a non-loopback \
+pub(super) const READ_ONLY_BANNER: &str = "Read-only: this dashboard listens on a non-loopback \
      address without api.token. Set api.token to log in and use its actions.";
 
 /// The visitor of a page: their session, and what they may do.
 #[derive(Debug, Clone)]
-pub struct Viewer {
+pub(super) struct Viewer {
     pub session: Session,
     pub csrf: String,
     pub writable: bool,
@@ -45,7 +45,7 @@ pub struct Viewer {
 
 impl Viewer {
     /// The frame of a page this viewer sees.
-    pub fn chrome(&self, title: &str, active: &'static str) -> Chrome {
+    pub(super) fn chrome(&self, title: &str, active: &'static str) -> Chrome {
         Chrome {
             title: title.to_string(),
             active,
@@ -59,7 +59,7 @@ impl Viewer {
 
     /// Allows a state-changing request: the dashboard must be writable and
     /// `csrf` must be this session's token. Call before changing anything.
-    pub fn authorize(&self, state: &ApiState, csrf: &str) -> Result<(), UiError> {
+    pub(super) fn authorize(&self, state: &ApiState, csrf: &str) -> Result<(), UiError> {
         if !self.writable {
             return Err(UiError::Forbidden(
                 "this dashboard is read-only (non-loopback address without api.token): nothing was changed".into(),
@@ -76,7 +76,7 @@ impl Viewer {
 
 /// The form of a one-button action: only its CSRF token.
 #[derive(Debug, serde::Deserialize)]
-pub struct CsrfForm {
+pub(super) struct CsrfForm {
     #[serde(default)]
     pub csrf: String,
 }
@@ -87,7 +87,7 @@ fn is_open(path: &str) -> bool {
 }
 
 /// A session cookie for `session`.
-pub fn session_cookie(session: &Session, ttl_ms: u64, secure: bool) -> Cookie<'static> {
+pub(super) fn session_cookie(session: &Session, ttl_ms: u64, secure: bool) -> Cookie<'static> {
     Cookie::build(SESSION_COOKIE, session.value.clone())
         .path("/ui")
         .http_only(true)
@@ -100,7 +100,7 @@ pub fn session_cookie(session: &Session, ttl_ms: u64, secure: bool) -> Cookie<'s
 }
 
 /// A cookie that removes the session.
-pub fn removal_cookie() -> Cookie<'static> {
+pub(super) fn removal_cookie() -> Cookie<'static> {
     let mut cookie = Cookie::build(SESSION_COOKIE, "")
         .path("/ui")
         .http_only(true)
@@ -112,7 +112,7 @@ pub fn removal_cookie() -> Cookie<'static> {
 
 /// Middleware of the `/ui` scope: finds or issues the session, puts the
 /// [`Viewer`] in the request, and adds the security headers.
-pub async fn guard(
+pub(super) async fn guard(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {

@@ -30,20 +30,20 @@ use crate::store::{self, DeadFilter};
 const INLINE_BYTES: usize = 64 * 1024;
 
 #[derive(Deserialize)]
-pub struct FindQuery {
+pub(super) struct FindQuery {
     #[serde(default)]
     id: String,
 }
 
 /// `/ui/jobs?id=...` (the search box): to the job's page.
-pub async fn find(query: web::Query<FindQuery>) -> Result<HttpResponse, UiError> {
+pub(super) async fn find(query: web::Query<FindQuery>) -> Result<HttpResponse, UiError> {
     let id = checked_id(query.id.trim())?;
     let path: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
     Ok(see_other(&format!("/ui/jobs/{path}")))
 }
 
 /// A job id from the URL or a form, checked.
-pub fn checked_id(id: &str) -> Result<String, UiError> {
+pub(super) fn checked_id(id: &str) -> Result<String, UiError> {
     if is_valid_job_id(id) {
         Ok(id.to_string())
     } else {
@@ -55,7 +55,7 @@ pub fn checked_id(id: &str) -> Result<String, UiError> {
 }
 
 #[derive(Deserialize)]
-pub struct JobQuery {
+pub(super) struct JobQuery {
     #[serde(default)]
     queue: Option<String>,
     #[serde(default)]
@@ -63,7 +63,7 @@ pub struct JobQuery {
 }
 
 /// What the job page shows.
-pub struct JobView {
+pub(super) struct JobView {
     pub id: String,
     pub queue: String,
     pub kind: String,
@@ -79,7 +79,7 @@ pub struct JobView {
 }
 
 impl JobView {
-    pub fn finished(&self) -> bool {
+    pub(super) fn finished(&self) -> bool {
         !matches!(self.status.as_str(), "queued" | "running" | "retrying")
     }
 }
@@ -157,7 +157,7 @@ fn notice_text(code: &str) -> Option<String> {
     }
 }
 
-pub async fn show(
+pub(super) async fn show(
     state: web::Data<ApiState>,
     viewer: web::ReqData<Viewer>,
     id: web::Path<String>,
@@ -175,7 +175,7 @@ pub async fn show(
 }
 
 /// The whole message of a job, as text (for envelopes cut on the page).
-pub async fn message(
+pub(super) async fn message(
     state: web::Data<ApiState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, UiError> {
@@ -198,7 +198,7 @@ fn back_to(id: &str, notice: &str) -> HttpResponse {
 }
 
 /// Retry a dead job: its message again, same id.
-pub async fn retry(
+pub(super) async fn retry(
     state: web::Data<ApiState>,
     viewer: web::ReqData<Viewer>,
     id: web::Path<String>,
@@ -222,7 +222,7 @@ pub async fn retry(
 }
 
 /// Enqueue a copy of a job's message under a new id.
-pub async fn copy(
+pub(super) async fn copy(
     state: web::Data<ApiState>,
     viewer: web::ReqData<Viewer>,
     id: web::Path<String>,
@@ -259,7 +259,7 @@ pub async fn copy(
 }
 
 /// Delete a dead job's row (never a succeeded one).
-pub async fn delete(
+pub(super) async fn delete(
     state: web::Data<ApiState>,
     viewer: web::ReqData<Viewer>,
     id: web::Path<String>,

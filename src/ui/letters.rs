@@ -20,7 +20,7 @@ use crate::requeue;
 use crate::store::{self, DeadFilter, DeadLetterRecord};
 
 /// A letter as a page shows it.
-pub struct Letter {
+pub(super) struct Letter {
     pub id: u64,
     pub queue: String,
     pub reason: String,
@@ -62,14 +62,14 @@ struct LetterPage {
 }
 
 #[derive(Deserialize)]
-pub struct ListQuery {
+pub(super) struct ListQuery {
     #[serde(default)]
     page: Option<u64>,
     #[serde(default)]
     notice: String,
 }
 
-pub async fn list(
+pub(super) async fn list(
     state: web::Data<ApiState>,
     viewer: web::ReqData<Viewer>,
     query: web::Query<ListQuery>,
@@ -125,7 +125,7 @@ async fn find(state: &ApiState, id: u64) -> Result<DeadLetterRecord, UiError> {
         .ok_or_else(|| UiError::NotFound(format!("no dead letter {id}")))
 }
 
-pub async fn show(
+pub(super) async fn show(
     state: web::Data<ApiState>,
     viewer: web::ReqData<Viewer>,
     id: web::Path<String>,
@@ -140,7 +140,7 @@ pub async fn show(
 }
 
 /// The raw bytes, as a download.
-pub async fn raw(
+pub(super) async fn raw(
     state: web::Data<ApiState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, UiError> {
@@ -159,7 +159,7 @@ fn back(notice: &str) -> HttpResponse {
     see_other(&format!("/ui/dead-letters?notice={notice}"))
 }
 
-pub async fn delete(
+pub(super) async fn delete(
     state: web::Data<ApiState>,
     viewer: web::ReqData<Viewer>,
     id: web::Path<String>,
@@ -175,7 +175,7 @@ pub async fn delete(
 }
 
 /// Push the raw message onto its queue again (then the letter is deleted).
-pub async fn push(
+pub(super) async fn push(
     state: web::Data<ApiState>,
     viewer: web::ReqData<Viewer>,
     id: web::Path<String>,

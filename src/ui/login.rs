@@ -26,7 +26,7 @@ struct LoginPage<'a> {
 }
 
 #[derive(Deserialize)]
-pub struct LoginQuery {
+pub(super) struct LoginQuery {
     #[serde(default)]
     next: String,
     #[serde(default)]
@@ -34,7 +34,7 @@ pub struct LoginQuery {
 }
 
 #[derive(Deserialize)]
-pub struct LoginForm {
+pub(super) struct LoginForm {
     #[serde(default)]
     token: String,
     #[serde(default)]
@@ -42,7 +42,7 @@ pub struct LoginForm {
 }
 
 /// Where to go after a login: a dashboard page, else the overview.
-pub fn safe_next(next: &str) -> &str {
+pub(super) fn safe_next(next: &str) -> &str {
     let inside = next == "/ui" || next.starts_with("/ui/");
     if inside && !next.contains("//") && !next.contains('\\') && !next.contains("/login") {
         next
@@ -51,7 +51,10 @@ pub fn safe_next(next: &str) -> &str {
     }
 }
 
-pub async fn form(state: web::Data<ApiState>, query: web::Query<LoginQuery>) -> HttpResponse {
+pub(super) async fn form(
+    state: web::Data<ApiState>,
+    query: web::Query<LoginQuery>,
+) -> HttpResponse {
     if state.settings().api.token.is_empty() {
         return see_other("/ui/");
     }
@@ -64,7 +67,7 @@ pub async fn form(state: web::Data<ApiState>, query: web::Query<LoginQuery>) -> 
     html(StatusCode::OK, &page)
 }
 
-pub async fn login(
+pub(super) async fn login(
     state: web::Data<ApiState>,
     req: HttpRequest,
     form: web::Form<LoginForm>,
@@ -98,7 +101,7 @@ pub async fn login(
     Ok(response)
 }
 
-pub async fn logout(
+pub(super) async fn logout(
     state: web::Data<ApiState>,
     viewer: web::ReqData<Viewer>,
     form: web::Form<CsrfForm>,

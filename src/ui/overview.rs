@@ -22,7 +22,7 @@ use crate::store;
 
 /// One queue's line on the overview.
 #[derive(Debug, Clone, Serialize)]
-pub struct QueueLine {
+pub(super) struct QueueLine {
     pub name: String,
     pub pending: u64,
     pub running: u64,
@@ -34,7 +34,7 @@ pub struct QueueLine {
 
 /// The numbers of the overview, as the page and its JSON show them.
 #[derive(Debug, Clone, Serialize)]
-pub struct Snapshot {
+pub(super) struct Snapshot {
     pub succeeded: u64,
     pub failed: u64,
     pub dead: u64,
@@ -44,7 +44,7 @@ pub struct Snapshot {
 }
 
 /// The queues to show: the configured ones plus every queue with dead jobs.
-pub async fn snapshot(state: &ApiState) -> Result<Snapshot, UiError> {
+pub(super) async fn snapshot(state: &ApiState) -> Result<Snapshot, UiError> {
     let dead_counts: BTreeMap<String, u64> = store::dead_counts(state.pool())
         .await?
         .into_iter()
@@ -99,7 +99,7 @@ struct OverviewPage {
 }
 
 #[derive(Deserialize)]
-pub struct RangeQuery {
+pub(super) struct RangeQuery {
     #[serde(default)]
     range: String,
 }
@@ -116,7 +116,7 @@ fn range_of(text: &str) -> Result<(&'static str, i64), UiError> {
     }
 }
 
-pub async fn page(
+pub(super) async fn page(
     state: web::Data<ApiState>,
     viewer: web::ReqData<Viewer>,
     query: web::Query<RangeQuery>,
@@ -142,7 +142,7 @@ pub async fn page(
     Ok(html(StatusCode::OK, &page))
 }
 
-pub async fn json(state: web::Data<ApiState>) -> Result<HttpResponse, UiError> {
+pub(super) async fn json(state: web::Data<ApiState>) -> Result<HttpResponse, UiError> {
     Ok(HttpResponse::Ok()
         .insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
         .json(snapshot(&state).await?))
@@ -150,13 +150,13 @@ pub async fn json(state: web::Data<ApiState>) -> Result<HttpResponse, UiError> {
 
 /// Per-minute history as columns: `{"minutes", "succeeded", "failed"}`.
 #[derive(Debug, Serialize, PartialEq)]
-pub struct History {
+pub(super) struct History {
     pub minutes: Vec<i64>,
     pub succeeded: Vec<u64>,
     pub failed: Vec<u64>,
 }
 
-pub fn columns(rows: &[(i64, Throughput)]) -> History {
+pub(super) fn columns(rows: &[(i64, Throughput)]) -> History {
     History {
         minutes: rows.iter().map(|(m, _)| *m).collect(),
         succeeded: rows.iter().map(|(_, t)| t.succeeded).collect(),
@@ -164,7 +164,7 @@ pub fn columns(rows: &[(i64, Throughput)]) -> History {
     }
 }
 
-pub async fn history(
+pub(super) async fn history(
     state: web::Data<ApiState>,
     query: web::Query<RangeQuery>,
 ) -> Result<HttpResponse, UiError> {

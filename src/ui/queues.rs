@@ -25,7 +25,7 @@ struct QueuesPage {
     snapshot: Snapshot,
 }
 
-pub async fn list(
+pub(super) async fn list(
     state: web::Data<ApiState>,
     viewer: web::ReqData<Viewer>,
 ) -> Result<HttpResponse, UiError> {
@@ -40,7 +40,7 @@ pub async fn list(
 
 /// Which jobs of a queue a page lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tab {
+pub(super) enum Tab {
     Waiting,
     Due,
     Scheduled,
@@ -61,7 +61,7 @@ impl Tab {
         }
     }
 
-    pub fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Tab::Waiting => "waiting",
             Tab::Due => "due",
@@ -72,7 +72,7 @@ impl Tab {
 }
 
 #[derive(Deserialize)]
-pub struct QueueQuery {
+pub(super) struct QueueQuery {
     #[serde(default)]
     tab: String,
     #[serde(default)]
@@ -82,7 +82,7 @@ pub struct QueueQuery {
 }
 
 /// One line of a queue listing.
-pub struct Line {
+pub(super) struct Line {
     pub summary: MessageSummary,
     pub attempts: u32,
     pub due: Option<String>,
@@ -120,7 +120,7 @@ struct QueuePage {
 }
 
 /// A queue name from the URL, checked.
-pub fn checked_queue(name: &str) -> Result<String, UiError> {
+pub(super) fn checked_queue(name: &str) -> Result<String, UiError> {
     if is_valid_queue_name(name) {
         Ok(name.to_string())
     } else {
@@ -131,7 +131,7 @@ pub fn checked_queue(name: &str) -> Result<String, UiError> {
     }
 }
 
-pub async fn show(
+pub(super) async fn show(
     state: web::Data<ApiState>,
     viewer: web::ReqData<Viewer>,
     name: web::Path<String>,

@@ -39,12 +39,12 @@ struct SchedulesPage {
 }
 
 #[derive(Deserialize)]
-pub struct NoticeQuery {
+pub(super) struct NoticeQuery {
     #[serde(default)]
     notice: String,
 }
 
-pub async fn list(
+pub(super) async fn list(
     state: web::Data<ApiState>,
     viewer: web::ReqData<Viewer>,
     query: web::Query<NoticeQuery>,
@@ -81,7 +81,7 @@ impl Action {
     }
 }
 
-pub async fn act(
+pub(super) async fn act(
     state: web::Data<ApiState>,
     viewer: web::ReqData<Viewer>,
     path: web::Path<(String, String)>,

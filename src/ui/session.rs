@@ -41,6 +41,13 @@ pub struct SessionKey {
     key: [u8; 32],
 }
 
+/// Never prints the key.
+impl std::fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionKey(..)")
+    }
+}
+
 impl SessionKey {
     /// The key of deployments with `api.token` set.
     pub fn from_token(token: &str) -> SessionKey {
@@ -117,7 +124,7 @@ impl SessionKey {
 }
 
 /// Whether `presented` is the configured token, in constant time.
-pub fn token_matches(configured: &str, presented: &str) -> bool {
+pub(super) fn token_matches(configured: &str, presented: &str) -> bool {
     !configured.is_empty() && bool::from(configured.as_bytes().ct_eq(presented.as_bytes()))
 }
 

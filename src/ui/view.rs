@@ -12,15 +12,15 @@ use askama::Template;
 use serde_json::Value;
 
 /// Rows per page of every paged list.
-pub const PAGE_SIZE: u64 = 50;
+pub(super) const PAGE_SIZE: u64 = 50;
 /// Bytes of a payload or raw message shown inline before "show all".
-pub const PREVIEW_BYTES: usize = 2048;
+pub(super) const PREVIEW_BYTES: usize = 2048;
 /// Bytes a "show all" page shows at most (the rest is a download).
-pub const FULL_VIEW_BYTES: usize = 256 * 1024;
+pub(super) const FULL_VIEW_BYTES: usize = 256 * 1024;
 
 /// The frame of a page: title, navigation, session and banner.
 #[derive(Debug, Clone, Default)]
-pub struct Chrome {
+pub(super) struct Chrome {
     pub title: String,
     /// Which navigation entry is current.
     pub active: &'static str,
@@ -42,7 +42,7 @@ pub struct Chrome {
 
 impl Chrome {
     /// The frame of pages shown without a session (errors, login).
-    pub fn bare(title: &str) -> Chrome {
+    pub(super) fn bare(title: &str) -> Chrome {
         Chrome {
             title: title.to_string(),
             ..Chrome::default()
@@ -51,7 +51,7 @@ impl Chrome {
 }
 
 /// Renders `page` with `status`, as HTML that is never cached.
-pub fn html(status: StatusCode, page: &impl Template) -> HttpResponse {
+pub(super) fn html(status: StatusCode, page: &impl Template) -> HttpResponse {
     match page.render() {
         Ok(body) => HttpResponse::build(status)
             .content_type("text/html; charset=utf-8")
@@ -67,7 +67,7 @@ pub fn html(status: StatusCode, page: &impl Template) -> HttpResponse {
 }
 
 /// A redirect after a form (303: the browser follows with a GET).
-pub fn see_other(location: &str) -> HttpResponse {
+pub(super) fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, location.to_string()))
         .finish()
@@ -76,7 +76,7 @@ pub fn see_other(location: &str) -> HttpResponse {
 /// Bytes as readable text: valid UTF-8 stays (control characters escaped
 /// like `\n`, `\u{1b}`), invalid bytes become `\xNN`. At most `max` bytes
 /// of input are shown; the flag says whether some were left out.
-pub fn escaped_bytes(raw: &[u8], max: usize) -> (String, bool) {
+pub(super) fn escaped_bytes(raw: &[u8], max: usize) -> (String, bool) {
     let shown = &raw[..raw.len().min(max)];
     let mut out = String::with_capacity(shown.len());
     for chunk in shown.utf8_chunks() {
@@ -96,7 +96,7 @@ pub fn escaped_bytes(raw: &[u8], max: usize) -> (String, bool) {
 
 /// `text` with control characters escaped (like `\u{1b}`), but line
 /// breaks and tabs kept: for error messages and stack traces.
-pub fn printable(text: &str) -> String {
+pub(super) fn printable(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if c.is_control() && c != '\n' && c != '\t' {
@@ -109,7 +109,7 @@ pub fn printable(text: &str) -> String {
 }
 
 /// `text` cut to `max` characters, with `…` when cut.
-pub fn shorten(text: &str, max: usize) -> String {
+pub(super) fn shorten(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         text.to_string()
     } else {
@@ -121,13 +121,13 @@ pub fn shorten(text: &str, max: usize) -> String {
 
 /// A JSON value pretty-printed, cut to `max` bytes (on a character
 /// boundary); the flag says whether it was cut.
-pub fn pretty_json(value: &Value, max: usize) -> (String, bool) {
+pub(super) fn pretty_json(value: &Value, max: usize) -> (String, bool) {
     let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string());
     cut_text(text, max)
 }
 
 /// `text` cut to at most `max` bytes on a character boundary.
-pub fn cut_text(mut text: String, max: usize) -> (String, bool) {
+pub(super) fn cut_text(mut text: String, max: usize) -> (String, bool) {
     if text.len() <= max {
         return (text, false);
     }
@@ -140,7 +140,7 @@ pub fn cut_text(mut text: String, max: usize) -> (String, bool) {
 }
 
 /// "4s", "12m 5s", "3h 2m", "2d 4h": a duration in milliseconds, for humans.
-pub fn human_duration(ms: i64) -> String {
+pub(super) fn human_duration(ms: i64) -> String {
     let s = ms.max(0) / 1000;
     match s {
         0..=59 => format!("{s}s"),
@@ -151,7 +151,7 @@ pub fn human_duration(ms: i64) -> String {
 }
 
 /// A unix-ms time as RFC 3339 UTC (seconds precision).
-pub fn rfc3339(unix_ms: i64) -> String {
+pub(super) fn rfc3339(unix_ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(unix_ms)
         .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
         .unwrap_or_else(|| "-".to_string())
@@ -161,7 +161,7 @@ pub fn rfc3339(unix_ms: i64) -> String {
 /// short payload, read leniently (a message that is not an envelope still
 /// shows, escaped).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct MessageSummary {
+pub(super) struct MessageSummary {
     pub id: Option<String>,
     pub kind: String,
     pub enqueued_at_ms: Option<i64>,
@@ -171,7 +171,7 @@ pub struct MessageSummary {
 /// Characters of a payload a listing shows.
 const SUMMARY_PAYLOAD_CHARS: usize = 120;
 
-pub fn summarize(raw: &[u8]) -> MessageSummary {
+pub(super) fn summarize(raw: &[u8]) -> MessageSummary {
     let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(raw) else {
         let (text, _) = escaped_bytes(raw, SUMMARY_PAYLOAD_CHARS * 4);
         return MessageSummary {
@@ -195,7 +195,7 @@ pub fn summarize(raw: &[u8]) -> MessageSummary {
 
 /// Paging of a list of unknown or known length.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pager {
+pub(super) struct Pager {
     /// 1-based page number.
     pub page: u64,
     pub has_previous: bool,
@@ -204,7 +204,7 @@ pub struct Pager {
 
 impl Pager {
     /// `shown` rows on page `page`; `total` when the length is known.
-    pub fn new(page: u64, shown: usize, total: Option<u64>) -> Pager {
+    pub(super) fn new(page: u64, shown: usize, total: Option<u64>) -> Pager {
         let page = page.max(1);
         let has_next = match total {
             Some(total) => page * PAGE_SIZE < total,
@@ -218,7 +218,7 @@ impl Pager {
     }
 
     /// Rows to skip for `page` (1-based).
-    pub fn offset(page: u64) -> u64 {
+    pub(super) fn offset(page: u64) -> u64 {
         page.max(1).saturating_sub(1).saturating_mul(PAGE_SIZE)
     }
 }

@@ -16,7 +16,7 @@ use crate::job::now_ms;
 use crate::redis_queue::WorkerBeacon;
 
 /// A worker's line.
-pub struct Line {
+pub(super) struct Line {
     pub beacon: WorkerBeacon,
     pub started: String,
     pub up: String,
@@ -24,7 +24,7 @@ pub struct Line {
 }
 
 /// A lease of a worker on a queue.
-pub struct Lease {
+pub(super) struct Lease {
     pub queue: String,
     pub worker: String,
     /// "in 24s" or "expired 3s ago".
@@ -40,7 +40,7 @@ struct WorkersPage {
     leases: Vec<Lease>,
 }
 
-pub async fn page(
+pub(super) async fn page(
     state: web::Data<ApiState>,
     viewer: web::ReqData<Viewer>,
 ) -> Result<HttpResponse, UiError> {

@@ -59,6 +59,10 @@ impl Http {
         self.send(request)
     }
 
+    pub fn delete(&self, path: &str) -> Response {
+        self.send(self.client.delete(format!("{}{path}", self.base)))
+    }
+
     pub fn send(&self, mut request: reqwest::RequestBuilder) -> Response {
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);

@@ -1,3 +1,5 @@
+// Test helpers are `pub` for the many test crates that each use a part.
+#![allow(unreachable_pub)]
 //! Test fixtures: real `redis-server` and `mariadbd` processes on free
 //! loopback ports with throw-away data dirs, and the real `conveyor` binary.
 //!

@@ -30,7 +30,7 @@ use crate::store::{self, StoreError};
 /// Final outcomes to write (`Finished` and `Malformed` only).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct Record(pub Vec<Outcome>);
+pub(crate) struct Record(pub Vec<Outcome>);
 
 /// The DbWriter actor; see the module documentation.
 pub(crate) struct DbWriter {

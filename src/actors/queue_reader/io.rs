@@ -14,6 +14,7 @@ use super::ledger::{hand_back_all, write_to_redis};
 use super::QueueReader;
 use crate::job::{now_ms, ClaimedJob, JobHandle};
 use crate::job_queue::JobQueue;
+use crate::queue_order::interleave;
 use crate::redis_queue::{QueueError, Reschedule};
 
 /// A claim round's replies: per queue, then the error that ended it early.
@@ -23,41 +24,50 @@ struct RoundReply {
     error: Option<QueueError>,
 }
 
-/// Claims from each queue in turn, never more than the budget in all; stops
-/// at the first error.
+/// Claims from every queue asked at once (one round trip), never more than
+/// the budget in all; the jobs come back in the request's start order.
 async fn run_claim_round(queue_side: impl JobQueue, request: ClaimRequest) -> RoundReply {
-    let mut reply = RoundReply {
-        claims: Vec::with_capacity(request.asks.len()),
-        jobs: Vec::new(),
-        error: None,
-    };
     let mut budget = request.budget;
-    for (queue, count) in request.asks {
-        let asked = count.min(budget);
-        if asked == 0 {
-            break;
-        }
-        match queue_side
-            .claim(&queue, asked, request.lease_deadline_ms)
-            .await
-        {
-            Ok(claimed) => {
-                budget = budget.saturating_sub(claimed.jobs.len());
-                reply.claims.push(QueueClaim {
-                    queue,
-                    asked,
-                    handles: claimed.jobs.iter().map(|job| job.handle.clone()).collect(),
-                    lease_was_held: claimed.lease_was_held,
-                });
-                reply.jobs.extend(claimed.jobs);
-            }
-            Err(error) => {
-                reply.error = Some(error);
-                break;
+    let asks: Vec<(Arc<str>, usize)> = request
+        .asks
+        .into_iter()
+        .map(|(queue, count)| {
+            let asked = count.min(budget);
+            budget -= asked;
+            (queue, asked)
+        })
+        .filter(|(_, asked)| *asked > 0)
+        .collect();
+    let claimed = match queue_side
+        .claim_many(&asks, request.lease_deadline_ms)
+        .await
+    {
+        Ok(claimed) => claimed,
+        Err(error) => {
+            return RoundReply {
+                claims: Vec::new(),
+                jobs: Vec::new(),
+                error: Some(error),
             }
         }
+    };
+    let mut claims = Vec::with_capacity(asks.len());
+    let mut per_queue = Vec::with_capacity(asks.len());
+    for ((queue, asked), claimed) in asks.into_iter().zip(claimed) {
+        claims.push(QueueClaim {
+            queue,
+            asked,
+            handles: claimed.jobs.iter().map(|job| job.handle.clone()).collect(),
+            lease_was_held: claimed.lease_was_held,
+            paused: claimed.paused,
+        });
+        per_queue.push(claimed.jobs);
     }
-    reply
+    RoundReply {
+        claims,
+        jobs: interleave(&request.start_order, per_queue),
+        error: None,
+    }
 }
 
 /// Makes this worker's view of what it holds agree with the queue side:

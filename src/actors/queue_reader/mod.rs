@@ -19,6 +19,7 @@ mod ledger;
 #[cfg(test)]
 mod wiring_tests;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +36,7 @@ use crate::config::Settings;
 use crate::job::{now_ms, ClaimedJob, FinalStatus, JobHandle, Outcome};
 use crate::job_queue::{JobQueue, RedisJobQueue};
 use crate::metrics::Metrics;
+use crate::queue_order::QueueOrder;
 
 /// Pause before failed acknowledgements and reschedules are tried again (ms).
 const REDIS_RETRY_MS: u64 = 250;
@@ -47,18 +49,24 @@ const WAIT_RETRY_MS: u64 = 1000;
 /// Something may be waiting (a retry came due, jobs were recovered): claim now.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct Wake;
+pub(crate) struct Wake;
 
 /// Sent by the DbWriter: these jobs' rows are committed.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct Committed(pub Vec<JobHandle>);
+pub(crate) struct Committed(pub Vec<JobHandle>);
+
+/// The queues paused now (from the QueueWatch): claim nothing from them,
+/// and hand back their jobs that have not started.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct PausedQueues(pub HashSet<Arc<str>>);
 
 /// Stop claiming, drain in-flight jobs for up to `timeout`, then hand back
 /// the rest. Answers with the number of jobs handed back.
 #[derive(Debug, Message)]
 #[rtype(result = "usize")]
-pub struct Shutdown {
+pub(crate) struct Shutdown {
     /// How long in-flight jobs may still finish.
     pub timeout: Duration,
 }
@@ -99,6 +107,7 @@ impl<Q: JobQueue> QueueReader<Q> {
         let core = ClaimCore::new(CoreConfig {
             queues: queues.clone(),
             claim_batch: settings.queues.claim_batch,
+            order: QueueOrder::new(settings.queues.mode, &settings.queues.weight_list()),
             max_in_flight: settings.queues.max_in_flight,
             lease_ms: settings.recovery.lease_ms,
             claim_backoff: Backoff::exponential(CLAIM_RETRY_BASE_MS, CLAIM_RETRY_MAX_MS),
@@ -109,7 +118,7 @@ impl<Q: JobQueue> QueueReader<Q> {
             queue_side,
             core,
             queues,
-            heartbeat: Duration::from_millis(settings.recovery.heartbeat_ms),
+            heartbeat: settings.recovery.heartbeat(),
             lease_ms: settings.recovery.lease_ms,
             idle_wait: Duration::from_millis(settings.queues.idle_wait_ms),
             processors: pool.addr,
@@ -140,6 +149,7 @@ impl<Q: JobQueue> QueueReader<Q> {
                     });
                 }
                 Effect::HandBack => self.hand_back(ctx),
+                Effect::HoldBack(queue) => self.hold_back(&queue, ctx),
                 Effect::Report(report) => self.report(report),
             }
         }
@@ -180,6 +190,27 @@ impl<Q: JobQueue> QueueReader<Q> {
         self.apply(effects, ctx);
     }
 
+    /// `queue` was paused: its claimed jobs that have not started go back to
+    /// Redis without counting an attempt (due at once; claimed on resume).
+    fn hold_back(&mut self, queue: &str, ctx: &mut Context<Self>) {
+        let now = now_ms();
+        let unstarted: Vec<Outcome> = self
+            .feed
+            .take_queue(queue)
+            .into_iter()
+            .map(|job| Outcome::Defer {
+                handle: job.handle,
+                due_ms: now,
+            })
+            .collect();
+        if unstarted.is_empty() {
+            return;
+        }
+        log::info!(target: "conveyor::queue_reader", "queue {queue} paused: {} claimed jobs that had not started go back", unstarted.len());
+        let effects = self.core.on_outcomes(unstarted);
+        self.apply(effects, ctx);
+    }
+
     /// Final outcomes go to the DbWriter.
     fn record(&mut self, finals: Vec<Outcome>, ctx: &mut Context<Self>) {
         self.count_outcomes(&finals);
@@ -197,6 +228,9 @@ impl<Q: JobQueue> QueueReader<Q> {
             let counter = match outcome {
                 Outcome::Finished(row) if row.status == FinalStatus::Succeeded => {
                     &self.metrics.succeeded_total
+                }
+                Outcome::Finished(row) if row.status == FinalStatus::Cancelled => {
+                    &self.metrics.cancelled_total
                 }
                 Outcome::Finished(_) => &self.metrics.dead_total,
                 _ => &self.metrics.dead_letters_total,
@@ -296,6 +330,16 @@ impl<Q: JobQueue> Handler<Wake> for QueueReader<Q> {
     fn handle(&mut self, _: Wake, ctx: &mut Self::Context) {
         self.metrics.reader_mailbox.on_handle();
         let effects = self.core.on_wake(now_ms());
+        self.apply(effects, ctx);
+    }
+}
+
+impl<Q: JobQueue> Handler<PausedQueues> for QueueReader<Q> {
+    type Result = ();
+
+    fn handle(&mut self, msg: PausedQueues, ctx: &mut Self::Context) {
+        self.metrics.reader_mailbox.on_handle();
+        let effects = self.core.on_paused(now_ms(), msg.0);
         self.apply(effects, ctx);
     }
 }

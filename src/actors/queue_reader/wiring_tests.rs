@@ -93,6 +93,7 @@ fn start(queue: MemoryQueue, commit: bool) -> Rig {
         feed: feed.clone(),
         concurrency: 5,
         outcomes: outcomes_tx,
+        cancels: Arc::default(),
     });
     let addr = SyncArbiter::start(2, move || Processor::new(env.clone()));
     let pool = ProcessorPool {

@@ -35,7 +35,7 @@ use conveyor::store;
 #[command(
     after_help = "Examples:\n  conveyor bench\n  conveyor bench --workloads w1 --w1-jobs 200000 --json\n  CONVEYOR__REDIS__URL=redis://127.0.0.1:6390 conveyor bench --workloads w2,w3"
 )]
-pub struct BenchArgs {
+pub(super) struct BenchArgs {
     /// Workloads to run, comma separated: w1, w2, w3, w4.
     #[arg(long, default_value = "w1,w2,w3,w4")]
     workloads: String,
@@ -115,7 +115,7 @@ struct Bench {
     pool: Pool,
 }
 
-pub async fn run(
+pub(super) async fn run(
     settings: Settings,
     config_file: Option<PathBuf>,
     args: BenchArgs,

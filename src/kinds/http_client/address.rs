@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// What kind of address an IP is, as far as the guard cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AddressClass {
+pub(crate) enum AddressClass {
     /// Globally routable: always allowed.
     Public,
     Loopback,
@@ -34,7 +34,7 @@ pub enum AddressClass {
 }
 
 impl AddressClass {
-    pub fn is_public(self) -> bool {
+    pub(crate) fn is_public(self) -> bool {
         self == AddressClass::Public
     }
 }
@@ -59,7 +59,7 @@ impl fmt::Display for AddressClass {
 /// Classifies `ip`. IPv6 addresses that embed an IPv4 address (mapped
 /// `::ffff:a.b.c.d`, compatible `::a.b.c.d`, NAT64 `64:ff9b::a.b.c.d`) are
 /// classified by that IPv4 address.
-pub fn classify(ip: IpAddr) -> AddressClass {
+pub(super) fn classify(ip: IpAddr) -> AddressClass {
     match ip {
         IpAddr::V4(v4) => classify_v4(v4),
         IpAddr::V6(v6) => classify_v6(v6),

@@ -16,7 +16,7 @@ use crate::kinds::JobError;
 
 /// Why a request did not produce a 2xx response with a body under the cap.
 #[derive(Debug, thiserror::Error)]
-pub enum HttpError {
+pub(crate) enum HttpError {
     #[error("{url}: {refusal}")]
     Refused { url: String, refusal: Refusal },
     #[error("{url}: HTTP {status}")]
@@ -41,7 +41,7 @@ pub enum HttpError {
 
 impl HttpError {
     /// The response status, when there was a response.
-    pub fn status(&self) -> Option<StatusCode> {
+    pub(crate) fn status(&self) -> Option<StatusCode> {
         match self {
             HttpError::Status { status, .. } => Some(*status),
             _ => None,
@@ -49,7 +49,7 @@ impl HttpError {
     }
 
     /// Whether trying again cannot help.
-    pub fn is_permanent(&self) -> bool {
+    pub(crate) fn is_permanent(&self) -> bool {
         match self {
             HttpError::Refused { .. } | HttpError::BodyTooLarge { .. } => true,
             HttpError::Status { status, .. } => !is_retryable_status(*status),
@@ -61,7 +61,7 @@ impl HttpError {
     /// The failure as a job error, its message prefixed with `context`:
     /// 5xx, 429 (with `Retry-After` seconds), timeouts and connection errors
     /// are retryable; refusals, other statuses and oversized bodies are not.
-    pub fn to_job_error(&self, context: &str) -> JobError {
+    pub(crate) fn to_job_error(&self, context: &str) -> JobError {
         let message = format!("{context}{self}");
         match self {
             _ if self.is_permanent() => JobError::permanent(message),
@@ -81,7 +81,7 @@ fn is_retryable_status(status: StatusCode) -> bool {
 
 /// `scheme://host[:port]/path` of `url`: no credentials, query or fragment,
 /// which may hold secrets and must not reach the results table.
-pub fn display_url(url: &Url) -> String {
+pub(crate) fn display_url(url: &Url) -> String {
     let host = url.host_str().unwrap_or("");
     match url.port() {
         Some(port) => format!("{}://{host}:{port}{}", url.scheme(), url.path()),

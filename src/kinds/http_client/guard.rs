@@ -22,7 +22,7 @@ use crate::config::HttpKindSettings;
 /// Why the guard stopped a request. Always permanent: the same payload would
 /// be refused again.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     #[error(
         "refused to connect to {ip}{}: it is {class}; set \
          kinds.http.allow_private = true or add {host} to kinds.http.allow_hosts \
@@ -56,14 +56,14 @@ fn for_host(host: &str, ip: &IpAddr) -> String {
 
 /// Decides which addresses may be reached.
 #[derive(Debug)]
-pub struct Guard {
+pub(super) struct Guard {
     allow_private: bool,
     /// Lower case, without brackets or a trailing dot.
     allow_hosts: HashSet<String>,
 }
 
 impl Guard {
-    pub fn new(settings: &HttpKindSettings) -> Guard {
+    pub(super) fn new(settings: &HttpKindSettings) -> Guard {
         Guard {
             allow_private: settings.allow_private,
             allow_hosts: settings
@@ -75,12 +75,12 @@ impl Guard {
     }
 
     /// Whether `host` may reach any address (private ones included).
-    pub fn host_allowed(&self, host: &str) -> bool {
+    pub(super) fn host_allowed(&self, host: &str) -> bool {
         self.allow_private || self.allow_hosts.contains(&normalize_host(host))
     }
 
     /// Whether `host` may connect to `ip`.
-    pub fn check_ip(&self, host: &str, ip: IpAddr) -> Result<(), Refusal> {
+    pub(super) fn check_ip(&self, host: &str, ip: IpAddr) -> Result<(), Refusal> {
         let class = classify(ip);
         if class.is_public() || self.host_allowed(host) {
             Ok(())
@@ -96,7 +96,7 @@ impl Guard {
     /// Checks a URL before it is requested (first request or redirect hop):
     /// its scheme, and its host when that is an IP literal, which no
     /// resolver sees. Host names are checked after resolution instead.
-    pub fn check_url(&self, url: &Url) -> Result<(), Refusal> {
+    pub(super) fn check_url(&self, url: &Url) -> Result<(), Refusal> {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(Refusal::Scheme(url.scheme().to_string()));
         }
@@ -123,7 +123,7 @@ fn normalize_host(host: &str) -> String {
 /// addresses the guard allows; fails with a [`Refusal`] when none is left.
 /// Checking the addresses that will actually be connected to (not a second
 /// lookup) also defeats DNS rebinding.
-pub struct GuardedResolver {
+pub(super) struct GuardedResolver {
     pub(super) guard: Arc<Guard>,
 }
 

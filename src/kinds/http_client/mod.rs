@@ -42,14 +42,14 @@ use error::{error_chain, retry_after, transport_error};
 use guard::{Guard, GuardedResolver, Refusal};
 use request::RequestBody;
 
-pub use error::{display_url, HttpError};
-pub use request::{Fetched, RequestSpec};
+pub(super) use error::{display_url, HttpError};
+pub(super) use request::{Fetched, RequestSpec};
 
 /// The configured HTTP machinery, cheap to clone into handlers. Each
 /// processor thread builds its own `reqwest::Client` from it on first use
 /// and keeps it, so connections are reused across the jobs of that thread.
 #[derive(Clone)]
-pub struct HttpKinds {
+pub(super) struct HttpKinds {
     inner: Arc<Inner>,
 }
 
@@ -74,7 +74,7 @@ thread_local! {
 }
 
 impl HttpKinds {
-    pub fn new(settings: &HttpKindSettings) -> HttpKinds {
+    pub(super) fn new(settings: &HttpKindSettings) -> HttpKinds {
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         HttpKinds {
             inner: Arc::new(Inner {
@@ -85,7 +85,7 @@ impl HttpKinds {
         }
     }
 
-    pub fn settings(&self) -> &HttpKindSettings {
+    pub(super) fn settings(&self) -> &HttpKindSettings {
         &self.inner.settings
     }
 
@@ -144,7 +144,11 @@ impl HttpKinds {
 
     /// Sends `spec` and reads its body, all before `deadline` (the job's).
     /// Only a 2xx response with a body within the cap is `Ok`.
-    pub async fn fetch(&self, spec: &RequestSpec, deadline: Instant) -> Result<Fetched, HttpError> {
+    pub(super) async fn fetch(
+        &self,
+        spec: &RequestSpec,
+        deadline: Instant,
+    ) -> Result<Fetched, HttpError> {
         let url = display_url(&spec.url);
         if let Err(refusal) = self.inner.guard.check_url(&spec.url) {
             return Err(HttpError::Refused { url, refusal });

@@ -20,7 +20,7 @@ const METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 
 /// One request as a payload describes it, validated.
 #[derive(Debug, Clone)]
-pub struct RequestSpec {
+pub(crate) struct RequestSpec {
     pub url: Url,
     pub method: Method,
     pub headers: HeaderMap,
@@ -28,7 +28,7 @@ pub struct RequestSpec {
 }
 
 #[derive(Debug, Clone)]
-pub enum RequestBody {
+pub(crate) enum RequestBody {
     /// Sent as is (`"body": "text"`).
     Text(String),
     /// Any other JSON value, sent as JSON (`Content-Type: application/json`
@@ -39,7 +39,7 @@ pub enum RequestBody {
 impl RequestSpec {
     /// Validates the request fields of a payload; every problem is a
     /// permanent error starting with `invalid <kind> payload`.
-    pub fn new(
+    pub(crate) fn new(
         kind: &str,
         url: &str,
         method: Option<&str>,
@@ -92,7 +92,7 @@ impl RequestSpec {
 
 /// A response with a 2xx status and its whole (capped) body.
 #[derive(Debug)]
-pub struct Fetched {
+pub(crate) struct Fetched {
     pub status: StatusCode,
     pub body: Vec<u8>,
     pub elapsed: Duration,

@@ -40,6 +40,7 @@ pub(crate) use self::types::{
 };
 use super::ledger::{HeldJobs, RedisWriteReport};
 use crate::job::{JobHandle, Outcome};
+use crate::queue_order::QueueMode;
 use crate::redis_queue::QueueError;
 
 /// Blocking waits on empty queues.
@@ -63,6 +64,8 @@ pub(crate) struct ClaimCore {
     failures: u32,
     /// Queues found empty: not claimed from until a wait or a wake says so.
     empty: HashSet<Arc<str>>,
+    /// Queues paused in Redis: not claimed from until resumed.
+    paused: HashSet<Arc<str>>,
     waiters: HashMap<Arc<str>, Waiter>,
     owed: OwedWrites,
 }
@@ -79,6 +82,7 @@ impl ClaimCore {
             lifecycle: Lifecycle::Running,
             failures: 0,
             empty: HashSet::new(),
+            paused: HashSet::new(),
             waiters: HashMap::new(),
             owed: OwedWrites::new(),
         }
@@ -128,7 +132,10 @@ impl ClaimCore {
                 self.lease_lost(claim.queue.clone(), &mut effects);
             }
             self.redis_answered(&mut effects);
-            if claim.handles.len() < claim.asked {
+            if claim.paused {
+                // The QueueWatch says when it is resumed; no wait meanwhile.
+                self.pause(claim.queue.clone(), &mut effects);
+            } else if claim.handles.len() < claim.asked {
                 self.empty.insert(claim.queue.clone());
                 self.start_wait(claim.queue, &mut effects);
             }
@@ -142,6 +149,21 @@ impl ClaimCore {
         }
         // Queues that gave less than asked are marked empty, so a round that
         // claimed nothing starts no other: the waits say when to look again.
+        self.step(now_ms, effects)
+    }
+
+    /// The queues paused now, as the QueueWatch read them: claim nothing
+    /// from them, and hold back their jobs that have not started.
+    pub(crate) fn on_paused(&mut self, now_ms: i64, paused: HashSet<Arc<str>>) -> Effects {
+        let mut effects = Vec::new();
+        let resumed: Vec<Arc<str>> = self.paused.difference(&paused).cloned().collect();
+        for queue in resumed {
+            self.paused.remove(&queue);
+            self.empty.remove(&queue);
+        }
+        for queue in paused {
+            self.pause(queue, &mut effects);
+        }
         self.step(now_ms, effects)
     }
 
@@ -330,27 +352,56 @@ impl ClaimCore {
         effects
     }
 
-    /// The next claim round, or `None` when full or every queue is empty.
-    fn claim_request(&self, now_ms: i64) -> Option<ClaimRequest> {
+    /// The next claim round, or `None` when full or every queue is empty or
+    /// paused. The round's slots (a claim batch per queue that may have work,
+    /// one batch in strict mode, never more than the free capacity) are
+    /// split by the queue order: weights or strict.
+    fn claim_request(&mut self, now_ms: i64) -> Option<ClaimRequest> {
         let budget = self.room();
         if budget == 0 {
             return None;
         }
-        let asks: Vec<(Arc<str>, usize)> = self
+        let eligible: Vec<bool> = self
             .config
             .queues
             .iter()
-            .filter(|queue| !self.empty.contains(*queue))
-            .map(|queue| (queue.clone(), self.config.claim_batch))
+            .map(|queue| !self.empty.contains(queue) && !self.paused.contains(queue))
             .collect();
+        let open = eligible.iter().filter(|e| **e).count();
+        let batches = match self.config.order.mode() {
+            QueueMode::Weighted => open,
+            QueueMode::Strict => open.min(1),
+        };
+        let slots = budget.min(self.config.claim_batch.saturating_mul(batches));
+        let picks = self.config.order.picks(&eligible, slots);
+        let counts = self.config.order.counts(&picks);
+        let mut ask_of = vec![usize::MAX; counts.len()];
+        let mut asks: Vec<(Arc<str>, usize)> = Vec::new();
+        for (index, count) in counts.into_iter().enumerate().filter(|(_, c)| *c > 0) {
+            ask_of[index] = asks.len();
+            asks.push((self.config.queues[index].clone(), count));
+        }
         if asks.is_empty() {
             return None;
         }
+        let start_order = if asks.len() > 1 {
+            picks.iter().map(|pick| ask_of[*pick]).collect()
+        } else {
+            Vec::new()
+        };
         Some(ClaimRequest {
             asks,
+            start_order,
             budget,
             lease_deadline_ms: now_ms + ms(self.config.lease_ms),
         })
+    }
+
+    /// `queue` is paused: hold back its unstarted jobs the first time.
+    fn pause(&mut self, queue: Arc<str>, effects: &mut Effects) {
+        if self.paused.insert(queue.clone()) {
+            effects.push(Effect::HoldBack(queue));
+        }
     }
 
     fn room(&self) -> usize {

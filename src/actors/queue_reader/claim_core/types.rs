@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::backoff::Backoff;
 use crate::job::{JobHandle, Outcome};
+use crate::queue_order::QueueOrder;
 use crate::redis_queue::Reschedule;
 
 /// What the core needs to know of the settings.
@@ -18,6 +19,8 @@ pub(crate) struct CoreConfig {
     pub(crate) queues: Vec<Arc<str>>,
     /// Most jobs one claim of one queue takes.
     pub(crate) claim_batch: usize,
+    /// How a round's capacity is split among the queues (weights or strict).
+    pub(crate) order: QueueOrder,
     /// Most jobs held at once.
     pub(crate) max_in_flight: usize,
     /// Lease length, for the deadline a claim renews the lease to.
@@ -74,12 +77,15 @@ pub(crate) enum Lifecycle {
     Stopped,
 }
 
-/// A claim round: claim from these queues, in order, at most `count` each,
+/// A claim round: claim from these queues at once, at most `count` each,
 /// and at most `budget` jobs in all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ClaimRequest {
     /// (queue, most jobs to take from it).
     pub(crate) asks: Vec<(Arc<str>, usize)>,
+    /// The order the claimed jobs should start in, as indexes into `asks`
+    /// (the weighted rotation); empty when there is one queue.
+    pub(crate) start_order: Vec<usize>,
     /// Most jobs the whole round may take (the free capacity).
     pub(crate) budget: usize,
     /// The lease deadline each claim renews.
@@ -97,6 +103,8 @@ pub(crate) struct QueueClaim {
     pub(crate) handles: Vec<JobHandle>,
     /// Whether the lease was held before this claim.
     pub(crate) lease_was_held: bool,
+    /// The queue is paused: nothing but cancelled jobs was taken.
+    pub(crate) paused: bool,
 }
 
 /// What a reconcile round found.
@@ -169,6 +177,9 @@ pub(crate) enum Effect {
     /// Hand every held job back (the jobs waiting in the feed go too), then
     /// send `HandedBack`.
     HandBack,
+    /// This queue was paused: take its jobs that have not started out of the
+    /// feed and report them as not run (they go back to Redis).
+    HoldBack(Arc<str>),
     /// Say something.
     Report(Report),
 }

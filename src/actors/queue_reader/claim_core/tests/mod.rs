@@ -2,6 +2,7 @@
 //! Shared helpers here; the tests by concern in the submodules.
 
 mod claiming;
+mod control;
 mod faults;
 mod settling;
 mod shutdown;
@@ -15,6 +16,7 @@ use super::{
 use crate::actors::queue_reader::ledger::RedisWriteReport;
 use crate::backoff::Backoff;
 use crate::job::{JobHandle, Outcome, ResultRow};
+use crate::queue_order::{QueueMode, QueueOrder};
 use crate::redis_queue::QueueError;
 
 pub(super) const T0: i64 = 1_000_000;
@@ -27,6 +29,7 @@ pub(super) fn config(queues: &[&str], claim_batch: usize, max_in_flight: usize) 
     CoreConfig {
         queues: queues.iter().map(|name| q(name)).collect(),
         claim_batch,
+        order: QueueOrder::new(QueueMode::Weighted, &vec![1; queues.len()]),
         max_in_flight,
         lease_ms: 30_000,
         claim_backoff: Backoff::exponential(100, 5000),
@@ -50,6 +53,7 @@ pub(super) fn claim(queue: &str, asked: usize, range: std::ops::Range<usize>) ->
         asked,
         handles: handles(queue, range),
         lease_was_held: true,
+        paused: false,
     }
 }
 

@@ -1,0 +1,67 @@
+//! `POST /queues/{q}/pause`, `POST /queues/{q}/resume` and `DELETE /jobs/{id}`:
+//! the operator's controls.
+//!
+//! This module owns the HTTP answers of those actions; the decisions are
+//! [`crate::control`]'s, shared with the CLI. It must never change a job
+//! beyond what a pause flag or a cancel mark in Redis does.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
+
+use super::jobs::queue_param;
+use super::{ApiError, ApiState};
+use crate::control::{self, CancelAnswer};
+
+pub(super) async fn pause(
+    state: web::Data<ApiState>,
+    queue: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    set_paused(&state, &queue, true).await
+}
+
+pub(super) async fn resume(
+    state: web::Data<ApiState>,
+    queue: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    set_paused(&state, &queue, false).await
+}
+
+async fn set_paused(state: &ApiState, queue: &str, paused: bool) -> Result<HttpResponse, ApiError> {
+    control::set_paused(state.redis(), &state.settings().queues.names, queue, paused).await?;
+    log::info!(target: "conveyor::api", "queue {queue} {}", if paused { "paused" } else { "resumed" });
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `202 {"id", "queue", "status": "cancelled" | "cancelling"}`; a finished
+/// job answers 409 with its status, an unknown one 404.
+pub(super) async fn cancel(
+    state: web::Data<ApiState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let queue = queue_param(req.query_string())?;
+    let answer = control::cancel_job(
+        state.redis(),
+        state.pool(),
+        &state.settings().queues.names,
+        queue.as_deref(),
+        &id,
+    )
+    .await?;
+    match answer {
+        CancelAnswer::Accepted { queue, state: s } => Ok(HttpResponse::Accepted()
+            .json(json!({ "id": *id, "queue": queue, "status": s.as_str() }))),
+        CancelAnswer::Finished { queue, status } => Err(ApiError::Finished {
+            id: id.into_inner(),
+            queue,
+            status,
+        }),
+        CancelAnswer::Unknown => Err(ApiError::NotFound(
+            id.into_inner(),
+            queue.map_or_else(
+                || "any configured queue".to_string(),
+                |q| format!("queue {q}"),
+            ),
+        )),
+    }
+}
