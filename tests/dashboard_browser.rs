@@ -471,11 +471,14 @@ async fn the_dashboard_in_a_real_browser() {
         .click()
         .await
         .expect("pause");
-    wait_for_path(&client, "/ui/schedules").await;
-    assert_eq!(
-        text_of(&client, "tr[data-schedule='nightly-report'] .status.paused").await,
-        "paused"
-    );
+    wait_for_text(
+        &client,
+        &base,
+        "/ui/schedules",
+        "tr[data-schedule='nightly-report'] .status.paused",
+        "paused",
+    )
+    .await;
     screenshot(&client, "schedules").await;
 
     // Dead letters: raw bytes escaped.
