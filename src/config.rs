@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::job::is_valid_queue_name;
+use crate::limiters::{Limiter, LimiterConfig};
 use crate::limits::{MAX_DB_BATCH, MAX_SCRIPT_BATCH};
 use crate::redact::{redact_secrets_in, redact_url};
 use crate::schedules::{compile_all, Schedule, ScheduleConfig};
@@ -24,7 +25,12 @@ pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 pub enum ConfigError {
     /// A key holds a value of the wrong type or outside its range.
     #[error("{key} {message}")]
-    Invalid { key: String, message: String },
+    Invalid {
+        /// The key, as in the file (`section.key`).
+        key: String,
+        /// What is wrong with its value.
+        message: String,
+    },
     /// The file or the environment could not be read or parsed.
     #[error("configuration: {0}")]
     Source(String),
@@ -41,48 +47,79 @@ fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
+    /// `[redis]`: where the queues live.
     pub redis: RedisSettings,
+    /// `[mysql]`: where the results go.
     pub mysql: MysqlSettings,
+    /// `[queues]`: which queues this worker consumes, and how it claims.
     pub queues: QueueSettings,
+    /// `[processors]`: the pool that runs jobs.
     pub processors: ProcessorSettings,
+    /// `[db]`: how results are batched into MySQL.
     pub db: DbSettings,
+    /// `[retry]`: attempts and backoff of failed jobs.
     pub retry: RetrySettings,
+    /// `[jobs]`: defaults for envelopes that do not say.
     pub jobs: JobSettings,
+    /// `[limits]`: the largest message accepted.
     pub limits: LimitSettings,
+    /// `[scheduler]`: promotion of due retries and `run_at` jobs.
     pub scheduler: SchedulerSettings,
+    /// `[recovery]`: leases and the recovery of dead workers' jobs.
     pub recovery: RecoverySettings,
+    /// `[shutdown]`: the graceful stop.
     pub shutdown: ShutdownSettings,
+    /// `[metrics]`: the mailbox log line.
     pub metrics: MetricsSettings,
+    /// `[api]`: the HTTP API.
     pub api: ApiSettings,
+    /// `[kinds]`: settings of the built-in kinds.
     pub kinds: KindSettings,
     /// `[[schedules]]`: cron schedules every worker ticks.
     #[serde(default)]
     pub schedules: Vec<ScheduleConfig>,
+    /// `[[limiters]]`: concurrency and rate limits enforced when jobs are claimed.
+    #[serde(default)]
+    pub limiters: Vec<LimiterConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `[redis]` settings.
 pub struct RedisSettings {
+    /// Redis URL; a password in it is never logged.
     pub url: String,
+    /// Prefix of every key (`<prefix>:{<queue>}:pending` ...).
     pub key_prefix: String,
+    /// How long one command may take before it counts as failed (ms).
     pub response_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `[mysql]` settings.
 pub struct MysqlSettings {
+    /// MySQL / MariaDB URL, database included; a password in it is never logged.
     pub url: String,
+    /// Most pooled connections the DbWriter opens.
     pub pool_max: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `[queues]` settings.
 pub struct QueueSettings {
+    /// Queues this worker consumes.
     pub names: Vec<String>,
+    /// Most jobs one claim takes from a queue in one round trip.
     pub claim_batch: usize,
+    /// Most jobs held at once (claimed and not yet acknowledged).
     pub max_in_flight: usize,
+    /// How long an idle worker blocks on an empty queue before it looks again (ms).
     pub idle_wait_ms: u64,
+    /// How often pause and cancel marks are looked at (ms).
     pub control_poll_ms: u64,
+    /// How claims are split among the queues (weighted or strict order).
     pub mode: crate::queue_order::QueueMode,
     /// Queue name → weight (default 1), for `mode = "weighted"`.
     #[serde(default)]
@@ -101,44 +138,63 @@ impl QueueSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `[processors]` settings.
 pub struct ProcessorSettings {
+    /// Threads in the processor pool.
     pub count: usize,
+    /// Jobs one thread runs at once.
     pub concurrency: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `[db]` settings.
 pub struct DbSettings {
+    /// Rows per multi-row upsert.
     pub batch_size: usize,
+    /// Longest a result waits for its batch to fill (ms).
     pub flush_ms: u64,
+    /// Batches written at the same time.
     pub max_concurrent_flushes: usize,
+    /// First pause after a failed batch write (ms).
     pub retry_base_ms: u64,
+    /// Longest pause between tries of a failed batch write (ms).
     pub retry_max_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `[retry]` settings.
 pub struct RetrySettings {
+    /// Attempts a job gets when its envelope does not say.
     pub max_attempts: u32,
+    /// Backoff after the first failed attempt (ms), doubling per attempt.
     pub base_ms: u64,
+    /// Longest backoff between attempts (ms).
     pub max_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `[jobs]` settings.
 pub struct JobSettings {
+    /// Deadline of one attempt when the envelope does not say (ms).
     pub default_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `[limits]` settings.
 pub struct LimitSettings {
+    /// Largest message accepted from a queue (bytes); larger ones are dead letters.
     pub max_job_bytes: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `[scheduler]` settings.
 pub struct SchedulerSettings {
+    /// How often due retries and `run_at` jobs are promoted (ms).
     pub tick_ms: u64,
     /// How often every worker looks for due schedule ticks.
     pub schedules_tick_ms: u64,
@@ -148,7 +204,9 @@ pub struct SchedulerSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `[recovery]` settings.
 pub struct RecoverySettings {
+    /// A worker that has not renewed its lease for this long is presumed dead (ms).
     pub lease_ms: u64,
     /// Unset: derived from the lease (see [`RecoverySettings::heartbeat`]).
     #[serde(default)]
@@ -189,22 +247,31 @@ impl RecoverySettings {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `[shutdown]` settings.
 pub struct ShutdownSettings {
+    /// How long in-flight jobs may run after SIGTERM before they are handed back (ms).
     pub timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `[metrics]` settings.
 pub struct MetricsSettings {
+    /// Interval of the `conveyor::mailbox` log line (ms).
     pub log_interval_ms: u64,
+    /// A mailbox deeper than this logs a warning.
     pub mailbox_high_water: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+/// `[api]` settings.
 pub struct ApiSettings {
+    /// Address of the API inside `conveyor worker`; empty = no API.
     pub bind: String,
+    /// Bearer token every route but `/health` needs; empty = none.
     pub token: String,
+    /// Largest request body (bytes).
     pub max_body_bytes: usize,
     /// How long a dashboard login lasts (ms).
     pub session_ttl_ms: u64,
@@ -214,6 +281,7 @@ pub struct ApiSettings {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KindSettings {
+    /// `[kinds.http]`: the `http` and `gather` kinds.
     pub http: HttpKindSettings,
 }
 
@@ -221,11 +289,17 @@ pub struct KindSettings {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpKindSettings {
+    /// Largest response body one request reads (bytes).
     pub max_body_bytes: usize,
+    /// Connect timeout of one request (ms).
     pub connect_timeout_ms: u64,
+    /// Redirects followed at most.
     pub max_redirects: usize,
+    /// Allow loopback, private, link-local and metadata addresses.
     pub allow_private: bool,
+    /// Host names or addresses allowed even when they resolve to such addresses.
     pub allow_hosts: Vec<String>,
+    /// Most requests one `gather` job may make.
     pub max_gather_requests: usize,
 }
 
@@ -379,7 +453,14 @@ impl Settings {
         }
         self.validate_names()?;
         self.schedules()?;
+        self.limiters()?;
         Ok(())
+    }
+
+    /// The `[[limiters]]` entries, checked and compiled.
+    pub fn limiters(&self) -> Result<Vec<Limiter>, ConfigError> {
+        crate::limiters::compile_all(&self.limiters)
+            .map_err(|e| invalid(&format!("limiters[{}].{}", e.limiter, e.key), e.message))
     }
 
     /// The `[[schedules]]` entries, checked and compiled.
@@ -447,6 +528,7 @@ impl Settings {
         self.processors.count * self.processors.concurrency
     }
 
+    /// The lease length as a duration.
     pub fn lease(&self) -> Duration {
         Duration::from_millis(self.recovery.lease_ms)
     }
@@ -633,11 +715,17 @@ mod tests {
 
     /// The commented `[[schedules]]` example of the default file, uncommented.
     fn schedule_example() -> String {
+        example("# [[schedules]]\n")
+    }
+
+    /// The commented example that starts with `header`, up to the next blank line, uncommented.
+    fn example(header: &str) -> String {
         let start = DEFAULT_TOML
-            .find("# [[schedules]]\n")
+            .find(header)
             .expect("example in the default file");
         DEFAULT_TOML[start..]
             .lines()
+            .take_while(|line| !line.trim().is_empty())
             .map(|line| line.trim_start_matches('#').trim_start())
             .filter(|line| !line.is_empty())
             .collect::<Vec<_>>()
@@ -675,6 +763,34 @@ mod tests {
         let text = schedule_example().replace("kind = ", "knd = ");
         let err = load_file(&text).expect_err("refused").to_string();
         assert!(err.contains("knd"), "{err}");
+    }
+
+    #[test]
+    fn the_limiter_example_loads_and_bad_limiters_name_the_key() {
+        let text = example("# [[limiters]]\n");
+        let settings = load_file(&text).expect("example is valid");
+        let limiters = settings.limiters().expect("compiles");
+        assert_eq!(limiters.len(), 1);
+        assert_eq!(limiters[0].name, "partner-api");
+        assert_eq!(limiters[0].rate.map(|r| r.count), Some(100));
+        assert!(load(&[]).expect("defaults").limiters.is_empty());
+        let err = load_file(&text.replace("100/1s", "100 per second"))
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            err.starts_with("limiters[partner-api].rate must be"),
+            "{err}"
+        );
+        let err = load_file(&text.replace("concurrency = 10", "concurrency = -1"))
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            err.starts_with("limiters[partner-api].concurrency"),
+            "{err}"
+        );
+        let twice = format!("{text}\n{text}");
+        let err = load_file(&twice).expect_err("refused").to_string();
+        assert!(err.starts_with("limiters[partner-api].name"), "{err}");
     }
 
     #[test]

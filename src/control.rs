@@ -22,8 +22,10 @@ pub enum ControlError {
     #[error("no queue {0:?}: it is not in queues.names and Redis holds nothing of it")]
     UnknownQueue(String),
     #[error(transparent)]
+    /// Redis failed.
     Redis(#[from] QueueError),
     #[error(transparent)]
+    /// MySQL failed.
     Mysql(#[from] StoreError),
 }
 
@@ -32,9 +34,19 @@ pub enum ControlError {
 pub enum CancelAnswer {
     /// In Redis: removed from the waiting jobs (`cancelled`) or signalled to
     /// the worker running it (`cancelling`).
-    Accepted { queue: String, state: CancelState },
+    Accepted {
+        /// The job's queue.
+        queue: String,
+        /// Removed or signalled.
+        state: CancelState,
+    },
     /// Its row is written already, with this status.
-    Finished { queue: String, status: String },
+    Finished {
+        /// The job's queue.
+        queue: String,
+        /// The row's status.
+        status: String,
+    },
     /// No such job.
     Unknown,
 }

@@ -19,8 +19,10 @@ use crate::store::{self, StoreError};
 #[derive(Debug, thiserror::Error)]
 pub enum EnqueueError {
     #[error(transparent)]
+    /// Redis failed.
     Queue(#[from] QueueError),
     #[error(transparent)]
+    /// MySQL failed.
     Store(#[from] StoreError),
 }
 

@@ -22,8 +22,11 @@ pub const DEFAULT_QUEUE: &str = "default";
 /// A job ready to push: its id, queue and message bytes (id first).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Submission {
+    /// The job id (assigned when the body had none).
     pub id: String,
+    /// The queue it goes to.
     pub queue: String,
+    /// The envelope bytes to push.
     pub message: Vec<u8>,
     /// The job's `unique_key`: it is refused while another job holds it.
     pub unique_key: Option<String>,
@@ -33,7 +36,9 @@ pub struct Submission {
 /// element's index in a batch (`[3].kind`), or is `None` for the whole body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rejected {
+    /// The offending field, e.g. `kind` or `[3].kind`; `None` for the whole body.
     pub field: Option<String>,
+    /// What is wrong.
     pub reason: String,
 }
 
@@ -79,6 +84,7 @@ impl Rejected {
 /// What a submission is checked against.
 #[derive(Debug, Clone, Copy)]
 pub struct Rules<'a> {
+    /// Defaults for fields the submission leaves out.
     pub defaults: EnvelopeDefaults,
     /// Queues a submission may name; `None` accepts any valid queue name.
     pub queues: Option<&'a [String]>,
@@ -175,6 +181,7 @@ fn envelope_from(mut map: Map<String, Value>) -> Result<Envelope, Rejected> {
         timeout_ms: take(&mut map, "timeout_ms")?,
         run_at: take(&mut map, "run_at")?,
         enqueued_at: take(&mut map, "enqueued_at")?,
+        key: take(&mut map, "key")?,
         unique_key: take(&mut map, "unique_key")?,
         unique_for_ms: take(&mut map, "unique_for_ms")?,
     };

@@ -16,13 +16,16 @@ pub const MAX_NAME_LEN: usize = 64;
 /// names it there until it is acknowledged.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct JobHandle {
+    /// The queue it was claimed from.
     pub queue: Arc<str>,
+    /// The claim token: `<nonce>-<i>`, kept through retries and recovery.
     pub token: String,
 }
 
 /// A message as claimed from Redis, not yet parsed.
 #[derive(Debug, Clone)]
 pub struct ClaimedJob {
+    /// Where it lives in Redis.
     pub handle: JobHandle,
     /// The message bytes exactly as the producer pushed them.
     pub raw: Vec<u8>,
@@ -44,18 +47,29 @@ pub struct ClaimedJob {
 #[serde(expecting = "a job envelope (a JSON object with a \"kind\")")]
 pub struct Envelope {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The job id; assigned (the claim token) when absent.
     pub id: Option<String>,
+    /// The handler's name.
     pub kind: String,
     #[serde(default)]
+    /// Anything the handler takes (default null).
     pub payload: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Attempts the job gets (default `retry.max_attempts`).
     pub max_attempts: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Deadline of one attempt (default `jobs.default_timeout_ms`).
     pub timeout_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Not started before this time.
     pub run_at: Option<RunAt>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// When the producer enqueued it (unix ms).
     pub enqueued_at: Option<i64>,
+    /// Whom the job is for (a tenant, a customer, an API host): fairness and
+    /// per-key limits group jobs by it. Unkeyed jobs share one key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     /// No second job of the same queue and key while this one is unfinished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unique_key: Option<String>,
@@ -68,7 +82,9 @@ pub struct Envelope {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(untagged)]
 pub enum RunAt {
+    /// Unix milliseconds.
     UnixMillis(i64),
+    /// An RFC 3339 time.
     Rfc3339(String),
 }
 
@@ -87,32 +103,58 @@ impl RunAt {
 /// Why a message cannot be a job. The text is stored beside the raw bytes.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Malformed {
+    /// Larger than `limits.max_job_bytes`.
     #[error("message is {size} bytes, over limits.max_job_bytes = {limit}")]
-    TooLarge { size: usize, limit: usize },
+    TooLarge {
+        /// The message's size (bytes).
+        size: usize,
+        /// The limit (bytes).
+        limit: usize,
+    },
+    /// Not a JSON object, or lacking `kind`.
     #[error("message is not a valid job envelope: {0}")]
     Invalid(String),
+    /// One field has a bad value.
     #[error("field {field}: {reason}")]
-    BadField { field: &'static str, reason: String },
+    BadField {
+        /// The field's name.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// An envelope that passed every check, with its defaults resolved.
 #[derive(Debug, Clone)]
 pub struct ValidJob {
+    /// The job id (the claim token when the envelope had none).
     pub id: String,
+    /// The handler's name.
     pub kind: String,
+    /// The payload.
     pub payload: Value,
+    /// Attempts the job gets.
     pub max_attempts: u32,
+    /// Deadline of one attempt (ms).
     pub timeout_ms: u64,
+    /// Not started before this time (unix ms).
     pub run_at_ms: Option<i64>,
+    /// When the producer enqueued it (unix ms).
     pub enqueued_at_ms: Option<i64>,
+    /// Whom the job is for, when the envelope says.
+    pub key: Option<String>,
+    /// The unique key, when the envelope has one.
     pub unique_key: Option<String>,
 }
 
 /// Defaults applied to fields an envelope leaves out.
 #[derive(Debug, Clone, Copy)]
 pub struct EnvelopeDefaults {
+    /// `retry.max_attempts`.
     pub max_attempts: u32,
+    /// `jobs.default_timeout_ms`.
     pub timeout_ms: u64,
+    /// `limits.max_job_bytes`.
     pub max_job_bytes: usize,
 }
 
@@ -175,6 +217,15 @@ pub fn validate_envelope(
     if timeout_ms == 0 {
         return Err(bad("timeout_ms", "must be positive".to_string()));
     }
+    if let Some(key) = envelope.key.as_deref().filter(|key| !is_valid_job_key(key)) {
+        return Err(bad(
+            "key",
+            format!(
+                "must be 1-{MAX_KEY_LEN} chars of [A-Za-z0-9_.:-], got {:?}",
+                truncate(key)
+            ),
+        ));
+    }
     let run_at_ms = match envelope.run_at {
         Some(run_at) => Some(run_at.to_unix_ms().map_err(|e| bad("run_at", e))?),
         None => None,
@@ -188,6 +239,7 @@ pub fn validate_envelope(
         timeout_ms,
         run_at_ms,
         enqueued_at_ms: envelope.enqueued_at,
+        key: envelope.key,
         unique_key: envelope.unique_key,
     })
 }
@@ -228,6 +280,18 @@ pub fn is_valid_job_id(id: &str) -> bool {
     is_name(id, |c| c == ':')
 }
 
+/// Longest job key.
+pub const MAX_KEY_LEN: usize = 128;
+
+/// Job keys: 1-128 chars of `[A-Za-z0-9_.:-]`.
+pub fn is_valid_job_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= MAX_KEY_LEN
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | ':'))
+}
+
 /// Queue names: 1-64 chars of `[A-Za-z0-9_.-]`.
 pub fn is_valid_queue_name(name: &str) -> bool {
     is_name(name, |_| false)
@@ -244,7 +308,9 @@ fn is_name(text: &str, also: impl Fn(char) -> bool) -> bool {
 /// Final state of a job's row in `job_results`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FinalStatus {
+    /// The handler returned a result.
     Succeeded,
+    /// It failed permanently or ran out of attempts.
     Dead,
     /// Cancelled by an operator before it finished.
     Cancelled,
@@ -253,6 +319,7 @@ pub enum FinalStatus {
 }
 
 impl FinalStatus {
+    /// The status as stored in `job_results.status`.
     pub fn as_str(self) -> &'static str {
         match self {
             FinalStatus::Succeeded => "succeeded",
@@ -266,16 +333,25 @@ impl FinalStatus {
 /// One `job_results` row, ready to upsert.
 #[derive(Debug, Clone)]
 pub struct ResultRow {
+    /// The job in Redis, acknowledged once this row is committed.
     pub handle: JobHandle,
+    /// The job id (the row's key).
     pub id: String,
+    /// The handler's name.
     pub kind: String,
+    /// How it ended.
     pub status: FinalStatus,
+    /// Attempts made, this one included.
     pub attempts: u32,
     /// Handler output as JSON text, on success.
     pub output: Option<String>,
+    /// The last error, for a dead job.
     pub error: Option<String>,
+    /// When the producer enqueued it (unix ms).
     pub enqueued_at_ms: Option<i64>,
+    /// When the last attempt started (unix ms).
     pub started_at_ms: Option<i64>,
+    /// When it ended (unix ms).
     pub finished_at_ms: i64,
     /// The original message, kept for dead jobs so they can be retried.
     pub message: Option<Vec<u8>>,
@@ -284,9 +360,13 @@ pub struct ResultRow {
 /// One `dead_letters` row: a message that could not be a job.
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
+    /// The message in Redis.
     pub handle: JobHandle,
+    /// The message bytes exactly as pushed.
     pub raw: Vec<u8>,
+    /// Why it is not a job.
     pub reason: String,
+    /// When it was claimed (unix ms).
     pub received_at_ms: i64,
 }
 
@@ -299,16 +379,26 @@ pub enum Outcome {
     Malformed(DeadLetter),
     /// Not final: run again at `due_ms` after a failed attempt.
     Retry {
+        /// The job.
         handle: JobHandle,
+        /// When it may run again (unix ms).
         due_ms: i64,
+        /// Attempts made so far (0: it never ran, none is counted).
         attempts: u32,
+        /// Why the attempt failed.
         error: String,
     },
     /// Not started: its `run_at` is in the future.
-    Defer { handle: JobHandle, due_ms: i64 },
+    Defer {
+        /// The job.
+        handle: JobHandle,
+        /// Its `run_at` (unix ms).
+        due_ms: i64,
+    },
 }
 
 impl Outcome {
+    /// The job the outcome is about.
     pub fn handle(&self) -> &JobHandle {
         match self {
             Outcome::Finished(row) => &row.handle,
@@ -395,6 +485,9 @@ mod tests {
             (r#"{"kind":""}"#, "field kind"),
             (r#"{"kind":"noop","max_attempts":0}"#, "field max_attempts"),
             (r#"{"kind":"noop","run_at":"tomorrow"}"#, "field run_at"),
+            (r#"{"kind":"noop","key":"a b"}"#, "field key"),
+            (r#"{"kind":"noop","key":""}"#, "field key"),
+            (r#"{"kind":"noop","key":7}"#, "not a valid job envelope"),
             (r#"{"kind":"noop","unique_key":""}"#, "field unique_key"),
             (
                 r#"{"kind":"noop","unique_key":"k","unique_for_ms":0}"#,
@@ -428,5 +521,14 @@ mod tests {
         assert!(is_valid_job_id("a:b.c-d_9"));
         assert!(!is_valid_queue_name("a:b"));
         assert!(!is_valid_job_id(&"x".repeat(65)));
+        assert!(is_valid_job_key(&"k:1.a-b_".repeat(16)));
+        assert!(!is_valid_job_key(&"x".repeat(129)));
+        assert!(!is_valid_job_key("tenant/1"));
+    }
+
+    #[test]
+    fn a_key_is_kept() {
+        let job = parse(r#"{"kind":"noop","key":"customer:42"}"#).expect("valid");
+        assert_eq!(job.key.as_deref(), Some("customer:42"));
     }
 }

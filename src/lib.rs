@@ -21,6 +21,7 @@
 //! - [`worker`]: wiring the actors together, start-up and graceful shutdown.
 //! - [`queue_order`]: how a worker splits its claims among its queues (weighted or strict).
 //! - `metrics`: the atomic counters the actors share, and their Prometheus collectors.
+//! - [`limiters`]: `[[limiters]]` entries: selectors, concurrency and rate limits (no I/O).
 //! - [`schedules`]: `[[schedules]]` entries, tick arithmetic and catch-up (no I/O).
 //! - [`enqueue`]: pushing submitted jobs; the unique-key check at enqueue.
 //! - [`intake`]: submitted JSON (API bodies, `enqueue --file` lines) → messages (no I/O).
@@ -53,6 +54,7 @@ pub mod intake;
 pub mod job;
 pub(crate) mod job_queue;
 pub mod kinds;
+pub mod limiters;
 pub(crate) mod limits;
 pub(crate) mod metrics;
 pub mod queue_order;

@@ -74,6 +74,8 @@ pub struct Metrics {
     pub db_batches_total: AtomicU64,
     pub db_errors_total: AtomicU64,
     pub panics_total: AtomicU64,
+    /// Jobs limiters hold back, from the latest claims.
+    pub limited: crate::limiters::waiting::LimitedJobs,
     /// Prometheus collectors; `None` (the default) records nothing.
     pub collectors: Option<Collectors>,
 }
@@ -247,6 +249,7 @@ struct Mirrored {
     acked: IntCounter,
     db_errors: IntCounter,
     panics: IntCounter,
+    limited: IntGaugeVec,
 }
 
 impl Collectors {
@@ -341,6 +344,11 @@ impl Collectors {
                     "conveyor_handler_panics_total",
                     "Handler panics (each a failed attempt).",
                 )?,
+                limited: reg.gauge_vec(
+                    "conveyor_limited_jobs",
+                    "Jobs waiting only because a limiter holds them back, as this worker's latest claims saw them.",
+                    &["limiter"],
+                )?,
             },
             registry,
             mirror_lock: Mutex::new(()),
@@ -400,6 +408,10 @@ impl Collectors {
             .set(gauge_value(Metrics::get(&metrics.db_buffered)));
         m.db_flushing
             .set(gauge_value(Metrics::get(&metrics.db_flushing)));
+        m.limited.reset();
+        for (limiter, n) in metrics.limited.by_limiter() {
+            m.limited.with_label_values(&[&limiter]).set(gauge_value(n));
+        }
         for (counter, total) in [
             (&m.claimed, &metrics.claimed_total),
             (&m.acked, &metrics.acked_total),

@@ -41,6 +41,7 @@ impl QueueOrder {
         }
     }
 
+    /// Weighted or strict.
     pub fn mode(&self) -> QueueMode {
         self.mode
     }

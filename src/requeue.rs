@@ -20,8 +20,10 @@ use crate::store::{self, DeadFilter, DeadJob, StoreError};
 #[derive(Debug, thiserror::Error)]
 pub enum RequeueError {
     #[error(transparent)]
+    /// MySQL failed.
     Store(#[from] StoreError),
     #[error(transparent)]
+    /// Redis failed.
     Queue(#[from] QueueError),
 }
 

@@ -15,6 +15,7 @@ use crate::actors::beacon::Beacon;
 use crate::actors::cancel_signals::CancelSignals;
 use crate::actors::db_writer::DbWriter;
 use crate::actors::job_feed::JobFeed;
+use crate::actors::limiter_watch::LimiterWatch;
 use crate::actors::monitor::Monitor;
 use crate::actors::processor::{Processor, ProcessorEnv, ProcessorPool};
 use crate::actors::queue_reader::{QueueReader, Shutdown};
@@ -27,6 +28,7 @@ use crate::config::Settings;
 use crate::job::EnvelopeDefaults;
 use crate::job_queue::RedisJobQueue;
 use crate::kinds::Registry;
+use crate::limiters::LimiterBook;
 use crate::metrics::Metrics;
 use crate::redact::redact_url;
 use crate::redis_queue::{QueueError, RedisQueue};
@@ -36,16 +38,22 @@ use crate::store::{self, StoreError};
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
     #[error(transparent)]
+    /// Redis cannot be used.
     Queue(#[from] QueueError),
     #[error(transparent)]
+    /// MySQL cannot be used.
     Store(#[from] StoreError),
     #[error("the queue reader stopped before the shutdown finished")]
+    /// The queue reader stopped before the shutdown ended.
     ReaderGone,
     #[error(transparent)]
+    /// The embedded API could not start.
     Api(#[from] crate::api::ApiStartError),
     #[error(transparent)]
+    /// The metrics could not be registered.
     Metrics(#[from] crate::metrics::MetricsError),
     #[error(transparent)]
+    /// The configuration is invalid.
     Config(#[from] crate::config::ConfigError),
 }
 
@@ -169,6 +177,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WorkerError> {
     let schedules = settings.schedules()?;
+    let configured_limiters = settings.limiters()?;
+    let limiters = LimiterBook::new(configured_limiters.clone());
     let settings = Arc::new(settings);
     let worker: Arc<str> = worker_id().into();
     log::info!(
@@ -205,7 +215,9 @@ pub async fn run(
         pool.clone(),
         redis.clone(),
         metrics.clone(),
+        limiters.clone(),
     );
+    LimiterWatch::new(redis.clone(), configured_limiters, limiters).start();
     start_ticker(&settings, schedules, redis, metrics.clone());
     shutdown.await;
     log::info!(target: "conveyor::worker", "shutdown requested");
@@ -225,6 +237,7 @@ fn start_actors(
     mysql: mysql_async::Pool,
     redis: RedisQueue,
     metrics: Arc<Metrics>,
+    limiters: LimiterBook,
 ) -> Addr<QueueReader> {
     let feed = Arc::new(JobFeed::new(
         settings.processors.count,
@@ -269,7 +282,7 @@ fn start_actors(
                 metrics.clone(),
             )
             .start();
-            let queue_side = RedisJobQueue::new(redis, worker);
+            let queue_side = RedisJobQueue::new(redis, worker, limiters);
             QueueReader::new(queue_side, &settings, processors, db.recipient(), metrics)
         })
     };

@@ -157,6 +157,14 @@ fn invalid_requests_name_their_field() {
             json!({ "kind": "noop", "colour": "red" }).to_string(),
             json!("colour"),
         ),
+        (
+            json!({ "kind": "noop", "key": "tenant/7" }).to_string(),
+            json!("key"),
+        ),
+        (
+            json!({ "kind": "noop", "key": 7 }).to_string(),
+            json!("key"),
+        ),
         ("{not json".to_string(), Value::Null),
         ("[1, 2]".to_string(), Value::Null),
         ("\"a string\"".to_string(), Value::Null),

@@ -8,6 +8,7 @@
 //!  Scheduler (due retries → ready) · Ticker (schedule ticks → pending)
 //!  Reaper (expired leases → ready) · Monitor (log line)
 //!  QueueWatch (pause flags → QueueReader, cancel signals → CancelSignals → processors)
+//!  LimiterWatch (limiters changed at run time → the QueueReader's claims)
 //!  Beacon (counters → per-minute throughput history and the worker's beacon, once a second)
 //! ```
 //!
@@ -21,6 +22,7 @@
 //! - [`monitor::Monitor`]: the `conveyor::mailbox` log line.
 //! - [`queue_watch::QueueWatch`]: follows pause flags and cancel signals in Redis.
 //! - [`cancel_signals::CancelSignals`]: which held jobs were cancelled (shared, not an actor).
+//! - [`limiter_watch::LimiterWatch`]: limiters changed at run time, put in force.
 //! - [`beacon::Beacon`]: the dashboard's throughput history and worker list.
 //!
 //! Each message type is defined beside the actor that handles it.
@@ -29,6 +31,7 @@ pub(crate) mod beacon;
 pub(crate) mod cancel_signals;
 pub(crate) mod db_writer;
 pub(crate) mod job_feed;
+pub(crate) mod limiter_watch;
 pub(crate) mod monitor;
 pub(crate) mod processor;
 pub(crate) mod queue_reader;

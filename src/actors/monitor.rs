@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use crate::metrics::Metrics;
-use crate::redis_queue::{QueueDepths, RedisQueue};
+use crate::redis_queue::{QueueDepths, QueueError, RedisQueue};
 
 pub(crate) struct Monitor {
     redis: RedisQueue,
@@ -62,7 +62,7 @@ impl Monitor {
         let depths = async move {
             let mut out = Vec::with_capacity(queues.len());
             for queue in queues {
-                let depth = redis.depths(&queue).await.map_err(|e| e.to_string());
+                let depth = redis.depths(&queue).await;
                 out.push((queue, depth));
             }
             out
@@ -74,7 +74,7 @@ impl Monitor {
         );
     }
 
-    fn log_line(&mut self, depths: &[(Arc<str>, Result<QueueDepths, String>)]) {
+    fn log_line(&mut self, depths: &[(Arc<str>, Result<QueueDepths, QueueError>)]) {
         let m = &self.metrics;
         let mailboxes = [
             ("queue_reader", m.reader_mailbox.depth()),
@@ -111,6 +111,13 @@ impl Monitor {
                 Err(error) => {
                     let _ = write!(line, " | queue {queue}: depth unknown ({error})");
                 }
+            }
+        }
+        let limited = m.limited.by_limiter();
+        if !limited.is_empty() {
+            line.push_str(" | limited:");
+            for (limiter, n) in limited {
+                let _ = write!(line, " {limiter}={n}");
             }
         }
         let _ = write!(

@@ -35,8 +35,11 @@ pub enum ApiError {
     /// The job has finished already (409); says how.
     #[error("job {id:?} has finished already: {status}")]
     Finished {
+        /// The job id.
         id: String,
+        /// Its queue.
         queue: String,
+        /// Its row's status.
         status: String,
     },
     /// No such schedule (404).
@@ -57,7 +60,9 @@ pub enum ApiError {
     /// A batch that Redis took only in part (503).
     #[error("redis unavailable: {error}; accepted into queues {accepted:?} only")]
     Partial {
+        /// What failed.
         error: QueueError,
+        /// Queues whose jobs were taken.
         accepted: Vec<String>,
     },
     /// The metrics could not be encoded (500).

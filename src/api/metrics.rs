@@ -16,6 +16,7 @@ const REQUEST_SECONDS_BUCKETS: &[f64] = &[
 ];
 
 #[derive(Debug)]
+/// The API's own Prometheus collectors (requests, accepted jobs, queue depths).
 pub struct ApiMetrics {
     registry: Registry,
     requests: IntCounterVec,
@@ -27,6 +28,7 @@ pub struct ApiMetrics {
 }
 
 impl ApiMetrics {
+    /// Registers the collectors.
     pub fn new() -> Result<ApiMetrics, MetricsError> {
         let registry = Registry::new();
         let reg = Reg(&registry);
@@ -66,6 +68,7 @@ impl ApiMetrics {
         })
     }
 
+    /// Counts one request and its duration.
     pub fn observe_request(&self, method: &str, path: &str, status: u16, seconds: f64) {
         let route = route_label(path);
         self.requests
@@ -76,16 +79,19 @@ impl ApiMetrics {
             .observe(seconds);
     }
 
+    /// Counts a submission refused because its unique key was held.
     pub fn duplicate_refused(&self, queue: &str) {
         self.duplicates.with_label_values(&[queue]).inc();
     }
 
+    /// Counts jobs accepted into `queue`.
     pub fn accepted(&self, queue: &str, jobs: usize) {
         self.accepted
             .with_label_values(&[queue])
             .inc_by(jobs as u64);
     }
 
+    /// Sets the depth gauges of `queue`.
     pub fn set_depths(&self, queue: &str, depths: &QueueDepths) {
         for (state, value) in [
             ("pending", depths.pending),
@@ -109,6 +115,7 @@ impl ApiMetrics {
         let _ = self.queue_paused.remove_label_values(&[queue]);
     }
 
+    /// Everything for `/metrics`.
     pub fn gather(&self) -> Vec<MetricFamily> {
         self.registry.gather()
     }

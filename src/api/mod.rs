@@ -19,6 +19,8 @@
 //! | `GET /schedules` | each schedule: next run, paused, latest runs |
 //! | `POST /schedules/{name}/trigger` | run a schedule now → 202 `{"id"}` |
 //! | `POST /schedules/{name}/pause`, `/resume` | pause or resume a schedule → 204 |
+//! | `GET /limiters` | each limiter in force with its running and waiting jobs |
+//! | `PUT /limiters/{name}` | change or add a limiter for every worker → 200 with the definition |
 //! | `GET /health` | 200 while the process runs (never needs the token) |
 //! | `GET /ready` | 200 when Redis and MySQL answer, else 503 |
 //! | `GET /metrics` | Prometheus text format |
@@ -27,6 +29,7 @@
 mod control;
 mod error;
 pub(crate) mod jobs;
+mod limiters;
 mod metrics;
 mod ops;
 mod schedules;
@@ -59,17 +62,24 @@ pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 #[derive(Debug, thiserror::Error)]
 pub enum ApiStartError {
     #[error("api: cannot listen on {addr}: {source}")]
+    /// The address cannot be listened on.
     Bind {
+        /// The address.
         addr: String,
+        /// Why.
         source: std::io::Error,
     },
     #[error(transparent)]
+    /// Redis cannot be used.
     Queue(#[from] QueueError),
     #[error(transparent)]
+    /// MySQL cannot be used.
     Store(#[from] StoreError),
     #[error(transparent)]
+    /// The metrics cannot be registered.
     Metrics(#[from] MetricsError),
     #[error(transparent)]
+    /// The configuration is invalid.
     Config(#[from] crate::config::ConfigError),
 }
 
@@ -274,6 +284,8 @@ fn routes(config: &mut web::ServiceConfig) {
             "/schedules/{name}/resume",
             web::post().to(schedules::resume),
         )
+        .route("/limiters", web::get().to(limiters::list))
+        .route("/limiters/{name}", web::put().to(limiters::put))
         .route("/health", web::get().to(ops::health))
         .route("/ready", web::get().to(ops::ready))
         .route("/metrics", web::get().to(ops::metrics));

@@ -45,6 +45,9 @@ pub(super) struct EnqueueArgs {
     max_attempts: Option<u32>,
     #[arg(long, conflicts_with = "file")]
     timeout_ms: Option<u64>,
+    /// Whom the job is for (per-key limits and fairness), 1-128 chars of [A-Za-z0-9_.:-].
+    #[arg(long, conflicts_with = "file")]
+    key: Option<String>,
     /// Refuse the job while another job of the queue with this key is unfinished.
     #[arg(long, conflicts_with = "file")]
     unique_key: Option<String>,
@@ -91,6 +94,7 @@ async fn enqueue_one(settings: &Settings, args: EnqueueArgs) -> anyhow::Result<(
         timeout_ms: args.timeout_ms,
         run_at,
         enqueued_at: Some(conveyor::job::now_ms()),
+        key: args.key,
         unique_key: args.unique_key,
         unique_for_ms: args.unique_for_ms,
     };

@@ -6,6 +6,7 @@ mod bench;
 mod control;
 mod dead;
 mod enqueue;
+mod limiters;
 mod schedules;
 mod stats;
 
@@ -56,6 +57,8 @@ enum Command {
     Cancel(control::CancelArgs),
     /// List, trigger, pause or resume the configured schedules.
     Schedules(schedules::SchedulesArgs),
+    /// The limiters in force with their running and waiting jobs; change one.
+    Limiters(limiters::LimitersArgs),
 }
 
 /// A command found nothing to act on (exit code 1, not an error).
@@ -76,6 +79,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Queue(args) => block_on(control::queue(settings, args)),
         Command::Cancel(args) => block_on(control::cancel(settings, args)),
         Command::Schedules(args) => block_on(schedules::run(settings, args)),
+        Command::Limiters(args) => block_on(limiters::run(settings, args)),
     }
 }
 

@@ -138,6 +138,7 @@ impl MemoryQueue {
             jobs,
             lease_was_held,
             paused: false,
+            held_back: None,
         })
     }
 
@@ -255,6 +256,12 @@ impl JobQueue for MemoryQueue {
             .leases
             .insert(queue.to_string(), lease_deadline_ms)
             .is_some())
+    }
+
+    /// No limiters in memory: nothing is ever held back.
+    async fn wait_for_slot(&self, _: &Arc<str>, timeout: Duration) -> Result<(), QueueError> {
+        tokio::time::sleep(timeout).await;
+        Ok(())
     }
 
     async fn wait_for_jobs(&self, queue: &Arc<str>, timeout: Duration) -> Result<(), QueueError> {

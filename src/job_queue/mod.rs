@@ -17,7 +17,10 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 
-use crate::redis_queue::{wait_for_message, Claimed, QueueError, RedisQueue, Reschedule};
+use crate::limiters::{Limiter, LimiterBook};
+use crate::redis_queue::{
+    wait_for_message, wait_for_released_slot, Claimed, QueueError, RedisQueue, Reschedule,
+};
 
 /// One worker's view of the queues it consumes. Every method acts on the jobs
 /// of the worker the value was made for.
@@ -66,6 +69,13 @@ pub(crate) trait JobQueue: Clone + Unpin + 'static {
         lease_deadline_ms: i64,
     ) -> impl Future<Output = Result<bool, QueueError>>;
 
+    /// Waits until a job of `queue` releases limiter slots or `timeout` passes.
+    fn wait_for_slot(
+        &self,
+        queue: &Arc<str>,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<(), QueueError>>;
+
     /// Waits until `queue` may have work or `timeout` passes.
     fn wait_for_jobs(
         &self,
@@ -74,36 +84,59 @@ pub(crate) trait JobQueue: Clone + Unpin + 'static {
     ) -> impl Future<Output = Result<(), QueueError>>;
 }
 
+/// What a blocking wait waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Wait {
+    Message,
+    ReleasedSlot,
+}
+
+/// Kept blocking connections, by queue and kind of wait.
+type Waiters = HashMap<(Arc<str>, Wait), MultiplexedConnection>;
+
 /// [`JobQueue`] over Redis, for one worker id.
 #[derive(Clone)]
 pub(crate) struct RedisJobQueue {
     redis: RedisQueue,
     worker: Arc<str>,
-    /// A blocking connection per queue, kept between waits.
-    waiters: Arc<Mutex<HashMap<Arc<str>, MultiplexedConnection>>>,
+    /// The limiters claims must honour.
+    limiters: LimiterBook,
+    /// A blocking connection per queue and kind of wait, kept between waits.
+    waiters: Arc<Mutex<Waiters>>,
 }
 
 impl RedisJobQueue {
-    pub(crate) fn new(redis: RedisQueue, worker: Arc<str>) -> RedisJobQueue {
+    pub(crate) fn new(redis: RedisQueue, worker: Arc<str>, limiters: LimiterBook) -> RedisJobQueue {
         RedisJobQueue {
             redis,
             worker,
+            limiters,
             waiters: Arc::default(),
         }
     }
 
-    fn spare_waiter(&self, queue: &str) -> Option<MultiplexedConnection> {
-        self.waiters
+    /// The kept connection for this wait, or a new one.
+    async fn waiter(
+        &self,
+        queue: &Arc<str>,
+        wait: Wait,
+    ) -> Result<MultiplexedConnection, QueueError> {
+        let spare = self
+            .waiters
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .remove(queue)
+            .remove(&(queue.clone(), wait));
+        match spare {
+            Some(conn) => Ok(conn),
+            None => self.redis.waiter().await,
+        }
     }
 
-    fn keep_waiter(&self, queue: &Arc<str>, conn: MultiplexedConnection) {
+    fn keep_waiter(&self, queue: &Arc<str>, wait: Wait, conn: MultiplexedConnection) {
         self.waiters
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(queue.clone(), conn);
+            .insert((queue.clone(), wait), conn);
     }
 }
 
@@ -113,9 +146,46 @@ impl JobQueue for RedisJobQueue {
         asks: &[(Arc<str>, usize)],
         lease_deadline_ms: i64,
     ) -> Result<Vec<Claimed>, QueueError> {
-        self.redis
-            .claim_many(asks, &self.worker, lease_deadline_ms)
-            .await
+        let limiters = self.limiters.current();
+        let covering = |queue: &str| -> Vec<&Limiter> {
+            limiters.iter().filter(|l| l.covers_queue(queue)).collect()
+        };
+        if asks.iter().all(|(queue, _)| covering(queue).is_empty()) {
+            return self
+                .redis
+                .claim_many(asks, &self.worker, lease_deadline_ms)
+                .await;
+        }
+        // Queues under limiters take the limited claim, one round trip each;
+        // the rest still go in one pipeline.
+        let plain: Vec<(Arc<str>, usize)> = asks
+            .iter()
+            .filter(|(queue, _)| covering(queue).is_empty())
+            .cloned()
+            .collect();
+        let plain_claims = if plain.is_empty() {
+            Vec::new()
+        } else {
+            self.redis
+                .claim_many(&plain, &self.worker, lease_deadline_ms)
+                .await?
+        };
+        let mut plain_claims = plain_claims.into_iter();
+        let mut claims = Vec::with_capacity(asks.len());
+        for (queue, max) in asks {
+            let limits = covering(queue);
+            let claimed = if limits.is_empty() {
+                plain_claims.next().ok_or_else(|| {
+                    QueueError::Protocol("a claim round answered too few queues".to_string())
+                })?
+            } else {
+                self.redis
+                    .claim_limited(queue, &self.worker, *max, lease_deadline_ms, &limits)
+                    .await?
+            };
+            claims.push(claimed);
+        }
+        Ok(claims)
     }
 
     async fn ack(&self, queue: &str, tokens: &[String]) -> Result<usize, QueueError> {
@@ -148,12 +218,16 @@ impl JobQueue for RedisJobQueue {
     /// response timeout would cut the wait off); the connection is kept for
     /// the next wait when this one ends well.
     async fn wait_for_jobs(&self, queue: &Arc<str>, timeout: Duration) -> Result<(), QueueError> {
-        let mut conn = match self.spare_waiter(queue) {
-            Some(conn) => conn,
-            None => self.redis.waiter().await?,
-        };
+        let mut conn = self.waiter(queue, Wait::Message).await?;
         wait_for_message(&mut conn, &self.redis.keys(queue), timeout).await?;
-        self.keep_waiter(queue, conn);
+        self.keep_waiter(queue, Wait::Message, conn);
+        Ok(())
+    }
+
+    async fn wait_for_slot(&self, queue: &Arc<str>, timeout: Duration) -> Result<(), QueueError> {
+        let mut conn = self.waiter(queue, Wait::ReleasedSlot).await?;
+        wait_for_released_slot(&mut conn, &self.redis.keys(queue), timeout).await?;
+        self.keep_waiter(queue, Wait::ReleasedSlot, conn);
         Ok(())
     }
 }

@@ -70,11 +70,15 @@ use crate::config::KindSettings;
 /// What a handler knows about the job it runs.
 #[derive(Debug, Clone)]
 pub struct JobContext {
+    /// The job id.
     pub id: String,
+    /// The queue it came from.
     pub queue: Arc<str>,
+    /// The handler's name.
     pub kind: String,
     /// This attempt's number, from 1.
     pub attempt: u32,
+    /// Attempts the job gets in all.
     pub max_attempts: u32,
     /// When this attempt times out. Async handlers are cancelled then; CPU
     /// handlers should check [`JobContext::expired`] in long loops.
@@ -131,7 +135,9 @@ pub enum Retry {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct JobError {
+    /// What went wrong; stored as the row's `error` if the job ends dead.
     pub message: String,
+    /// Whether and when to try again.
     pub retry: Retry,
 }
 
@@ -160,6 +166,7 @@ impl JobError {
         }
     }
 
+    /// Whether the job ends dead at once.
     pub fn is_permanent(&self) -> bool {
         self.retry == Retry::Never
     }
@@ -249,6 +256,7 @@ impl Registry {
         self
     }
 
+    /// The handler registered under `name`.
     pub fn get(&self, name: &str) -> Option<&Handler> {
         self.handlers.get(name)
     }

@@ -13,8 +13,11 @@ use super::{QueueError, RedisQueue};
 /// One page of a list: `offset` from the start in the order asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageRequest {
+    /// Rows to skip first.
     pub offset: u64,
+    /// Most rows to return.
     pub limit: u64,
+    /// Oldest first (else newest first).
     pub oldest_first: bool,
 }
 
@@ -24,6 +27,7 @@ pub struct PageRequest {
 pub struct ListedJob {
     /// The claim token, once the job has one (not for `pending` messages).
     pub token: Option<String>,
+    /// The message bytes, as stored.
     pub message: Vec<u8>,
     /// Due time (unix ms) of a scheduled job.
     pub due_ms: Option<i64>,
@@ -36,6 +40,7 @@ pub struct ListedJob {
 /// The message of a job found by id, and who holds it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FoundMessage {
+    /// The message bytes, as stored.
     pub message: Vec<u8>,
     /// The worker holding it, when it is running.
     pub worker: Option<String>,

@@ -28,6 +28,7 @@ pub enum CancelState {
 }
 
 impl CancelState {
+    /// The state as the API reports it.
     pub fn as_str(self) -> &'static str {
         match self {
             CancelState::Cancelled => "cancelled",
@@ -39,6 +40,7 @@ impl CancelState {
 /// A queue's control state as one worker sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueueControl {
+    /// Whether the queue is paused.
     pub paused: bool,
     /// Claim tokens this worker holds that were cancelled.
     pub cancelled_tokens: Vec<String>,
@@ -108,6 +110,7 @@ impl RedisQueue {
         Ok(())
     }
 
+    /// Resumes a paused queue.
     pub async fn resume(&self, queue: &str) -> Result<(), QueueError> {
         let keys = self.keys(queue);
         let _: () = redis::cmd("DEL")
@@ -117,6 +120,7 @@ impl RedisQueue {
         Ok(())
     }
 
+    /// Whether the queue is paused.
     pub async fn is_paused(&self, queue: &str) -> Result<bool, QueueError> {
         let keys = self.keys(queue);
         let exists: bool = redis::cmd("EXISTS")

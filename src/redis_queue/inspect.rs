@@ -30,6 +30,7 @@ impl RedisQueue {
         }))
     }
 
+    /// How many jobs of `queue` wait, are held and are scheduled.
     pub async fn depths(&self, queue: &str) -> Result<QueueDepths, QueueError> {
         let keys = self.keys(queue);
         let (pending, scheduled, running, paused): (u64, u64, u64, u8) = DEPTHS

@@ -131,7 +131,9 @@ impl RedisQueue {
                 .key(&keys.accepted)
                 .key(&keys.cancel)
                 .key(keys.signal(worker))
-                .key(self.unique_registry(queue));
+                .key(self.unique_registry(queue))
+                .key(&keys.slotted)
+                .key(&keys.freed);
             for token in chunk {
                 invocation.arg(token);
             }
@@ -161,7 +163,9 @@ impl RedisQueue {
             .key(&keys.errors)
             .key(&keys.cancel)
             .key(&keys.cancelled)
-            .key(keys.signal(worker));
+            .key(keys.signal(worker))
+            .key(&keys.slotted)
+            .key(&keys.freed);
         for job in jobs {
             let (attempts, error) = match &job.failure {
                 Some((attempts, error)) => (attempts.to_string(), error.as_str()),
@@ -227,6 +231,8 @@ impl RedisQueue {
             .key(&keys.ready)
             .key(&keys.cancel)
             .key(&keys.cancelled)
+            .key(&keys.slotted)
+            .key(&keys.freed)
             .arg(now_ms)
             .arg(&keys.wip_prefix)
             .arg(&keys.signal_prefix)
@@ -267,7 +273,9 @@ impl RedisQueue {
             .key(&keys.ready)
             .key(&keys.cancel)
             .key(&keys.cancelled)
-            .key(keys.signal(worker));
+            .key(keys.signal(worker))
+            .key(&keys.slotted)
+            .key(&keys.freed);
         for token in tokens {
             invocation.arg(token);
         }
@@ -285,6 +293,8 @@ impl RedisQueue {
             .key(&keys.cancel)
             .key(&keys.cancelled)
             .key(keys.signal(worker))
+            .key(&keys.slotted)
+            .key(&keys.freed)
             .arg(worker)
             .invoke_async(&mut self.conn.clone())
             .await?)
@@ -332,16 +342,39 @@ fn claim_nonce() -> String {
 /// Reads a claim script's reply: the lease and pause flags, the number of
 /// cancelled jobs (they come first), then (token, message, attempts, error,
 /// unique key holder).
-fn parse_claim(queue: &Arc<str>, reply: Vec<Vec<u8>>) -> Result<Claimed, QueueError> {
-    let claimed_at_ms = crate::job::now_ms();
-    let mut jobs = Vec::with_capacity(reply.len() / 5);
+pub(super) fn parse_claim(queue: &Arc<str>, reply: Vec<Vec<u8>>) -> Result<Claimed, QueueError> {
     let mut fields = reply.into_iter();
+    let (lease_was_held, paused, cancelled) = claim_header(&mut fields)?;
+    Ok(Claimed {
+        jobs: claimed_jobs(queue, cancelled, fields)?,
+        lease_was_held,
+        paused,
+        held_back: None,
+    })
+}
+
+/// The head of every claim's reply: lease flag, pause flag, cancelled jobs.
+pub(super) fn claim_header(
+    fields: &mut impl Iterator<Item = Vec<u8>>,
+) -> Result<(bool, bool, usize), QueueError> {
     let lease_was_held = fields.next().is_some_and(|flag| flag == b"1");
     let paused = fields.next().is_some_and(|flag| flag == b"1");
-    let mut cancelled: usize = match fields.next() {
+    let cancelled = match fields.next() {
         Some(count) => utf8(count)?.parse().unwrap_or(0),
         None => 0,
     };
+    Ok((lease_was_held, paused, cancelled))
+}
+
+/// The (token, message, attempts, last error, unique holder) groups of a
+/// claim's reply, the first `cancelled` of them cancelled jobs.
+pub(super) fn claimed_jobs(
+    queue: &Arc<str>,
+    mut cancelled: usize,
+    mut fields: impl Iterator<Item = Vec<u8>>,
+) -> Result<Vec<ClaimedJob>, QueueError> {
+    let claimed_at_ms = crate::job::now_ms();
+    let mut jobs = Vec::new();
     while let (Some(token), Some(raw), Some(attempts), Some(error), Some(holder)) = (
         fields.next(),
         fields.next(),
@@ -363,13 +396,9 @@ fn parse_claim(queue: &Arc<str>, reply: Vec<Vec<u8>>) -> Result<Claimed, QueueEr
         });
         cancelled = cancelled.saturating_sub(1);
     }
-    Ok(Claimed {
-        jobs,
-        lease_was_held,
-        paused,
-    })
+    Ok(jobs)
 }
 
-fn utf8(bytes: Vec<u8>) -> Result<String, QueueError> {
+pub(super) fn utf8(bytes: Vec<u8>) -> Result<String, QueueError> {
     String::from_utf8(bytes).map_err(|e| QueueError::Protocol(e.to_string()))
 }

@@ -25,6 +25,14 @@
 //! | `P:{q}:unique:<key>` | string | the id of the job holding `unique_key` `<key>` |
 //! | `P:{q}:unique_tokens` | hash | claim token → (job id, hold-until, lock key) of jobs holding a unique lock |
 //! | `P:{q}:schedule:<name>` | hash | a schedule's state: last tick handled, fingerprint, pause, latest tick's id |
+//! | `P:{q}:slotted` | hash | token → the limiter slot sets it holds (one per line), for running jobs that hold a slot |
+//! | `P:{q}:limited` | hash | limiter → jobs it held back at the latest limited claim (for `GET /limiters`) |
+//! | `P:limiters` | hash | limiter name → its definition (JSON) set at run time by `PUT /limiters/{name}` |
+//! | `P:{q}:freed` | list | a short signal list: pushed when slots are released, for workers waiting on a full limiter |
+//! | `P:{q}:limiter:<name>:slots` | zset | token → claim time (ms): the concurrency slots of a limiter with `queue = q` |
+//! | `P:{q}:limiter:<name>:window:<n>` | string | starts in the rate window n (expires after two windows) |
+//! | `P:{q}:limiter:<name>:key:<key>:…` | | the same per job key (`per_key_concurrency`, `per_key_rate`) |
+//! | `P:limiter:{<name>}:…` | | the same for a limiter without a `queue` (its own hash tag; see docs/limiters.md) |
 //!
 //! A job lives in exactly one of `pending`, `ready`+`jobs`, `scheduled`+`jobs`,
 //! `cancelled`+`jobs` or one worker's `wip`; every move between them is one atomic script. A job
@@ -41,11 +49,14 @@
 //! - `control`: pause flags and cancel marks;
 //! - `schedules`: schedule state and the script that enqueues due ticks;
 //! - `unique`: unique locks, taken on enqueue or claim and released on ack.
+//! - `limits`, `limit_scripts`: the claim under limiters and the release of slots.
 
 mod browse;
 mod control;
 mod inspect;
 mod lifecycle;
+mod limit_scripts;
+mod limits;
 mod schedules;
 mod scripts;
 mod stats;
@@ -54,6 +65,8 @@ mod unique;
 pub use browse::{list_bounds, FoundMessage, ListedJob, PageRequest};
 pub use stats::{minute_of, Throughput, WorkerBeacon, BEACON_TTL_MS, MINUTE_TTL_MS};
 pub use unique::UniqueHolder;
+
+pub use limits::{wait_for_released_slot, HeldBack, LIMIT_RECHECK_MS};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,13 +84,18 @@ pub use control::{CancelState, QueueControl};
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("redis: {0}")]
+    /// A command failed or the connection broke.
     Redis(#[from] redis::RedisError),
     #[error("redis URL {url}: {source}")]
+    /// The URL cannot be used.
     Url {
+        /// The URL, password masked.
         url: String,
+        /// Why.
         source: redis::RedisError,
     },
     #[error("redis returned an unexpected reply: {0}")]
+    /// Redis answered something conveyor did not expect.
     Protocol(String),
 }
 
@@ -99,25 +117,32 @@ pub struct QueueDepths {
 pub struct JobState {
     /// `queued`, `running` or `retrying`.
     pub state: String,
+    /// Attempts made.
     pub attempts: u32,
+    /// The last attempt's error.
     pub last_error: Option<String>,
 }
 
 /// What one claim took.
 #[derive(Debug)]
 pub struct Claimed {
+    /// The jobs claimed, in order.
     pub jobs: Vec<ClaimedJob>,
     /// Whether the worker held a lease before this claim. `false` for a
     /// worker that holds jobs means it had been presumed dead meanwhile.
     pub lease_was_held: bool,
     /// The queue is paused: only cancelled jobs (which never start) were taken.
     pub paused: bool,
+    /// Jobs a limiter held back (they stay queued), if any.
+    pub held_back: Option<HeldBack>,
 }
 
 /// A job going back to `scheduled`: after a failed attempt, or not yet due.
 #[derive(Debug, Clone)]
 pub struct Reschedule {
+    /// The job's claim token.
     pub token: String,
+    /// When it may run again (unix ms).
     pub due_ms: i64,
     /// Attempts made and the error, after a failed attempt; `None` when the
     /// job did not start (its `run_at` lies ahead).
@@ -127,6 +152,7 @@ pub struct Reschedule {
 /// Names of one queue's keys.
 #[derive(Debug, Clone)]
 pub struct QueueKeys {
+    /// `P:{q}:pending`, where producers push.
     pub pending: String,
     ready: String,
     jobs: String,
@@ -139,6 +165,11 @@ pub struct QueueKeys {
     paused: String,
     cancel: String,
     cancelled: String,
+    slotted: String,
+    freed: String,
+    limited: String,
+    /// `P:{q}:limiter:`; a limiter's name completes it.
+    limiter_prefix: String,
     /// `P:{q}:wip:`; a worker's id completes it.
     wip_prefix: String,
     /// `P:{q}:signal:`; a worker's id completes it.
@@ -146,6 +177,7 @@ pub struct QueueKeys {
 }
 
 impl QueueKeys {
+    /// The key names of `queue` under `prefix`.
     pub fn new(prefix: &str, queue: &str) -> QueueKeys {
         let base = format!("{prefix}:{{{queue}}}");
         QueueKeys {
@@ -161,6 +193,10 @@ impl QueueKeys {
             paused: format!("{base}:paused"),
             cancel: format!("{base}:cancel"),
             cancelled: format!("{base}:cancelled"),
+            slotted: format!("{base}:slotted"),
+            freed: format!("{base}:freed"),
+            limited: format!("{base}:limited"),
+            limiter_prefix: format!("{base}:limiter:"),
             wip_prefix: format!("{base}:wip:"),
             signal_prefix: format!("{base}:signal:"),
         }
@@ -219,6 +255,7 @@ impl RedisQueue {
         })
     }
 
+    /// The key names of `queue`.
     pub fn keys(&self, queue: &str) -> QueueKeys {
         QueueKeys::new(&self.prefix, queue)
     }
@@ -256,6 +293,9 @@ impl RedisQueue {
             keys.ids.clone(),
             keys.accepted.clone(),
             self.unique_registry(queue),
+            keys.slotted.clone(),
+            keys.freed.clone(),
+            keys.limited.clone(),
         ]);
         let _: () = redis::cmd("DEL")
             .arg(doomed)

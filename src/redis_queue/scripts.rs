@@ -13,6 +13,7 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
+use super::limit_scripts::FREE_SLOTS_LUA;
 use super::unique::{UNIQUE_CLAIM_LUA, UNIQUE_RELEASE_LUA};
 
 /// Lua: the job id of a message that starts with `{"id":"` (as the API, the
@@ -106,10 +107,11 @@ return reply
 /// cancel marks, in a few bulk commands, and releases the unique locks they
 /// hold. Tokens no longer in `wip` (lease lost) are left alone. KEYS: wip,
 /// attempts, errors, ids, accepted, cancel, this worker's signal set, unique
-/// token registry. Returns how many were acknowledged.
+/// token registry, then `slotted` and `freed` (their limiter slots are
+/// released). Returns how many were acknowledged.
 pub(super) static ACK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        r"{LEAD_ID_LUA}{UNIQUE_RELEASE_LUA}
+        r"{LEAD_ID_LUA}{UNIQUE_RELEASE_LUA}{FREE_SLOTS_LUA}
 local raws = redis.call('HMGET', KEYS[1], unpack(ARGV))
 local held, ids = {{}}, {{}}
 for i = 1, #ARGV do
@@ -126,6 +128,7 @@ if #held > 0 then
   redis.call('HDEL', KEYS[3], unpack(held))
   redis.call('HDEL', KEYS[6], unpack(held))
   redis.call('SREM', KEYS[7], unpack(held))
+  free_slots(KEYS[9], KEYS[10], held)
 end
 if #ids > 0 then
   redis.call('HDEL', KEYS[4], unpack(ids))
@@ -187,12 +190,12 @@ end
 /// attempts or '', error — repeated); a job cancelled meanwhile goes to
 /// `cancelled` instead, to be finished without running again. Jobs no longer
 /// in `wip` (lease lost) are left alone. KEYS: wip, jobs, scheduled,
-/// attempts, errors, cancel, cancelled, this worker's signal set. Returns
-/// how many moved.
+/// attempts, errors, cancel, cancelled, this worker's signal set, slotted,
+/// freed (moved jobs release their limiter slots). Returns how many moved.
 pub(super) static RESCHEDULE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local moved = 0
+    Script::new(&format!(
+        r"{FREE_SLOTS_LUA}
+local moved = {{}}
 for i = 1, #ARGV, 4 do
   local token = ARGV[i]
   local raw = redis.call('HGET', KEYS[1], token)
@@ -209,12 +212,13 @@ for i = 1, #ARGV, 4 do
       redis.call('HSET', KEYS[4], token, ARGV[i + 2])
       redis.call('HSET', KEYS[5], token, ARGV[i + 3])
     end
-    moved = moved + 1
+    moved[#moved + 1] = token
   end
 end
-return moved
-",
-    )
+free_slots(KEYS[9], KEYS[10], moved)
+return #moved
+"
+    ))
 });
 
 /// Moves up to ARGV[2] jobs due by ARGV[1] from `scheduled` to `ready`, earliest first.
@@ -235,24 +239,28 @@ return #due
 /// Returns the jobs of workers whose lease ended before ARGV[1] to `ready`
 /// (cancelled ones to `cancelled`), counting the lost attempt, and drops
 /// their cancel signals. KEYS: workers, jobs, attempts, errors, ready,
-/// cancel, cancelled. ARGV: now, wip prefix, signal prefix. Returns a flat
-/// list of (worker, jobs recovered).
+/// cancel, cancelled, slotted, freed (their limiter slots are released).
+/// ARGV: now, wip prefix, signal prefix. Returns a flat list of (worker,
+/// jobs recovered).
 pub(super) static REAP: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        r"{}
+        r"{}{FREE_SLOTS_LUA}
 local out = {{}}
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 16)
 for _, worker in ipairs(expired) do
   local wip = ARGV[2] .. worker
   local entries = redis.call('HGETALL', wip)
+  local tokens = {{}}
   for i = 1, #entries, 2 do
     local token = entries[i]
+    tokens[#tokens + 1] = token
     redis.call('HSET', KEYS[2], token, entries[i + 1])
     local n = redis.call('HINCRBY', KEYS[3], token, 1)
     redis.call('HSET', KEYS[4], token,
       'worker ' .. worker .. ' stopped responding during attempt ' .. n .. ' (lease expired)')
     requeue(token, false)
   end
+  free_slots(KEYS[8], KEYS[9], tokens)
   redis.call('DEL', wip, ARGV[3] .. worker)
   redis.call('ZREM', KEYS[1], worker)
   out[#out + 1] = worker; out[#out + 1] = tostring(#entries / 2)
@@ -266,15 +274,19 @@ return out
 /// Hands every job of this worker back to the front of `ready` (cancelled
 /// ones to `cancelled`) without counting an attempt, and removes the
 /// worker's lease and cancel signals (graceful shutdown). KEYS: wip, jobs,
-/// ready, workers, cancel, cancelled, signal set. ARGV: worker.
+/// ready, workers, cancel, cancelled, signal set, slotted, freed (their
+/// limiter slots are released). ARGV: worker.
 pub(super) static HAND_BACK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        r"{}
+        r"{}{FREE_SLOTS_LUA}
 local entries = redis.call('HGETALL', KEYS[1])
+local tokens = {{}}
 for i = 1, #entries, 2 do
+  tokens[#tokens + 1] = entries[i]
   redis.call('HSET', KEYS[2], entries[i], entries[i + 1])
   requeue(entries[i], true)
 end
+free_slots(KEYS[8], KEYS[9], tokens)
 redis.call('DEL', KEYS[1], KEYS[7])
 redis.call('ZREM', KEYS[4], ARGV[1])
 return #entries / 2
@@ -285,12 +297,13 @@ return #entries / 2
 
 /// Returns the given tokens from this worker's `wip` to the front of `ready`
 /// (cancelled ones to `cancelled`) without counting an attempt. KEYS: wip,
-/// jobs, ready, cancel, cancelled, this worker's signal set. ARGV: the
-/// tokens. Returns how many moved.
+/// jobs, ready, cancel, cancelled, this worker's signal set, slotted, freed
+/// (their limiter slots are released). ARGV: the tokens. Returns how many
+/// moved.
 pub(super) static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        r"{}
-local moved = 0
+        r"{}{FREE_SLOTS_LUA}
+local moved = {{}}
 for _, token in ipairs(ARGV) do
   local raw = redis.call('HGET', KEYS[1], token)
   if raw then
@@ -298,10 +311,11 @@ for _, token in ipairs(ARGV) do
     redis.call('HSET', KEYS[2], token, raw)
     requeue(token, true)
     redis.call('SREM', KEYS[6], token)
-    moved = moved + 1
+    moved[#moved + 1] = token
   end
 end
-return moved
+free_slots(KEYS[7], KEYS[8], moved)
+return #moved
 ",
         requeue_lua(3, 4, 5)
     ))

@@ -22,10 +22,13 @@ pub const BEACON_TTL_MS: i64 = 15_000;
 /// Jobs finished, by outcome; one minute's worth or all-time totals.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Throughput {
+    /// Jobs that succeeded.
     pub succeeded: u64,
+    /// Jobs that ended dead.
     pub dead: u64,
     /// Failed attempts that will be retried.
     pub retried: u64,
+    /// Messages stored as dead letters.
     pub dead_letters: u64,
 }
 
@@ -56,6 +59,7 @@ impl Throughput {
         }
     }
 
+    /// Is zero.
     pub fn is_zero(&self) -> bool {
         self.values() == [0; 4]
     }
@@ -69,22 +73,39 @@ impl Throughput {
 /// What a worker says about itself once a second.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WorkerBeacon {
+    /// The worker id.
     pub worker: String,
+    /// Host name.
     pub host: String,
+    /// Process id.
     pub pid: u32,
+    /// conveyor version.
     pub version: String,
+    /// Start time (unix ms).
     pub started_at_ms: i64,
+    /// Time of this beacon (unix ms).
     pub seen_at_ms: i64,
+    /// Queues it serves.
     pub queues: Vec<String>,
+    /// Processor threads.
     pub processors: usize,
+    /// Jobs per processor thread.
     pub concurrency: usize,
+    /// `queues.max_in_flight`.
     pub max_in_flight: usize,
+    /// Jobs claimed and not yet acknowledged.
     pub in_flight: u64,
+    /// Jobs running in handlers.
     pub running: u64,
+    /// Claimed jobs waiting for a processor slot.
     pub feed: u64,
+    /// The QueueReader's mailbox depth.
     pub mailbox_reader: u64,
+    /// The processors' mailbox depth.
     pub mailbox_processors: u64,
+    /// The DbWriter's mailbox depth.
     pub mailbox_db_writer: u64,
+    /// Rows waiting to be written.
     pub db_buffered: u64,
 }
 

@@ -116,6 +116,7 @@ return {}
 /// Another job holds a unique key: who, and what Redis knows of its lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UniqueHolder {
+    /// The job id holding the key.
     pub id: String,
     /// The lock has no expiry: its job has not been acknowledged as ended.
     pub unreleased: bool,

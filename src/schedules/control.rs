@@ -19,23 +19,32 @@ pub const LAST_RUNS: usize = 5;
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
     #[error("no schedule {0:?} in the configuration")]
+    /// No schedule of that name is configured.
     Unknown(String),
     #[error(transparent)]
+    /// Redis failed.
     Queue(#[from] QueueError),
     #[error(transparent)]
+    /// MySQL failed.
     Store(#[from] StoreError),
 }
 
 /// One schedule as `GET /schedules` and `conveyor schedules list` show it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ScheduleView {
+    /// The schedule's name.
     pub name: String,
+    /// Its cron expression.
     pub cron: String,
+    /// Its time zone.
     pub timezone: String,
+    /// The queue its ticks go to.
     pub queue: String,
+    /// The handler of its ticks' jobs.
     pub kind: String,
     /// The next tick, RFC 3339 UTC (it runs only if the schedule is not paused then).
     pub next_run_at: Option<String>,
+    /// Whether it is paused now.
     pub paused: bool,
     /// Latest finished runs (ticks and runs started by hand), newest first.
     pub last_runs: Vec<RunRecord>,

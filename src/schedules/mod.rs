@@ -43,26 +43,38 @@ const DEFAULT_CATCH_UP_WINDOW: &str = "1h";
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleConfig {
+    /// Unique name; part of every tick's job id.
     pub name: String,
+    /// Cron expression (five fields, or six with seconds).
     pub cron: String,
     #[serde(default)]
+    /// IANA time zone the expression is read in (default UTC).
     pub timezone: Option<String>,
     #[serde(default)]
+    /// Queue the ticks go to (default the first of `queues.names`).
     pub queue: Option<String>,
+    /// Handler of the tick's job.
     pub kind: String,
     #[serde(default)]
+    /// Payload of the tick's job.
     pub payload: Value,
     #[serde(default)]
+    /// Attempts of the tick's job (default `retry.max_attempts`).
     pub max_attempts: Option<u32>,
     #[serde(default)]
+    /// Deadline of one attempt of the tick's job (ms).
     pub timeout_ms: Option<u64>,
     #[serde(default)]
+    /// `none`, `last` (default) or `all`: what happens to missed ticks.
     pub catch_up: Option<String>,
     #[serde(default)]
+    /// How far back `all` catches up, e.g. `1h` (the default).
     pub catch_up_window: Option<String>,
     #[serde(default)]
+    /// `allow` (default) or `skip`: a tick while the previous one is unfinished.
     pub overlap: Option<String>,
     #[serde(default)]
+    /// Starts paused.
     pub paused: bool,
 }
 
@@ -80,6 +92,7 @@ pub enum CatchUp {
 /// Whether a tick may start while the previous one is unfinished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Overlap {
+    /// A tick starts even while the previous one is unfinished.
     Allow,
     /// No new tick while the previous tick's job is queued, retrying or running.
     Skip,
@@ -91,25 +104,37 @@ pub enum Overlap {
 pub struct ScheduleError {
     /// The schedule's name, or its position when the name itself is bad.
     pub schedule: String,
+    /// The key, as in the configuration.
     pub key: &'static str,
+    /// What is wrong with its value.
     pub message: String,
 }
 
 /// A checked schedule, ready to compute ticks.
 #[derive(Debug, Clone)]
 pub struct Schedule {
+    /// Unique name.
     pub name: String,
     /// The cron expression as configured.
     pub cron_text: String,
     cron: Cron,
+    /// Time zone the expression is read in.
     pub timezone: Tz,
+    /// Queue the ticks go to.
     pub queue: String,
+    /// Handler of the tick's job.
     pub kind: String,
+    /// Payload of the tick's job.
     pub payload: Value,
+    /// Attempts of the tick's job.
     pub max_attempts: Option<u32>,
+    /// Deadline of one attempt of the tick's job (ms).
     pub timeout_ms: Option<u64>,
+    /// What happens to missed ticks.
     pub catch_up: CatchUp,
+    /// How far back `all` catches up (ms).
     pub catch_up_window_ms: i64,
+    /// Whether a tick may start while the previous one is unfinished.
     pub overlap: Overlap,
     /// The pause state used until someone pauses or resumes it at run time.
     pub paused: bool,
@@ -255,6 +280,7 @@ impl Schedule {
             timeout_ms: self.timeout_ms,
             run_at: None,
             enqueued_at: Some(enqueued_at_ms),
+            key: None,
             unique_key: None,
             unique_for_ms: None,
         };

@@ -137,6 +137,7 @@ pub enum Plan {
     Idle,
     /// Move the state from `TickState::last_ms` to `to_ms` and enqueue `ticks`.
     Advance {
+        /// The new `last` tick (unix ms).
         to_ms: i64,
         /// Ticks to enqueue (unix ms), earliest first.
         ticks: Vec<i64>,

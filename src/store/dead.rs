@@ -30,6 +30,7 @@ pub struct DeadFilter {
     pub ids: Vec<String>,
     /// Only this kind (dead jobs only: dead letters have no kind).
     pub kind: Option<String>,
+    /// Only this queue.
     pub queue: Option<String>,
     /// Only rows finished (received, for dead letters) before this unix ms.
     pub before_ms: Option<i64>,
@@ -55,18 +56,26 @@ impl DeadFilter {
 /// before the schema kept it).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeadJob {
+    /// The row.
     pub record: JobRecord,
+    /// The message it was enqueued with.
     pub message: Option<Vec<u8>>,
 }
 
 /// A `dead_letters` row; `received_at` is RFC 3339 UTC.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeadLetterRecord {
+    /// The row's numeric id.
     pub id: u64,
+    /// The claim token the message had.
     pub claim_token: String,
+    /// The queue it came from.
     pub queue: String,
+    /// The message bytes exactly as pushed.
     pub raw: Vec<u8>,
+    /// Why it is not a job.
     pub reason: String,
+    /// When it was received (RFC 3339 UTC).
     pub received_at: String,
 }
 

@@ -32,17 +32,27 @@ pub(super) fn nothing_if_no_table<T: Default>(
 /// A `job_results` row as the API and the CLI show it; times are RFC 3339 UTC.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct JobRecord {
+    /// The job id.
     pub id: String,
+    /// Its queue.
     pub queue: String,
+    /// Its handler's name.
     pub kind: String,
+    /// `succeeded`, `dead` or `cancelled`.
     pub status: String,
+    /// Attempts made.
     pub attempts: u32,
     /// The handler's output as JSON text.
     pub output: Option<String>,
+    /// The last error, for a dead job.
     pub error: Option<String>,
+    /// When it was enqueued (RFC 3339 UTC).
     pub enqueued_at: Option<String>,
+    /// When its last attempt started (RFC 3339 UTC).
     pub started_at: Option<String>,
+    /// When it ended (RFC 3339 UTC).
     pub finished_at: Option<String>,
+    /// The worker that finished it.
     pub worker: String,
 }
 
@@ -157,8 +167,11 @@ pub async fn delete_queue_rows(pool: &Pool, queue: &str) -> Result<u64, StoreErr
 /// One finished run of a schedule, as `GET /schedules` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RunRecord {
+    /// The job id (`sched:<name>:<tick ms>` for ticks).
     pub id: String,
+    /// How it ended.
     pub status: String,
+    /// When it ended (RFC 3339 UTC).
     pub finished_at: Option<String>,
 }
 

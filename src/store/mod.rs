@@ -34,12 +34,21 @@ pub use lookup::{
 /// A MySQL operation that failed; the rows it carried are still owed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// A statement failed or the connection broke.
     #[error("mysql: {0}")]
     Mysql(#[from] mysql_async::Error),
+    /// The schema migration lock stayed taken (seconds waited).
     #[error("another process held the schema migration lock for {0} s")]
     MigrationLock(u32),
+    /// The URL cannot be used.
     #[error("mysql URL {url}: {message}")]
-    Url { url: String, message: String },
+    Url {
+        /// The URL, password masked.
+        url: String,
+        /// Why.
+        message: String,
+    },
+    /// An operation the store does not offer (e.g. a purge with an offset).
     #[error("not supported: {0}")]
     Unsupported(&'static str),
 }

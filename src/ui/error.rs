@@ -30,7 +30,12 @@ pub enum UiError {
     Forbidden(String),
     /// The request needs a login first: redirect to the login form.
     #[error("log in first")]
-    Login { next: String, expired: bool },
+    Login {
+        /// The page to return to after the login.
+        next: String,
+        /// Whether a session expired (the form says so).
+        expired: bool,
+    },
     /// Redis or MySQL did not answer (503).
     #[error("{0}")]
     Unavailable(String),

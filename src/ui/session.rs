@@ -19,19 +19,25 @@ type HmacSha256 = Hmac<Sha256>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SessionError {
     #[error("no session")]
+    /// No cookie.
     Missing,
     #[error("the session cookie is malformed")]
+    /// Not a session cookie.
     Malformed,
     #[error("the session cookie's signature does not match (the token changed, or it was forged)")]
+    /// The signature does not match.
     Forged,
     #[error("the session expired")]
+    /// Past its expiry.
     Expired,
 }
 
 /// A session that verified: its cookie value and expiry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
+    /// The cookie value.
     pub value: String,
+    /// Expiry (unix ms).
     pub expires_ms: i64,
 }
 

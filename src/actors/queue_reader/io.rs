@@ -14,14 +14,17 @@ use super::ledger::{hand_back_all, write_to_redis};
 use super::QueueReader;
 use crate::job::{now_ms, ClaimedJob, JobHandle};
 use crate::job_queue::JobQueue;
+use crate::limiters::waiting::HeldBackBy;
 use crate::queue_order::interleave;
-use crate::redis_queue::{QueueError, Reschedule};
+use crate::redis_queue::{QueueError, Reschedule, LIMIT_RECHECK_MS};
 
 /// A claim round's replies: per queue, then the error that ended it early.
 struct RoundReply {
     claims: Vec<QueueClaim>,
     jobs: Vec<ClaimedJob>,
     error: Option<QueueError>,
+    /// (queue, jobs held back per limiter) of each claim.
+    limited: Vec<(Arc<str>, HeldBackBy)>,
 }
 
 /// Claims from every queue asked at once (one round trip), never more than
@@ -48,18 +51,27 @@ async fn run_claim_round(queue_side: impl JobQueue, request: ClaimRequest) -> Ro
                 claims: Vec::new(),
                 jobs: Vec::new(),
                 error: Some(error),
+                limited: Vec::new(),
             }
         }
     };
     let mut claims = Vec::with_capacity(asks.len());
     let mut per_queue = Vec::with_capacity(asks.len());
+    let mut limited = Vec::with_capacity(asks.len());
     for ((queue, asked), claimed) in asks.into_iter().zip(claimed) {
+        let held_back = claimed.held_back.as_ref();
+        limited.push((
+            queue.clone(),
+            held_back.map(|h| h.by.clone()).unwrap_or_default(),
+        ));
         claims.push(QueueClaim {
             queue,
             asked,
             handles: claimed.jobs.iter().map(|job| job.handle.clone()).collect(),
             lease_was_held: claimed.lease_was_held,
             paused: claimed.paused,
+            held_back_for_ms: held_back.map(|h| h.retry_in_ms),
+            slot_full: held_back.is_some_and(|h| h.slot_full),
         });
         per_queue.push(claimed.jobs);
     }
@@ -67,6 +79,7 @@ async fn run_claim_round(queue_side: impl JobQueue, request: ClaimRequest) -> Ro
         claims,
         jobs: interleave(&request.start_order, per_queue),
         error: None,
+        limited,
     }
 }
 
@@ -98,6 +111,9 @@ impl<Q: JobQueue> QueueReader<Q> {
     pub(super) fn claim_round(&mut self, request: ClaimRequest, ctx: &mut Context<Self>) {
         let round = run_claim_round(self.queue_side.clone(), request);
         ctx.spawn(round.into_actor(self).map(|reply, act, ctx| {
+            for (queue, by) in &reply.limited {
+                act.metrics.limited.record(queue, by);
+            }
             let effects = act.core.on_claimed(now_ms(), reply.claims, reply.error);
             act.dispatch(reply.jobs, ctx);
             act.apply(effects, ctx);
@@ -128,6 +144,22 @@ impl<Q: JobQueue> QueueReader<Q> {
                 log::debug!(target: "conveyor::queue_reader", "waiting on queue {queue} failed: {error}");
             }
             let effects = act.core.on_wait_ended(now_ms(), queue, result.is_ok());
+            act.apply(effects, ctx);
+        }));
+    }
+
+    /// Blocks until a job of `queue` releases limiter slots (or the recheck
+    /// time passes).
+    pub(super) fn wait_for_slot(&mut self, queue: Arc<str>, ctx: &mut Context<Self>) {
+        let queue_side = self.queue_side.clone();
+        let timeout = std::time::Duration::from_millis(LIMIT_RECHECK_MS);
+        let waited = queue.clone();
+        let wait = async move { queue_side.wait_for_slot(&waited, timeout).await };
+        ctx.spawn(wait.into_actor(self).map(move |result, act, ctx| {
+            if let Err(error) = &result {
+                log::debug!(target: "conveyor::queue_reader", "waiting for a limiter slot on queue {queue} failed: {error}");
+            }
+            let effects = act.core.on_slot_released(now_ms(), queue);
             act.apply(effects, ctx);
         }));
     }

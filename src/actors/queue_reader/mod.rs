@@ -137,6 +137,7 @@ impl<Q: JobQueue> QueueReader<Q> {
                 Effect::Claim(request) => self.claim_round(request, ctx),
                 Effect::Reconcile(known) => self.reconcile(known, ctx),
                 Effect::WaitForJobs(queue) => self.wait_for_jobs(queue, ctx),
+                Effect::WaitForSlot(queue) => self.wait_for_slot(queue, ctx),
                 Effect::Record(finals) => self.record(finals, ctx),
                 Effect::Write { acks, reschedules } => self.write(acks, reschedules, ctx),
                 Effect::TickAt(at_ms) => {

@@ -52,6 +52,15 @@ enum Waiter {
     RetryAt(i64),
 }
 
+/// A queue whose waiting jobs a limiter holds back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Limited {
+    /// Not claimed from before this time (a rate window turns, or the
+    /// recheck of a full concurrency limit), or before one of this worker's
+    /// own jobs of the queue ends and releases its slot.
+    Until(i64),
+}
+
 /// The claim core. See the module documentation.
 #[derive(Debug)]
 pub(crate) struct ClaimCore {
@@ -67,6 +76,11 @@ pub(crate) struct ClaimCore {
     /// Queues paused in Redis: not claimed from until resumed.
     paused: HashSet<Arc<str>>,
     waiters: HashMap<Arc<str>, Waiter>,
+    /// Queues whose jobs limiters hold back: no claim (and no blocking wait,
+    /// which would return at once) until the limit may have room.
+    limited: HashMap<Arc<str>, Limited>,
+    /// Queues with a wait for a released limiter slot under way.
+    slot_waits: HashSet<Arc<str>>,
     owed: OwedWrites,
 }
 
@@ -84,6 +98,8 @@ impl ClaimCore {
             empty: HashSet::new(),
             paused: HashSet::new(),
             waiters: HashMap::new(),
+            limited: HashMap::new(),
+            slot_waits: HashSet::new(),
             owed: OwedWrites::new(),
         }
     }
@@ -135,6 +151,8 @@ impl ClaimCore {
             if claim.paused {
                 // The QueueWatch says when it is resumed; no wait meanwhile.
                 self.pause(claim.queue.clone(), &mut effects);
+            } else if let Some(delay_ms) = claim.held_back_for_ms {
+                self.hold_back(now_ms, &claim, delay_ms, &mut effects);
             } else if claim.handles.len() < claim.asked {
                 self.empty.insert(claim.queue.clone());
                 self.start_wait(claim.queue, &mut effects);
@@ -237,6 +255,8 @@ impl ClaimCore {
         }
         for handle in &report.done {
             self.held.remove(handle);
+            // Its end released its limiter slots: look at its queue again.
+            self.limited.remove(&handle.queue);
         }
         if let Some(error) = report.error {
             effects.push(Effect::Report(Report::WriteFailed {
@@ -277,6 +297,14 @@ impl ClaimCore {
         vec![Effect::TickAt(at)]
     }
 
+    /// The wait for a released slot on `queue` ended (a slot was released
+    /// somewhere, or the wait timed out or failed): look at the queue again.
+    pub(crate) fn on_slot_released(&mut self, now_ms: i64, queue: Arc<str>) -> Effects {
+        self.slot_waits.remove(&queue);
+        self.limited.remove(&queue);
+        self.step(now_ms, Vec::new())
+    }
+
     /// The time asked for by a `TickAt` (or later) has come.
     pub(crate) fn on_tick(&mut self, now_ms: i64) -> Effects {
         let mut effects = Vec::new();
@@ -295,6 +323,8 @@ impl ClaimCore {
             self.waiters.remove(&queue);
             self.empty.remove(&queue);
         }
+        self.limited
+            .retain(|_, Limited::Until(until)| *until > now_ms);
         effects.extend(self.owed.on_tick(now_ms));
         if let Lifecycle::Draining { deadline_ms } = self.lifecycle {
             if now_ms >= deadline_ms {
@@ -365,7 +395,11 @@ impl ClaimCore {
             .config
             .queues
             .iter()
-            .map(|queue| !self.empty.contains(queue) && !self.paused.contains(queue))
+            .map(|queue| {
+                !self.empty.contains(queue)
+                    && !self.paused.contains(queue)
+                    && !self.limited.contains_key(queue)
+            })
             .collect();
         let open = eligible.iter().filter(|e| **e).count();
         let batches = match self.config.order.mode() {
@@ -444,6 +478,19 @@ impl ClaimCore {
             error: error.to_string(),
         }));
         effects.push(Effect::TickAt(until_ms));
+    }
+
+    /// Limiters held jobs of the claim's queue back: leave the queue alone
+    /// until the limit may have room (and wait for a released slot when a
+    /// concurrency limit is full).
+    fn hold_back(&mut self, now_ms: i64, claim: &QueueClaim, delay_ms: u64, effects: &mut Effects) {
+        let until = now_ms + ms(delay_ms).max(1);
+        self.limited
+            .insert(claim.queue.clone(), Limited::Until(until));
+        effects.push(Effect::TickAt(until));
+        if claim.slot_full && self.slot_waits.insert(claim.queue.clone()) {
+            effects.push(Effect::WaitForSlot(claim.queue.clone()));
+        }
     }
 
     fn start_wait(&mut self, queue: Arc<str>, effects: &mut Effects) {

@@ -105,6 +105,11 @@ pub(crate) struct QueueClaim {
     pub(crate) lease_was_held: bool,
     /// The queue is paused: nothing but cancelled jobs was taken.
     pub(crate) paused: bool,
+    /// When a limiter held jobs back: after how long they may pass.
+    pub(crate) held_back_for_ms: Option<u64>,
+    /// A full concurrency limit held jobs back: a released slot may let
+    /// them pass sooner.
+    pub(crate) slot_full: bool,
 }
 
 /// What a reconcile round found.
@@ -163,6 +168,9 @@ pub(crate) enum Effect {
     Reconcile(Vec<(Arc<str>, HashSet<String>)>),
     /// Block on this queue until it has work, then send `WaitEnded`.
     WaitForJobs(Arc<str>),
+    /// Block until a job of this queue releases limiter slots (or the
+    /// recheck time passes), then call `on_slot_released`.
+    WaitForSlot(Arc<str>),
     /// Final outcomes for the DbWriter.
     Record(Vec<Outcome>),
     /// Acknowledge and reschedule in Redis, then send `Written`.

@@ -111,3 +111,76 @@ fn a_wake_reopens_every_empty_queue() {
     let effects = core.on_wake(T0 + 1);
     assert_eq!(asks(&effects), [("a".into(), 100), ("b".into(), 100)]);
 }
+
+fn held_back(queue: &str, asked: usize, range: std::ops::Range<usize>, for_ms: u64) -> QueueClaim {
+    QueueClaim {
+        held_back_for_ms: Some(for_ms),
+        ..claim(queue, asked, range)
+    }
+}
+
+#[test]
+fn a_queue_a_limiter_holds_back_is_left_alone_until_the_limit_may_have_room() {
+    let mut core = ClaimCore::new(config(&["a", "b"], 100, 5000));
+    core.start(T0);
+    let effects = core.on_claimed(
+        T0,
+        vec![held_back("a", 100, 0..2, 400), claim("b", 100, 0..100)],
+        None,
+    );
+    assert!(
+        !has(
+            &effects,
+            |e| matches!(e, Effect::WaitForJobs(q) if &**q == "a")
+        ),
+        "a blocking wait would return at once: the jobs are still there"
+    );
+    assert!(ticks(&effects).contains(&(T0 + 400)));
+    assert_eq!(asks(&effects), [("b".into(), 100)]);
+    core.on_claimed(T0, vec![claim("b", 100, 0..0)], None);
+    assert!(claim_request(&core.on_tick(T0 + 399)).is_none());
+    assert_eq!(asks(&core.on_tick(T0 + 400)), [("a".into(), 100)]);
+}
+
+#[test]
+fn a_full_concurrency_limit_waits_for_a_released_slot_once() {
+    let mut core = ClaimCore::new(config(&["a"], 100, 5000));
+    core.start(T0);
+    let full = QueueClaim {
+        slot_full: true,
+        ..held_back("a", 100, 0..2, 1000)
+    };
+    let effects = core.on_claimed(T0, vec![full.clone()], None);
+    let slot_waits = |effects: &[Effect]| {
+        effects
+            .iter()
+            .filter(|e| matches!(e, Effect::WaitForSlot(q) if &**q == "a"))
+            .count()
+    };
+    assert_eq!(slot_waits(&effects), 1);
+    let effects = core.on_slot_released(T0 + 5, q("a"));
+    assert_eq!(
+        asks(&effects),
+        [("a".into(), 100)],
+        "a released slot: claim at once"
+    );
+    let effects = core.on_claimed(T0 + 6, vec![full.clone()], None);
+    assert_eq!(
+        slot_waits(&effects),
+        1,
+        "the next wait starts once the last ended"
+    );
+    core.on_tick(T0 + 1006);
+    let effects = core.on_claimed(T0 + 1007, vec![full], None);
+    assert_eq!(slot_waits(&effects), 0, "a wait is still under way");
+}
+
+#[test]
+fn a_job_of_a_held_back_queue_ending_here_looks_at_it_again_at_once() {
+    let mut core = ClaimCore::new(config(&["a"], 100, 5000));
+    core.start(T0);
+    core.on_claimed(T0, vec![held_back("a", 100, 0..2, 1000)], None);
+    assert!(claim_request(&core.on_wake(T0 + 1)).is_none());
+    let effects = core.on_written(T0 + 2, done(handles("a", 0..1)));
+    assert_eq!(asks(&effects), [("a".into(), 100)]);
+}

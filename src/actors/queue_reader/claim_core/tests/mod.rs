@@ -54,6 +54,8 @@ pub(super) fn claim(queue: &str, asked: usize, range: std::ops::Range<usize>) ->
         handles: handles(queue, range),
         lease_was_held: true,
         paused: false,
+        held_back_for_ms: None,
+        slot_full: false,
     }
 }
 
