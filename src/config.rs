@@ -232,7 +232,7 @@ impl RecoverySettings {
     fn validate(&self) -> Result<(), ConfigError> {
         positive("recovery.lease_ms", self.lease_ms)?;
         match self.heartbeat_ms {
-            Some(heartbeat) if heartbeat == 0 || heartbeat * 2 >= self.lease_ms => Err(invalid(
+            Some(heartbeat) if heartbeat == 0 || heartbeat.saturating_mul(2) >= self.lease_ms => Err(invalid(
                 "recovery.heartbeat_ms",
                 format!(
                     "must be positive and less than half of recovery.lease_ms ({}), got {heartbeat} \
@@ -275,6 +275,14 @@ pub struct ApiSettings {
     pub max_body_bytes: usize,
     /// How long a dashboard login lasts (ms).
     pub session_ttl_ms: u64,
+    /// Most open client connections at once.
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers (ms).
+    pub client_timeout_ms: u64,
+    /// Idle time before a kept-alive connection is closed (ms); 0 = none.
+    pub keep_alive_ms: u64,
+    /// Longest one request may take, its body included (ms).
+    pub request_timeout_ms: u64,
 }
 
 /// Settings of the built-in kinds (`[kinds.*]`).
@@ -331,10 +339,7 @@ impl Settings {
         file: Option<&Path>,
         env: Option<std::collections::HashMap<String, String>>,
     ) -> Result<Settings, ConfigError> {
-        let mut builder = config::Config::builder().add_source(config::File::from_str(
-            DEFAULT_TOML,
-            config::FileFormat::Toml,
-        ));
+        let mut builder = defaults_builder();
         if let Some(path) = file {
             if !path.exists() {
                 return Err(ConfigError::Source(format!(
@@ -344,24 +349,18 @@ impl Settings {
             }
             builder = builder.add_source(config::File::from(path));
         }
-        let mut environment = config::Environment::with_prefix("CONVEYOR")
-            .prefix_separator("__")
-            .separator("__")
-            .list_separator(",")
-            .try_parsing(true);
-        for key in LIST_KEYS {
-            environment = environment.with_list_parse_key(key);
-        }
-        if let Some(vars) = env {
-            environment = environment.source(Some(vars.into_iter().collect()));
-        }
-        let raw = builder
-            .add_source(environment)
-            .build()
-            .map_err(describe_source_error)?;
-        let settings: Settings = raw.try_deserialize().map_err(describe_source_error)?;
-        settings.validate()?;
-        Ok(settings)
+        build(builder, env)
+    }
+
+    /// Defaults, then `toml` (the text of a config file), then `env` when
+    /// given, else the process environment.
+    pub fn load_from_str(
+        toml: &str,
+        env: Option<std::collections::HashMap<String, String>>,
+    ) -> Result<Settings, ConfigError> {
+        let builder =
+            defaults_builder().add_source(config::File::from_str(toml, config::FileFormat::Toml));
+        build(builder, env)
     }
 
     /// Range and consistency checks that serde's types cannot express.
@@ -390,6 +389,11 @@ impl Settings {
         positive("metrics.log_interval_ms", self.metrics.log_interval_ms)?;
         positive("redis.response_timeout_ms", self.redis.response_timeout_ms)?;
         positive("api.session_ttl_ms", self.api.session_ttl_ms)?;
+        positive("api.max_body_bytes", self.api.max_body_bytes as u64)?;
+        positive("api.max_connections", self.api.max_connections as u64)?;
+        positive("api.client_timeout_ms", self.api.client_timeout_ms)?;
+        positive("api.request_timeout_ms", self.api.request_timeout_ms)?;
+        self.validate_durations()?;
         if self.queues.claim_batch > MAX_SCRIPT_BATCH {
             return Err(invalid(
                 "queues.claim_batch",
@@ -469,6 +473,44 @@ impl Settings {
             .map_err(|e| invalid(&format!("schedules[{}].{}", e.schedule, e.key), e.message))
     }
 
+    /// Every `*_ms` key at most a year: a deadline further out than the
+    /// clock can represent would stop the process that computes it.
+    fn validate_durations(&self) -> Result<(), ConfigError> {
+        let durations = [
+            ("redis.response_timeout_ms", self.redis.response_timeout_ms),
+            ("queues.idle_wait_ms", self.queues.idle_wait_ms),
+            ("db.flush_ms", self.db.flush_ms),
+            ("db.retry_base_ms", self.db.retry_base_ms),
+            ("db.retry_max_ms", self.db.retry_max_ms),
+            ("retry.base_ms", self.retry.base_ms),
+            ("retry.max_ms", self.retry.max_ms),
+            ("jobs.default_timeout_ms", self.jobs.default_timeout_ms),
+            ("scheduler.tick_ms", self.scheduler.tick_ms),
+            ("recovery.lease_ms", self.recovery.lease_ms),
+            (
+                "recovery.heartbeat_ms",
+                self.recovery.heartbeat_ms.unwrap_or(0),
+            ),
+            ("shutdown.timeout_ms", self.shutdown.timeout_ms),
+            ("metrics.log_interval_ms", self.metrics.log_interval_ms),
+            ("api.session_ttl_ms", self.api.session_ttl_ms),
+            ("api.client_timeout_ms", self.api.client_timeout_ms),
+            ("api.keep_alive_ms", self.api.keep_alive_ms),
+            ("api.request_timeout_ms", self.api.request_timeout_ms),
+            (
+                "kinds.http.connect_timeout_ms",
+                self.kinds.http.connect_timeout_ms,
+            ),
+        ];
+        match durations.iter().find(|(_, ms)| *ms > MAX_DURATION_MS) {
+            Some((key, ms)) => Err(invalid(
+                key,
+                format!("must be at most {MAX_DURATION_MS} (one year), got {ms}"),
+            )),
+            None => Ok(()),
+        }
+    }
+
     fn validate_names(&self) -> Result<(), ConfigError> {
         if self.queues.names.is_empty() {
             return Err(invalid("queues.names", "must name at least one queue"));
@@ -534,6 +576,40 @@ impl Settings {
     }
 }
 
+type Builder = config::ConfigBuilder<config::builder::DefaultState>;
+
+fn defaults_builder() -> Builder {
+    config::Config::builder().add_source(config::File::from_str(
+        DEFAULT_TOML,
+        config::FileFormat::Toml,
+    ))
+}
+
+/// Adds the environment (`env`, or the process's) on top and validates.
+fn build(
+    builder: Builder,
+    env: Option<std::collections::HashMap<String, String>>,
+) -> Result<Settings, ConfigError> {
+    let mut environment = config::Environment::with_prefix("CONVEYOR")
+        .prefix_separator("__")
+        .separator("__")
+        .list_separator(",")
+        .try_parsing(true);
+    for key in LIST_KEYS {
+        environment = environment.with_list_parse_key(key);
+    }
+    if let Some(vars) = env {
+        environment = environment.source(Some(vars.into_iter().collect()));
+    }
+    let raw = builder
+        .add_source(environment)
+        .build()
+        .map_err(describe_source_error)?;
+    let settings: Settings = raw.try_deserialize().map_err(describe_source_error)?;
+    settings.validate()?;
+    Ok(settings)
+}
+
 /// Whether `host` is a bare host name or IP address, as `allow_hosts` needs:
 /// `api.example.com`, `localhost`, `10.0.0.5` or `::1` (brackets allowed).
 /// Names are ASCII (write internationalised names in their `xn--` form).
@@ -552,6 +628,10 @@ fn is_plain_host(host: &str) -> bool {
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         })
 }
+
+/// Longest duration any `*_ms` key may hold: one year, the same bound as a
+/// job's `timeout_ms`.
+pub const MAX_DURATION_MS: u64 = crate::job::MAX_TIMEOUT_MS;
 
 fn positive(key: &str, value: u64) -> Result<(), ConfigError> {
     if value == 0 {

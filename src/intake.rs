@@ -219,6 +219,7 @@ fn type_error(expected: &str, got: &Value) -> String {
 fn from_malformed(malformed: Malformed) -> Rejected {
     match malformed {
         Malformed::BadField { field, reason } => Rejected::field(field, reason),
+        Malformed::FieldType { field, reason } => Rejected::field(&field, reason),
         other => Rejected::body(other.to_string()),
     }
 }

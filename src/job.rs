@@ -79,13 +79,39 @@ pub struct Envelope {
 }
 
 /// `run_at`: an RFC 3339 time or unix milliseconds.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(untagged)]
 pub enum RunAt {
     /// Unix milliseconds.
     UnixMillis(i64),
     /// An RFC 3339 time.
     Rfc3339(String),
+}
+
+/// Reads either form, and says which two forms it wanted when it gets
+/// anything else (a derived untagged enum only says "no variant matched").
+impl<'de> Deserialize<'de> for RunAt {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<RunAt, D::Error> {
+        struct RunAtVisitor;
+        impl serde::de::Visitor<'_> for RunAtVisitor {
+            type Value = RunAt;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an RFC 3339 time (string) or unix milliseconds (integer)")
+            }
+            fn visit_i64<E: serde::de::Error>(self, ms: i64) -> Result<RunAt, E> {
+                Ok(RunAt::UnixMillis(ms))
+            }
+            fn visit_u64<E: serde::de::Error>(self, ms: u64) -> Result<RunAt, E> {
+                i64::try_from(ms)
+                    .map(RunAt::UnixMillis)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(ms), &self))
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<RunAt, E> {
+                Ok(RunAt::Rfc3339(text.to_string()))
+            }
+        }
+        deserializer.deserialize_any(RunAtVisitor)
+    }
 }
 
 impl RunAt {
@@ -119,6 +145,15 @@ pub enum Malformed {
     BadField {
         /// The field's name.
         field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A field of the wrong JSON type or out of its type's range (`run_at`
+    /// given as `true`, `max_attempts` as `-1`).
+    #[error("field {field}: {reason}")]
+    FieldType {
+        /// The field's name.
+        field: String,
         /// What is wrong with it.
         reason: String,
     },
@@ -161,6 +196,10 @@ pub struct EnvelopeDefaults {
 /// Most attempts a job may ask for; keeps a hostile envelope from pinning a job forever.
 pub const MAX_ATTEMPTS_LIMIT: u32 = 1000;
 
+/// Longest `timeout_ms` a job may ask for (one year): a deadline further out
+/// than the clock can represent would stop the processor that computes it.
+pub const MAX_TIMEOUT_MS: u64 = 365 * 24 * 3600 * 1000;
+
 /// Parses and checks one message. `fallback_id` names id-less jobs (the claim
 /// token, stable across redeliveries).
 pub fn parse_message(
@@ -179,9 +218,30 @@ pub fn parse_message(
     if first != Some(&b'{') {
         return Err(Malformed::Invalid("not a JSON object".to_string()));
     }
-    let envelope: Envelope =
-        serde_json::from_slice(raw).map_err(|e| Malformed::Invalid(e.to_string()))?;
+    let envelope: Envelope = serde_json::from_slice(raw).map_err(|_| describe_json_error(raw))?;
     validate_envelope(envelope, fallback_id, defaults)
+}
+
+/// Why `raw` is not an envelope, naming the field when one is to blame.
+/// Only runs on the error path: parsing again with the path tracked costs
+/// nothing on the way of a valid message.
+fn describe_json_error(raw: &[u8]) -> Malformed {
+    let mut deserializer = serde_json::Deserializer::from_slice(raw);
+    let error = match serde_path_to_error::deserialize::<_, Envelope>(&mut deserializer) {
+        Ok(_) => return Malformed::Invalid("not a single JSON value".to_string()),
+        Err(error) => error,
+    };
+    let field = error.path().to_string();
+    let inner = error.into_inner();
+    match inner.classify() {
+        serde_json::error::Category::Data if field != "." && !field.is_empty() => {
+            Malformed::FieldType {
+                field,
+                reason: inner.to_string(),
+            }
+        }
+        _ => Malformed::Invalid(inner.to_string()),
+    }
 }
 
 /// Checks a parsed envelope's fields; shared by the queue path and the HTTP API.
@@ -214,8 +274,11 @@ pub fn validate_envelope(
         ));
     }
     let timeout_ms = envelope.timeout_ms.unwrap_or(defaults.timeout_ms);
-    if timeout_ms == 0 {
-        return Err(bad("timeout_ms", "must be positive".to_string()));
+    if timeout_ms == 0 || timeout_ms > MAX_TIMEOUT_MS {
+        return Err(bad(
+            "timeout_ms",
+            format!("must be 1-{MAX_TIMEOUT_MS} (one year), got {timeout_ms}"),
+        ));
     }
     if let Some(key) = envelope.key.as_deref().filter(|key| !is_valid_job_key(key)) {
         return Err(bad(
@@ -487,7 +550,7 @@ mod tests {
             (r#"{"kind":"noop","run_at":"tomorrow"}"#, "field run_at"),
             (r#"{"kind":"noop","key":"a b"}"#, "field key"),
             (r#"{"kind":"noop","key":""}"#, "field key"),
-            (r#"{"kind":"noop","key":7}"#, "not a valid job envelope"),
+            (r#"{"kind":"noop","key":7}"#, "field key: invalid type"),
             (r#"{"kind":"noop","unique_key":""}"#, "field unique_key"),
             (
                 r#"{"kind":"noop","unique_key":"k","unique_for_ms":0}"#,

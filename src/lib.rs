@@ -21,6 +21,7 @@
 //! - [`worker`]: wiring the actors together, start-up and graceful shutdown.
 //! - [`queue_order`]: how a worker splits its claims among its queues (weighted or strict).
 //! - `metrics`: the atomic counters the actors share, and their Prometheus collectors.
+//! - `health`: MySQL problems that need a person, and what a writer does after a failed write.
 //! - [`limiters`]: `[[limiters]]` entries: selectors, concurrency and rate limits (no I/O).
 //! - [`schedules`]: `[[schedules]]` entries, tick arithmetic and catch-up (no I/O).
 //! - [`enqueue`]: pushing submitted jobs; the unique-key check at enqueue.
@@ -50,6 +51,7 @@ pub(crate) mod backoff;
 pub mod config;
 pub mod control;
 pub mod enqueue;
+pub(crate) mod health;
 pub mod intake;
 pub mod job;
 pub(crate) mod job_queue;

@@ -74,6 +74,8 @@ pub struct Metrics {
     pub db_batches_total: AtomicU64,
     pub db_errors_total: AtomicU64,
     pub panics_total: AtomicU64,
+    /// A MySQL problem that retrying cannot fix, while it lasts.
+    pub(crate) blocker: crate::health::Blocker,
     /// Jobs limiters hold back, from the latest claims.
     pub limited: crate::limiters::waiting::LimitedJobs,
     /// Prometheus collectors; `None` (the default) records nothing.

@@ -196,7 +196,7 @@ pub async fn run(
     let pool = store::open_pool(&settings.mysql.url, settings.mysql.pool_max)?;
     let mut shutdown = std::pin::pin!(shutdown);
     tokio::select! {
-        () = migrate_until_done(&pool) => {}
+        () = migrate_until_done(&pool, &settings.mysql.url, &metrics) => {}
         () = &mut shutdown => {
             log::info!(target: "conveyor::worker", "stopped before start-up finished");
             stop_api(api).await;
@@ -275,8 +275,9 @@ fn start_actors(
         let worker = worker.clone();
         QueueReader::create(move |ctx| {
             let db = DbWriter::new(
-                mysql,
+                (mysql, &settings.mysql.url),
                 worker.clone(),
+                ctx.address().recipient(),
                 ctx.address().recipient(),
                 settings.db.clone(),
                 metrics.clone(),
@@ -357,26 +358,39 @@ async fn stop_api(api: Option<actix_web::dev::ServerHandle>) {
     }
 }
 
-/// Applies the schema, retrying with backoff while MySQL is unreachable.
-async fn migrate_until_done(pool: &mysql_async::Pool) {
+/// Applies the schema, retrying with backoff while MySQL is unreachable or
+/// refuses (a person may be fixing a grant meanwhile). A problem that needs
+/// a person is logged at ERROR with what to do, and shown by `/ready`.
+async fn migrate_until_done(pool: &mysql_async::Pool, url: &str, metrics: &Metrics) {
+    let address = store::address(url);
     let backoff = Backoff::exponential(200, STARTUP_RETRY_MAX_MS);
     let mut failures = 0;
     loop {
         match store::migrate(pool).await {
             Ok(version) => {
+                metrics.blocker.clear();
                 log::info!(target: "conveyor::worker", "schema ready (version {version})");
                 return;
             }
-            Err(error) => {
-                failures += 1;
-                let delay = backoff.delay(failures);
-                log::warn!(
-                    target: "conveyor::worker",
-                    "mysql not ready, retrying in {} ms: {error}",
-                    delay.as_millis()
-                );
-                tokio::time::sleep(delay).await;
-            }
+            Err(error) => match store::remedy(&error) {
+                store::Remedy::Operator(advice) => {
+                    let problem = format!("mysql at {address}: {error}; {advice}");
+                    if metrics.blocker.report(&problem) {
+                        log::error!(target: "conveyor::worker", "cannot start: {problem} (retrying every {} s)", STARTUP_RETRY_MAX_MS / 1000);
+                    }
+                    tokio::time::sleep(Duration::from_millis(STARTUP_RETRY_MAX_MS)).await;
+                }
+                _ => {
+                    failures += 1;
+                    let delay = backoff.delay(failures);
+                    log::warn!(
+                        target: "conveyor::worker",
+                        "mysql at {address} not ready, retrying in {} ms: {error}",
+                        delay.as_millis()
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+            },
         }
     }
 }

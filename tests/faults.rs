@@ -274,7 +274,11 @@ fn mysql_outage_mid_run_loses_nothing() {
         "the worker must survive: {}",
         worker.log()
     );
-    assert!(worker.log().contains("rows failed"), "{}", worker.log());
+    assert!(
+        worker.log().contains("rows (attempt 1) to mysql at"),
+        "{}",
+        worker.log()
+    );
     assert!(worker.log().contains("MySQL is back"), "{}", worker.log());
 }
 
@@ -322,7 +326,7 @@ fn mysql_down_at_start_up() {
     w.mysql.stop();
     w.env.push("default", &mixed_jobs(200));
     let mut worker = start(&w.env, &[]);
-    worker.wait_for_log("mysql not ready", WAIT);
+    worker.wait_for_log("not ready, retrying", WAIT);
     w.mysql.restart();
     assert_all_done_once(&w.env, 200);
     assert!(worker.is_running());

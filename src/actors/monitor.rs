@@ -134,7 +134,12 @@ impl Monitor {
             Metrics::get(&m.dead_letters_total),
             Metrics::get(&m.panics_total),
         );
-        log::info!(target: "conveyor::mailbox", "{line}");
+        if let Some(problem) = m.blocker.problem() {
+            let _ = write!(line, " | BLOCKED (claiming paused): {problem}");
+            log::error!(target: "conveyor::mailbox", "{line}");
+        } else {
+            log::info!(target: "conveyor::mailbox", "{line}");
+        }
         for warning in high_water_warnings(&mailboxes, self.high_water) {
             log::warn!(target: "conveyor::mailbox", "{warning}");
         }

@@ -244,14 +244,10 @@ async fn run_handler(
     timeout_ms: u64,
 ) -> Result<serde_json::Value, JobError> {
     let timeout = Duration::from_millis(timeout_ms);
+    let begun = Instant::now();
     let outcome = match handler {
         KindHandler::Blocking(run) => {
-            let begun = Instant::now();
-            let result = std::panic::catch_unwind(AssertUnwindSafe(|| run(&ctx, payload)));
-            match result {
-                Ok(_) if begun.elapsed() > timeout => Ok(Err(timed_out(timeout_ms))),
-                other => other,
-            }
+            std::panic::catch_unwind(AssertUnwindSafe(|| run(&ctx, payload)))
         }
         KindHandler::Async(run) => {
             let cancel = ctx.cancel.clone();
@@ -265,6 +261,14 @@ async fn run_handler(
                 () = cancel.cancelled() => Ok(Err(JobError::permanent("job cancelled"))),
             }
         }
+    };
+    // A result that arrives after the deadline is an overrun either way:
+    // a blocking handler is never interrupted, and an async one can finish
+    // on the same poll as its expired timer (the timer loses that race)
+    // when the thread was held up, e.g. the process was paused.
+    let outcome = match outcome {
+        Ok(_) if begun.elapsed() > timeout => Ok(Err(timed_out(timeout_ms))),
+        other => other,
     };
     outcome.unwrap_or_else(|panic| {
         Metrics::add(&env.metrics.panics_total, 1);
@@ -440,6 +444,24 @@ mod tests {
                 error, attempts, ..
             } => {
                 assert_eq!(attempts, 1);
+                assert!(error.contains("timed out after 10 ms"), "{error}");
+            }
+            other => panic!("expected a retry, got {other:?}"),
+        }
+    }
+
+    /// An async handler that returns after its deadline, on the same poll
+    /// (its thread was held up past both), is a timed-out attempt too.
+    #[test]
+    fn async_handler_finishing_past_its_deadline_times_out() {
+        let mut registry = Registry::new();
+        registry.register_async("held_up", |_, _| async {
+            std::thread::sleep(Duration::from_millis(50));
+            Ok(serde_json::Value::Null)
+        });
+        let env = env_with(registry);
+        match run(&env, r#"{"kind":"held_up","timeout_ms":10}"#) {
+            Outcome::Retry { error, .. } => {
                 assert!(error.contains("timed out after 10 ms"), "{error}");
             }
             other => panic!("expected a retry, got {other:?}"),

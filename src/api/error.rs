@@ -23,6 +23,9 @@ pub enum ApiError {
     /// The body is over `api.max_body_bytes` (413).
     #[error("request body is over api.max_body_bytes = {0} bytes")]
     TooLarge(usize),
+    /// The request was not done within `api.request_timeout_ms` (408).
+    #[error("request not completed within api.request_timeout_ms = {0} ms")]
+    Timeout(u64),
     /// The body could not be read (400).
     #[error("reading the request body failed: {0}")]
     Body(String),
@@ -126,6 +129,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Invalid(_) | ApiError::Body(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::NotFound(..)
             | ApiError::NoSchedule(_)
             | ApiError::NoRoute(_)

@@ -30,6 +30,7 @@ mod control;
 mod error;
 pub(crate) mod jobs;
 mod limiters;
+mod limits;
 mod metrics;
 mod ops;
 mod schedules;
@@ -208,18 +209,30 @@ impl ApiState {
 /// Starts serving on `listener`. The returned server must be awaited or
 /// spawned; stop it through its [`Server::handle`]. Signals are left to the
 /// caller, and a graceful stop waits up to `shutdown.timeout_ms` for
-/// requests in progress.
+/// requests in progress. Every route is under the limits of `api.*`
+/// (connections, timeouts, body size).
 pub fn serve(listener: TcpListener, state: ApiState) -> std::io::Result<Server> {
-    let shutdown_secs = state.settings().shutdown.timeout_ms.div_ceil(1000);
+    let settings = state.settings();
+    let shutdown_secs = settings.shutdown.timeout_ms.div_ceil(1000);
+    let api = settings.api.clone();
+    let (payload_config, json_config) = limits::payload_configs(&api);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(state.clone()))
+            .app_data(payload_config.clone())
+            .app_data(json_config.clone())
             .configure(routes)
             .configure(crate::ui::routes)
             .default_service(web::to(no_route))
+            .wrap(from_fn(limits::limit_request))
             .wrap(from_fn(require_token))
             .wrap(from_fn(count_request))
     })
+    .workers(limits::server_threads())
+    .max_connections(limits::connections_per_thread(&api))
+    .keep_alive(Duration::from_millis(api.keep_alive_ms))
+    .client_request_timeout(Duration::from_millis(api.client_timeout_ms))
+    .client_disconnect_timeout(Duration::from_secs(1))
     .disable_signals()
     .shutdown_timeout(shutdown_secs)
     .listen(listener)?

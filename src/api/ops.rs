@@ -2,7 +2,8 @@
 //! orchestrators poll.
 //!
 //! This module owns the health semantics (`/health`: the process answers;
-//! `/ready`: Redis and MySQL answer within [`READY_TIMEOUT`]). It must never
+//! `/ready`: Redis and MySQL answer within [`READY_TIMEOUT`], and, inside a
+//! worker, no MySQL problem that needs a person is blocking it). It must never
 //! change anything it reads.
 
 use std::collections::HashMap;
@@ -64,21 +65,29 @@ pub(super) async fn ready(state: web::Data<ApiState>) -> HttpResponse {
     let mysql = within(READY_TIMEOUT, async {
         store::ping(state.pool()).await.map_err(|e| e.to_string())
     });
-    let (redis, mysql) = futures::join!(redis, mysql);
+    let (redis, mut mysql) = futures::join!(redis, mysql);
+    if let Some(problem) = state.worker_metrics().and_then(|m| m.blocker.problem()) {
+        // MySQL answers, but the worker cannot write to it until a person acts.
+        mysql = Err(problem);
+    }
     let report = |result: &Result<(), String>| match result {
         Ok(()) => "ok".to_string(),
         Err(error) => redact_text(error),
     };
-    let failed: Vec<&str> = [("redis", &redis), ("mysql", &mysql)]
+    let failed: Vec<String> = [("redis", &redis), ("mysql", &mysql)]
         .into_iter()
-        .filter(|(_, result)| result.is_err())
-        .map(|(name, _)| name)
+        .filter_map(|(name, result)| {
+            result
+                .as_ref()
+                .err()
+                .map(|e| format!("{name}: {}", redact_text(e)))
+        })
         .collect();
     let mut body = json!({ "redis": report(&redis), "mysql": report(&mysql) });
     if failed.is_empty() {
         return HttpResponse::Ok().json(body);
     }
-    body["error"] = json!(format!("not ready: {} unreachable", failed.join(" and ")));
+    body["error"] = json!(format!("not ready: {}", failed.join("; ")));
     HttpResponse::ServiceUnavailable().json(body)
 }
 

@@ -56,6 +56,10 @@ mod noop;
 mod sleep;
 mod stats;
 
+/// The address guard of the HTTP kinds, for checking a URL the way a job
+/// would before anything is sent.
+pub use http_client::{classify, AddressClass, Guard, Refusal, RequestSpec};
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;

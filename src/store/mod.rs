@@ -13,6 +13,7 @@
 //! - `dead`: dead jobs and dead letters, listed and purged by filter.
 
 mod dead;
+mod health;
 mod lookup;
 
 use chrono::{DateTime, Datelike, Timelike};
@@ -26,6 +27,7 @@ pub use dead::{
     count_matching, dead_counts, list_dead, list_dead_letters, purge, DeadFilter, DeadJob,
     DeadLetterRecord,
 };
+pub use health::{address, describe, remedy, repair, Remedy};
 pub use lookup::{
     count_queue_rows, delete_queue_rows, existing_ids, find_message, find_result,
     runs_by_id_prefix, JobRecord, RunRecord,
@@ -34,9 +36,10 @@ pub use lookup::{
 /// A MySQL operation that failed; the rows it carried are still owed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// A statement failed or the connection broke.
-    #[error("mysql: {0}")]
-    Mysql(#[from] mysql_async::Error),
+    /// Shown by its root cause only ([`describe`]): mysql_async nests the
+    /// same I/O error several times, and a chain printer would repeat it.
+    #[error("{}", describe(.0))]
+    Mysql(mysql_async::Error),
     /// The schema migration lock stayed taken (seconds waited).
     #[error("another process held the schema migration lock for {0} s")]
     MigrationLock(u32),
@@ -51,6 +54,12 @@ pub enum StoreError {
     /// An operation the store does not offer (e.g. a purge with an offset).
     #[error("not supported: {0}")]
     Unsupported(&'static str),
+}
+
+impl From<mysql_async::Error> for StoreError {
+    fn from(error: mysql_async::Error) -> StoreError {
+        StoreError::Mysql(error)
+    }
 }
 
 /// Schema steps, applied in order once each; the version is the position + 1.
@@ -118,6 +127,14 @@ pub fn open_pool(url: &str, pool_max: usize) -> Result<Pool, StoreError> {
 /// Returns the schema version now in place.
 pub async fn migrate(pool: &Pool) -> Result<usize, StoreError> {
     let mut conn = pool.get_conn().await?;
+    lock_migrations(&mut conn).await?;
+    let result = apply_migrations(&mut conn).await;
+    unlock_migrations(&mut conn).await?;
+    result
+}
+
+/// Takes the lock that serialises schema changes across processes.
+async fn lock_migrations(conn: &mut mysql_async::Conn) -> Result<(), StoreError> {
     let locked: Option<Option<i64>> = conn
         .exec_first(
             "SELECT GET_LOCK(?, ?)",
@@ -127,11 +144,14 @@ pub async fn migrate(pool: &Pool) -> Result<usize, StoreError> {
     if locked.flatten() != Some(1) {
         return Err(StoreError::MigrationLock(MIGRATION_LOCK_WAIT_S));
     }
-    let result = apply_migrations(&mut conn).await;
+    Ok(())
+}
+
+async fn unlock_migrations(conn: &mut mysql_async::Conn) -> Result<(), StoreError> {
     let _: Option<i64> = conn
         .exec_first("SELECT RELEASE_LOCK(?)", (MIGRATION_LOCK,))
         .await?;
-    result
+    Ok(())
 }
 
 async fn apply_migrations(conn: &mut mysql_async::Conn) -> Result<usize, StoreError> {

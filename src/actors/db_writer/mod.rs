@@ -7,7 +7,12 @@
 //! jobs are committed so they can leave Redis.
 //!
 //! It must never drop a batch: a failed write is retried with backoff until
-//! it commits. Its buffer stays bounded because the QueueReader claims no
+//! it commits. A missing table or column is repaired by re-running the
+//! schema steps; a failure that needs a person (access denied, a schema
+//! that does not match) is reported at ERROR and through the worker's
+//! blocker (`/ready`, the mailbox line), the QueueReader is told to stop
+//! claiming ([`WritesBlocked`]), and the write is retried until someone
+//! fixes it. Its buffer stays bounded because the QueueReader claims no
 //! more than `queues.max_in_flight` jobs, which only commits release.
 
 mod batcher;
@@ -20,9 +25,10 @@ use actix::prelude::*;
 use mysql_async::Pool;
 
 use self::batcher::{Batch, BatchEffect, BatchLimits, Batcher};
-use super::queue_reader::Committed;
+use super::queue_reader::{Committed, WritesBlocked};
 use crate::backoff::Backoff;
 use crate::config::DbSettings;
+use crate::health::WriteTrouble;
 use crate::job::{JobHandle, Outcome};
 use crate::metrics::Metrics;
 use crate::store::{self, StoreError};
@@ -35,29 +41,38 @@ pub(crate) struct Record(pub Vec<Outcome>);
 /// The DbWriter actor; see the module documentation.
 pub(crate) struct DbWriter {
     pool: Pool,
+    /// The URL of `pool`, for messages (only its address is ever shown).
+    mysql_url: Arc<str>,
     /// This process's worker id, written into every row.
     worker: Arc<str>,
     committed: Recipient<Committed>,
+    blocked: Recipient<WritesBlocked>,
     flush_interval: Duration,
     backoff: Backoff,
+    /// Pause between attempts while a MySQL problem needs a person.
+    blocked_retry: Duration,
     metrics: Arc<Metrics>,
     batcher: Batcher,
 }
 
 impl DbWriter {
     pub(crate) fn new(
-        pool: Pool,
+        (pool, mysql_url): (Pool, &str),
         worker: Arc<str>,
         committed: Recipient<Committed>,
+        blocked: Recipient<WritesBlocked>,
         settings: DbSettings,
         metrics: Arc<Metrics>,
     ) -> DbWriter {
         DbWriter {
             pool,
+            mysql_url: mysql_url.into(),
             worker,
             committed,
+            blocked,
             flush_interval: Duration::from_millis(settings.flush_ms),
             backoff: Backoff::exponential(settings.retry_base_ms, settings.retry_max_ms),
+            blocked_retry: Duration::from_millis(settings.retry_max_ms),
             metrics,
             batcher: Batcher::new(BatchLimits {
                 batch_size: settings.batch_size,
@@ -87,24 +102,30 @@ impl DbWriter {
             (self.pool.clone(), self.worker.clone(), self.metrics.clone());
         let backoff = self.backoff;
         let size = batch.len();
+        let blocked = self.blocked.clone();
+        let trouble = WriteTrouble::new(
+            &self.mysql_url,
+            self.blocked_retry,
+            Box::new(move |is_blocked| blocked.do_send(WritesBlocked(is_blocked))),
+        );
         let write = async move {
             let begun = std::time::Instant::now();
             let (pool_ref, worker_ref, batch_ref) = (&pool, &*worker, &batch);
             let attempt = move || {
                 store::write_batch(pool_ref, worker_ref, &batch_ref.rows, &batch_ref.letters)
             };
-            let on_failure = |failures: u32, error: &StoreError, delay: Duration| {
-                Metrics::add(&metrics.db_errors_total, 1);
-                log::warn!(
-                    target: "conveyor::db_writer",
-                    "writing a batch of {size} rows failed (attempt {failures}), retrying in {} ms: {error}",
-                    delay.as_millis()
-                );
+            let (trouble_ref, metrics_ref) = (&trouble, &*metrics);
+            let on_failure = move |failures: u32, error: StoreError, delay: Duration| {
+                Metrics::add(&metrics_ref.db_errors_total, 1);
+                async move {
+                    let what = format!("a batch of {size} rows (attempt {failures})");
+                    trouble_ref
+                        .after_failure(pool_ref, &error, &what, delay, &metrics_ref.blocker)
+                        .await
+                }
             };
             let failures = write_until_committed(backoff, attempt, on_failure).await;
-            if failures > 0 {
-                log::info!(target: "conveyor::db_writer", "batch committed after {failures} failed attempts; MySQL is back");
-            }
+            trouble.after_success(&metrics.blocker, failures);
             metrics.record_db_batch(size, begun.elapsed().as_secs_f64());
             Metrics::add(&metrics.db_batches_total, 1);
             Metrics::add(&metrics.committed_total, size as u64);
@@ -143,23 +164,26 @@ fn handles_of(batch: Batch) -> Vec<JobHandle> {
         .collect()
 }
 
-/// Tries `attempt` until it succeeds, pausing by `backoff` after each
-/// failure (reported through `on_failure`). Returns the failures.
-async fn write_until_committed<F, Fut, E>(
+/// Tries `attempt` until it succeeds. After each failure `on_failure` gets
+/// the failure count, the error and the `backoff` delay, and answers how
+/// long to pause (the delay, or another: none after a repair, longer while
+/// a person must act). Returns the failures.
+async fn write_until_committed<F, Fut, E, G, Wait>(
     backoff: Backoff,
     mut attempt: F,
-    mut on_failure: impl FnMut(u32, &E, Duration),
+    mut on_failure: G,
 ) -> u32
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<(), E>>,
+    G: FnMut(u32, E, Duration) -> Wait,
+    Wait: Future<Output = Duration>,
 {
     let mut failures = 0;
     while let Err(error) = attempt().await {
         failures += 1;
-        let delay = backoff.delay(failures);
-        on_failure(failures, &error, delay);
-        tokio::time::sleep(delay).await;
+        let pause = on_failure(failures, error, backoff.delay(failures)).await;
+        tokio::time::sleep(pause).await;
     }
     failures
 }
@@ -214,10 +238,11 @@ mod tests {
                     }
                 }
             },
-            |n, error: &&str, delay| {
-                assert_eq!(*error, "mysql down");
+            |n, error: &str, delay| {
+                assert_eq!(error, "mysql down");
                 assert_eq!(n as usize, delays.len() + 1);
                 delays.push(delay.as_millis());
+                std::future::ready(delay)
             },
         ));
         assert_eq!(failures, 4);

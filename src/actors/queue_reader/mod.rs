@@ -27,7 +27,7 @@ use actix::prelude::*;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::oneshot;
 
-use self::claim_core::{ClaimCore, CoreConfig, Effect, Lifecycle, Report};
+use self::claim_core::{ClaimCore, CoreConfig, Effect, Lifecycle, Report, Writes};
 use super::db_writer::Record;
 use super::job_feed::JobFeed;
 use super::processor::{Drain, Processor, ProcessorPool};
@@ -55,6 +55,12 @@ pub(crate) struct Wake;
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub(crate) struct Committed(pub Vec<JobHandle>);
+
+/// Sent by the DbWriter when a MySQL problem that needs a person starts
+/// (`true`: stop claiming) or ends (`false`: claim again).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct WritesBlocked(pub(crate) bool);
 
 /// The queues paused now (from the QueueWatch): claim nothing from them,
 /// and hand back their jobs that have not started.
@@ -351,6 +357,21 @@ impl<Q: JobQueue> Handler<Committed> for QueueReader<Q> {
     fn handle(&mut self, msg: Committed, ctx: &mut Self::Context) {
         self.metrics.reader_mailbox.on_handle();
         let effects = self.core.on_committed(msg.0);
+        self.apply(effects, ctx);
+    }
+}
+
+impl<Q: JobQueue> Handler<WritesBlocked> for QueueReader<Q> {
+    type Result = ();
+
+    fn handle(&mut self, msg: WritesBlocked, ctx: &mut Self::Context) {
+        self.metrics.reader_mailbox.on_handle();
+        let writes = if msg.0 {
+            Writes::Blocked
+        } else {
+            Writes::Flowing
+        };
+        let effects = self.core.on_writes(now_ms(), writes);
         self.apply(effects, ctx);
     }
 }

@@ -10,9 +10,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// What kind of address an IP is, as far as the guard cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum AddressClass {
+pub enum AddressClass {
     /// Globally routable: always allowed.
     Public,
+    /// 127.0.0.0/8, `::1`.
     Loopback,
     /// RFC 1918, IPv6 unique local (fc00::/7) and site-local (fec0::/10).
     Private,
@@ -24,6 +25,7 @@ pub(crate) enum AddressClass {
     Unspecified,
     /// 255.255.255.255.
     Broadcast,
+    /// 224.0.0.0/4, ff00::/8.
     Multicast,
     /// Special-purpose ranges that are not globally routable
     /// (192.0.0.0/24, 198.18.0.0/15, 240.0.0.0/4, 100::/64).
@@ -34,7 +36,8 @@ pub(crate) enum AddressClass {
 }
 
 impl AddressClass {
-    pub(crate) fn is_public(self) -> bool {
+    /// Whether the address may always be reached.
+    pub fn is_public(self) -> bool {
         self == AddressClass::Public
     }
 }
@@ -59,7 +62,7 @@ impl fmt::Display for AddressClass {
 /// Classifies `ip`. IPv6 addresses that embed an IPv4 address (mapped
 /// `::ffff:a.b.c.d`, compatible `::a.b.c.d`, NAT64 `64:ff9b::a.b.c.d`) are
 /// classified by that IPv4 address.
-pub(super) fn classify(ip: IpAddr) -> AddressClass {
+pub fn classify(ip: IpAddr) -> AddressClass {
     match ip {
         IpAddr::V4(v4) => classify_v4(v4),
         IpAddr::V6(v6) => classify_v6(v6),

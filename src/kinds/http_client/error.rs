@@ -59,8 +59,8 @@ impl HttpError {
     }
 
     /// The failure as a job error, its message prefixed with `context`:
-    /// 5xx, 429 (with `Retry-After` seconds), timeouts and connection errors
-    /// are retryable; refusals, other statuses and oversized bodies are not.
+    /// 5xx, 429 (with `Retry-After` seconds), 408, timeouts and connection
+    /// errors are retryable; refusals, other statuses and oversized bodies are not.
     pub(crate) fn to_job_error(&self, context: &str) -> JobError {
         let message = format!("{context}{self}");
         match self {
@@ -74,9 +74,13 @@ impl HttpError {
     }
 }
 
-/// 5xx and 429 may pass; every other non-2xx status will not.
+/// 5xx, 429 and 408 may pass; every other non-2xx status will not. A 408
+/// says the server gave up waiting for the request (the sender was slow or
+/// paused), not that the request is wrong.
 fn is_retryable_status(status: StatusCode) -> bool {
-    status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS
+    status.is_server_error()
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
 }
 
 /// `scheme://host[:port]/path` of `url`: no credentials, query or fragment,
@@ -167,6 +171,7 @@ mod tests {
         assert!(error(304, None).to_job_error("").is_permanent());
         assert!(!error(500, None).to_job_error("").is_permanent());
         assert!(!error(503, None).to_job_error("").is_permanent());
+        assert!(!error(408, None).to_job_error("").is_permanent());
         let limited = error(429, Some(Duration::from_secs(2))).to_job_error("x: ");
         assert_eq!(
             limited,

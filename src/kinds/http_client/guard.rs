@@ -22,25 +22,37 @@ use crate::config::HttpKindSettings;
 /// Why the guard stopped a request. Always permanent: the same payload would
 /// be refused again.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum Refusal {
+pub enum Refusal {
     #[error(
         "refused to connect to {ip}{}: it is {class}; set \
          kinds.http.allow_private = true or add {host} to kinds.http.allow_hosts \
          to allow it",
         for_host(.host, .ip)
     )]
+    /// The address is not public and not allowed by the settings.
     Address {
+        /// The host name of the URL (or the address itself).
         host: String,
+        /// The address refused.
         ip: IpAddr,
+        /// What kind of address it is.
         class: AddressClass,
     },
     /// A redirect hop the guard refused (the first URL was fine).
     #[error("redirected to {to}: {refusal}")]
-    Redirect { to: String, refusal: Box<Refusal> },
+    Redirect {
+        /// Where the redirect pointed.
+        to: String,
+        /// Why that was refused.
+        refusal: Box<Refusal>,
+    },
+    /// Not http or https.
     #[error("unsupported URL scheme {0:?}: only http and https")]
     Scheme(String),
+    /// The URL names no host.
     #[error("URL has no host")]
     NoHost,
+    /// Too many redirects.
     #[error("more than kinds.http.max_redirects ({0}) redirects")]
     TooManyRedirects(usize),
 }
@@ -56,14 +68,15 @@ fn for_host(host: &str, ip: &IpAddr) -> String {
 
 /// Decides which addresses may be reached.
 #[derive(Debug)]
-pub(super) struct Guard {
+pub struct Guard {
     allow_private: bool,
     /// Lower case, without brackets or a trailing dot.
     allow_hosts: HashSet<String>,
 }
 
 impl Guard {
-    pub(super) fn new(settings: &HttpKindSettings) -> Guard {
+    /// A guard with the settings' `allow_private` and `allow_hosts`.
+    pub fn new(settings: &HttpKindSettings) -> Guard {
         Guard {
             allow_private: settings.allow_private,
             allow_hosts: settings
@@ -75,12 +88,12 @@ impl Guard {
     }
 
     /// Whether `host` may reach any address (private ones included).
-    pub(super) fn host_allowed(&self, host: &str) -> bool {
+    pub fn host_allowed(&self, host: &str) -> bool {
         self.allow_private || self.allow_hosts.contains(&normalize_host(host))
     }
 
     /// Whether `host` may connect to `ip`.
-    pub(super) fn check_ip(&self, host: &str, ip: IpAddr) -> Result<(), Refusal> {
+    pub fn check_ip(&self, host: &str, ip: IpAddr) -> Result<(), Refusal> {
         let class = classify(ip);
         if class.is_public() || self.host_allowed(host) {
             Ok(())
@@ -96,7 +109,7 @@ impl Guard {
     /// Checks a URL before it is requested (first request or redirect hop):
     /// its scheme, and its host when that is an IP literal, which no
     /// resolver sees. Host names are checked after resolution instead.
-    pub(super) fn check_url(&self, url: &Url) -> Result<(), Refusal> {
+    pub fn check_url(&self, url: &Url) -> Result<(), Refusal> {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(Refusal::Scheme(url.scheme().to_string()));
         }

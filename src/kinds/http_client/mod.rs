@@ -39,11 +39,14 @@ use reqwest::StatusCode;
 
 use crate::config::HttpKindSettings;
 use error::{error_chain, retry_after, transport_error};
-use guard::{Guard, GuardedResolver, Refusal};
+use guard::GuardedResolver;
 use request::RequestBody;
 
+pub use address::{classify, AddressClass};
 pub(super) use error::{display_url, HttpError};
-pub(super) use request::{Fetched, RequestSpec};
+pub use guard::{Guard, Refusal};
+pub(super) use request::Fetched;
+pub use request::RequestSpec;
 
 /// The configured HTTP machinery, cheap to clone into handlers. Each
 /// processor thread builds its own `reqwest::Client` from it on first use

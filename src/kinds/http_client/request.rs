@@ -20,11 +20,14 @@ const METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
 
 /// One request as a payload describes it, validated.
 #[derive(Debug, Clone)]
-pub(crate) struct RequestSpec {
+pub struct RequestSpec {
+    /// The URL, parsed (http or https).
     pub url: Url,
+    /// The method (GET when the payload names none).
     pub method: Method,
+    /// The headers, validated.
     pub headers: HeaderMap,
-    pub body: Option<RequestBody>,
+    pub(crate) body: Option<RequestBody>,
 }
 
 #[derive(Debug, Clone)]
@@ -39,7 +42,7 @@ pub(crate) enum RequestBody {
 impl RequestSpec {
     /// Validates the request fields of a payload; every problem is a
     /// permanent error starting with `invalid <kind> payload`.
-    pub(crate) fn new(
+    pub fn new(
         kind: &str,
         url: &str,
         method: Option<&str>,

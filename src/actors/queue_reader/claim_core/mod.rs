@@ -37,6 +37,7 @@ use std::sync::Arc;
 use self::owed::{reschedule_of, OwedWrites};
 pub(crate) use self::types::{
     ClaimRequest, CoreConfig, Effect, Lifecycle, QueueClaim, Reconciled, Report, Round, Trust,
+    Writes,
 };
 use super::ledger::{HeldJobs, RedisWriteReport};
 use crate::job::{JobHandle, Outcome};
@@ -82,6 +83,7 @@ pub(crate) struct ClaimCore {
     /// Queues with a wait for a released limiter slot under way.
     slot_waits: HashSet<Arc<str>>,
     owed: OwedWrites,
+    writes: Writes,
 }
 
 type Effects = Vec<Effect>;
@@ -101,6 +103,7 @@ impl ClaimCore {
             limited: HashMap::new(),
             slot_waits: HashSet::new(),
             owed: OwedWrites::new(),
+            writes: Writes::Flowing,
         }
     }
 
@@ -125,6 +128,13 @@ impl ClaimCore {
 
     /// The actor started: claim.
     pub(crate) fn start(&mut self, now_ms: i64) -> Effects {
+        self.step(now_ms, Vec::new())
+    }
+
+    /// The writer became blocked by a MySQL problem that needs a person
+    /// (stop claiming), or the problem was solved (claim again).
+    pub(crate) fn on_writes(&mut self, now_ms: i64, writes: Writes) -> Effects {
+        self.writes = writes;
         self.step(now_ms, Vec::new())
     }
 
@@ -388,7 +398,7 @@ impl ClaimCore {
     /// split by the queue order: weights or strict.
     fn claim_request(&mut self, now_ms: i64) -> Option<ClaimRequest> {
         let budget = self.room();
-        if budget == 0 {
+        if budget == 0 || self.writes == Writes::Blocked {
             return None;
         }
         let eligible: Vec<bool> = self

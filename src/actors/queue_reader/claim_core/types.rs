@@ -33,6 +33,15 @@ pub(crate) struct CoreConfig {
     pub(crate) wait_retry_ms: u64,
 }
 
+/// Whether results can be written. While a MySQL problem that needs a
+/// person blocks the writer nothing commits, so nothing more is claimed:
+/// the jobs wait in Redis, not in this worker's hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Writes {
+    Flowing,
+    Blocked,
+}
+
 /// The claim side: at most one round (claim or reconcile) is out at a time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Round {

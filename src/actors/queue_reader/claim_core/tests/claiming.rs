@@ -112,6 +112,19 @@ fn a_wake_reopens_every_empty_queue() {
     assert_eq!(asks(&effects), [("a".into(), 100), ("b".into(), 100)]);
 }
 
+#[test]
+fn nothing_is_claimed_while_writes_are_blocked_and_claiming_resumes_after() {
+    let mut core = ClaimCore::new(config(&["a"], 100, 5000));
+    core.start(T0);
+    let effects = core.on_writes(T0, Writes::Blocked);
+    assert!(claim_request(&effects).is_none(), "a round was already out");
+    let effects = core.on_claimed(T0, vec![claim("a", 100, 0..100)], None);
+    assert!(claim_request(&effects).is_none(), "{effects:?}");
+    assert!(claim_request(&core.on_wake(T0)).is_none());
+    let effects = core.on_writes(T0, Writes::Flowing);
+    assert_eq!(asks(&effects), [("a".into(), 100)]);
+}
+
 fn held_back(queue: &str, asked: usize, range: std::ops::Range<usize>, for_ms: u64) -> QueueClaim {
     QueueClaim {
         held_back_for_ms: Some(for_ms),

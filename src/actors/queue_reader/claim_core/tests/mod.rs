@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::{
     ClaimCore, ClaimRequest, CoreConfig, Effect, Lifecycle, QueueClaim, Reconciled, Report, Round,
-    Trust,
+    Trust, Writes,
 };
 use crate::actors::queue_reader::ledger::RedisWriteReport;
 use crate::backoff::Backoff;
