@@ -19,7 +19,7 @@
 //! The pages read and act through the same `redis_queue`, `store` and
 //! [`crate::requeue`] and [`crate::schedules::control`] functions as the JSON API and the CLI: this module
 //! has no queries of its own. It must never change anything on a request
-//! that [`guard`] did not authorize (session, CSRF token, writable).
+//! that the `guard` module did not authorize (session, CSRF token, writable).
 
 mod assets;
 mod dead;
