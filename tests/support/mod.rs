@@ -76,15 +76,40 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-pub fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+pub fn wait_until(what: &str, timeout: Duration, ready: impl FnMut() -> bool) {
+    assert!(
+        ready_within(timeout, ready),
+        "timed out after {timeout:?} waiting for {what}"
+    );
+}
+
+/// Polls `ready` until it holds (true) or `timeout` passes (false).
+fn ready_within(timeout: Duration, mut ready: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     while !ready() {
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        if start.elapsed() >= timeout {
+            return false;
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
+    true
+}
+
+/// The free space of the temp dir's file system, for failure messages.
+fn temp_dir_space() -> String {
+    Command::new("df")
+        .arg("-h")
+        .arg(std::env::temp_dir())
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_else(|err| format!("df failed: {err}"))
+}
+
+/// The last `lines` lines of a server's log file.
+fn log_tail(path: &Path, lines: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_else(|err| format!("({err})"));
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 fn signal(child: &Child, signal: i32) {
@@ -110,6 +135,42 @@ fn stop_cleanly(child: &mut Option<Child>) {
     }
 }
 
+/// Name prefix of the data dirs of this process's servers.
+fn server_dir_prefix(pid: u32) -> String {
+    format!("conveyor-test-{pid}-")
+}
+
+/// A data dir for a server, named after this process. The servers shared
+/// by a test binary live in a static that is never dropped, so their dirs
+/// outlive the process; [`sweep_dead_dirs`] removes them on a later run.
+fn server_dir() -> tempfile::TempDir {
+    static SWEPT: OnceLock<()> = OnceLock::new();
+    SWEPT.get_or_init(sweep_dead_dirs);
+    tempfile::Builder::new()
+        .prefix(&server_dir_prefix(std::process::id()))
+        .tempdir()
+        .expect("tempdir")
+}
+
+/// Removes the server dirs of test processes that are gone.
+fn sweep_dead_dirs() {
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_prefix("conveyor-test-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if let Some(pid) = pid {
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
 fn unique(prefix: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     format!(
@@ -132,7 +193,7 @@ impl RedisServer {
     pub fn start() -> RedisServer {
         let mut server = RedisServer {
             port: free_port(),
-            dir: tempfile::tempdir().expect("tempdir"),
+            dir: server_dir(),
             child: None,
         };
         server.boot();
@@ -206,10 +267,14 @@ pub struct MariaDb {
     child: Option<Child>,
 }
 
+/// InnoDB redo log size of the test servers: small, because every server
+/// copies the template's data dir (the default log alone is 96 MB).
+const MARIADB_LOG_FILE_SIZE: &str = "--innodb-log-file-size=16M";
+
 /// A fresh data dir made once per machine (mariadb-install-db takes seconds),
 /// copied for every server.
 fn mariadb_template() -> PathBuf {
-    let template = std::env::temp_dir().join("conveyor-test-mariadb-template-v1");
+    let template = std::env::temp_dir().join("conveyor-template-mariadb-v2");
     if template.join("mysql").is_dir() {
         return template;
     }
@@ -221,6 +286,7 @@ fn mariadb_template() -> PathBuf {
             "--user=root",
             "--auth-root-authentication-method=socket",
             "--skip-test-db",
+            MARIADB_LOG_FILE_SIZE,
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -236,7 +302,7 @@ fn mariadb_template() -> PathBuf {
 
 impl MariaDb {
     pub fn start() -> MariaDb {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = server_dir();
         let status = Command::new("cp")
             .arg("-a")
             .arg(mariadb_template())
@@ -283,12 +349,19 @@ impl MariaDb {
                 "--skip-name-resolve",
                 "--innodb-buffer-pool-size=64M",
                 "--max-connections=500",
+                MARIADB_LOG_FILE_SIZE,
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         self.child = Some(spawn(command));
         let socket = self.socket();
-        wait_until("mariadbd", SERVER_START_TIMEOUT, || {
+        let mut exited = None;
+        let child = self.child.as_mut().expect("just spawned");
+        let answered = ready_within(SERVER_START_TIMEOUT, || {
+            if let Ok(Some(status)) = child.try_wait() {
+                exited = Some(status);
+                return true;
+            }
             Command::new("mariadb")
                 .arg("--no-defaults")
                 .arg(format!("--socket={}", socket.display()))
@@ -298,6 +371,15 @@ impl MariaDb {
                 .status()
                 .is_ok_and(|s| s.success())
         });
+        if !answered || exited.is_some() {
+            panic!(
+                "mariadbd on port {} did not start (exit: {exited:?}, timeout {SERVER_START_TIMEOUT:?}).\n\
+                 Its error log ends:\n{}\nSpace in the temp dir:\n{}",
+                self.port,
+                log_tail(&self.dir.path().join("error.log"), 30),
+                temp_dir_space()
+            );
+        }
     }
 
     /// Runs SQL as root over the socket.
