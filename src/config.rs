@@ -319,6 +319,8 @@ pub struct ApiSettings {
     pub token: String,
     /// Largest request body (bytes).
     pub max_body_bytes: usize,
+    /// How long a dashboard login lasts (ms).
+    pub session_ttl_ms: u64,
     /// Most open client connections at once.
     pub max_connections: usize,
     /// Time a client has to send a request's headers (ms).
@@ -485,6 +487,7 @@ impl Settings {
         positive("scheduler.misfire_ms", self.scheduler.misfire_ms)?;
         positive("metrics.log_interval_ms", self.metrics.log_interval_ms)?;
         positive("redis.response_timeout_ms", self.redis.response_timeout_ms)?;
+        positive("api.session_ttl_ms", self.api.session_ttl_ms)?;
         positive("api.max_body_bytes", self.api.max_body_bytes as u64)?;
         positive("api.max_connections", self.api.max_connections as u64)?;
         positive("api.client_timeout_ms", self.api.client_timeout_ms)?;
@@ -600,6 +603,7 @@ impl Settings {
             ),
             ("shutdown.timeout_ms", self.shutdown.timeout_ms),
             ("metrics.log_interval_ms", self.metrics.log_interval_ms),
+            ("api.session_ttl_ms", self.api.session_ttl_ms),
             ("api.client_timeout_ms", self.api.client_timeout_ms),
             ("api.keep_alive_ms", self.api.keep_alive_ms),
             ("api.request_timeout_ms", self.api.request_timeout_ms),

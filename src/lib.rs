@@ -29,6 +29,8 @@
 //! - [`intake`]: submitted JSON (API bodies, `enqueue --file` lines) → messages (no I/O).
 //! - [`api`]: the HTTP API (actix-web), alone or inside a worker.
 //! - [`control`]: operators' actions shared by the API and the CLI (pause, resume, cancel).
+//! - [`ui`]: the operator's web dashboard under `/ui/`, served by the API.
+//! - [`requeue`]: enqueueing dead jobs and dead letters again (CLI and dashboard).
 //!
 //! # Message flow
 //!
@@ -61,7 +63,9 @@ pub(crate) mod metrics;
 pub mod queue_order;
 pub mod redact;
 pub mod redis_queue;
+pub mod requeue;
 pub mod retention;
 pub mod schedules;
 pub mod store;
+pub mod ui;
 pub mod worker;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
+use crate::actors::beacon::Beacon;
 use crate::actors::cancel_signals::CancelSignals;
 use crate::actors::db_writer::DbWriter;
 use crate::actors::job_feed::JobFeed;
@@ -267,6 +268,7 @@ fn start_actors(
         feed,
         outcomes: outcome_rx,
     };
+    Beacon::new(redis.clone(), &worker, metrics.clone(), settings).start();
     let reader = {
         let (settings, redis, metrics) = (settings.clone(), redis.clone(), metrics.clone());
         let worker = worker.clone();

@@ -10,6 +10,7 @@
 //!  QueueWatch (pause flags → QueueReader, cancel signals → CancelSignals → processors)
 //!  LimiterWatch (limiters changed at run time → the QueueReader's claims)
 //!  Pruner (results past their retention → deleted, one worker at a time)
+//!  Beacon (counters → per-minute throughput history and the worker's beacon, once a second)
 //! ```
 //!
 //! - [`queue_reader::QueueReader`]: claims, dispatches, routes outcomes, acks after commit.
@@ -24,9 +25,11 @@
 //! - [`cancel_signals::CancelSignals`]: which held jobs were cancelled (shared, not an actor).
 //! - [`limiter_watch::LimiterWatch`]: limiters changed at run time, put in force.
 //! - [`pruner::Pruner`]: deletes results past their retention.
+//! - [`beacon::Beacon`]: the dashboard's throughput history and worker list.
 //!
 //! Each message type is defined beside the actor that handles it.
 
+pub(crate) mod beacon;
 pub(crate) mod cancel_signals;
 pub(crate) mod db_writer;
 pub(crate) mod job_feed;

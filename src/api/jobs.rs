@@ -122,22 +122,11 @@ pub(super) async fn status(
         return Err(invalid("id", "must be 1-64 chars of [A-Za-z0-9_.:-]"));
     }
     let narrowed = queue_param(req.query_string())?;
-    let queues: Vec<String> = match &narrowed {
-        Some(queue) => vec![queue.clone()],
-        None => state.settings().queues.names.clone(),
-    };
-    let mut in_redis: Option<(String, JobState)> = None;
-    for queue in queues {
-        if let Some(found) = state.redis().job_state(&queue, &id).await? {
-            in_redis = Some((queue, found));
-            break;
+    match find_job(&state, &id, narrowed.as_deref()).await? {
+        Some(Found::Final(row)) => Ok(HttpResponse::Ok().json(final_view(row))),
+        Some(Found::InRedis { queue, state }) => {
+            Ok(HttpResponse::Ok().json(redis_view(&id, &queue, state)))
         }
-    }
-    if let Some(row) = store::find_result(state.pool(), &id, narrowed.as_deref()).await? {
-        return Ok(HttpResponse::Ok().json(final_view(row)));
-    }
-    match in_redis {
-        Some((queue, found)) => Ok(HttpResponse::Ok().json(redis_view(&id, &queue, found))),
         None => Err(ApiError::NotFound(
             id,
             narrowed.map_or_else(
@@ -146,6 +135,39 @@ pub(super) async fn status(
             ),
         )),
     }
+}
+
+/// Where a job stands: its final row, or its state in Redis.
+pub(crate) enum Found {
+    Final(JobRecord),
+    InRedis { queue: String, state: JobState },
+}
+
+/// Looks job `id` up in `narrowed` (else every configured queue): Redis
+/// first, then MySQL, where a final row wins.
+pub(crate) async fn find_job(
+    state: &ApiState,
+    id: &str,
+    narrowed: Option<&str>,
+) -> Result<Option<Found>, ApiError> {
+    let queues: Vec<String> = match narrowed {
+        Some(queue) => vec![queue.to_string()],
+        None => state.settings().queues.names.clone(),
+    };
+    let mut in_redis = None;
+    for queue in queues {
+        if let Some(found) = state.redis().job_state(&queue, id).await? {
+            in_redis = Some(Found::InRedis {
+                queue,
+                state: found,
+            });
+            break;
+        }
+    }
+    if let Some(row) = store::find_result(state.pool(), id, narrowed).await? {
+        return Ok(Some(Found::Final(row)));
+    }
+    Ok(in_redis)
 }
 
 /// The optional `?queue=` parameter.

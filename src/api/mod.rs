@@ -24,10 +24,11 @@
 //! | `GET /health` | 200 while the process runs (never needs the token) |
 //! | `GET /ready` | 200 when Redis and MySQL answer, else 503 |
 //! | `GET /metrics` | Prometheus text format |
+//! | `/ui/...` | the dashboard ([`crate::ui`]), with its own login |
 
 mod control;
 mod error;
-mod jobs;
+pub(crate) mod jobs;
 mod limiters;
 mod limits;
 mod metrics;
@@ -108,6 +109,8 @@ struct Inner {
     /// The worker's collectors, when the API runs inside a worker.
     worker: Option<Arc<Metrics>>,
     token: Option<Vec<u8>>,
+    /// Signs the dashboard's sessions and CSRF tokens.
+    session_key: crate::ui::SessionKey,
 }
 
 impl ApiState {
@@ -120,6 +123,11 @@ impl ApiState {
         let redis = RedisQueue::connect(&settings.redis)?;
         let pool = store::open_pool(&settings.mysql, settings.mysql.pool_max)?;
         let token = Some(settings.api.token.as_bytes().to_vec()).filter(|t| !t.is_empty());
+        let session_key = if settings.api.token.is_empty() {
+            crate::ui::SessionKey::random()
+        } else {
+            crate::ui::SessionKey::from_token(&settings.api.token)
+        };
         Ok(ApiState {
             inner: Arc::new(Inner {
                 schedules: settings.schedules()?,
@@ -128,6 +136,7 @@ impl ApiState {
                 metrics: ApiMetrics::new()?,
                 worker,
                 token,
+                session_key,
                 settings,
             }),
         })
@@ -151,6 +160,10 @@ impl ApiState {
 
     pub(crate) fn metrics(&self) -> &ApiMetrics {
         &self.inner.metrics
+    }
+
+    pub(crate) fn session_key(&self) -> &crate::ui::SessionKey {
+        &self.inner.session_key
     }
 
     pub(crate) fn worker_metrics(&self) -> Option<&Metrics> {
@@ -205,6 +218,7 @@ pub fn serve(listener: TcpListener, state: ApiState) -> std::io::Result<Server> 
             .app_data(payload_config.clone())
             .app_data(json_config.clone())
             .configure(routes)
+            .configure(crate::ui::routes)
             .default_service(web::to(no_route))
             .wrap(from_fn(limits::limit_request))
             .wrap(from_fn(require_token))
@@ -299,12 +313,14 @@ fn state_of(req: &ServiceRequest) -> Option<ApiState> {
         .map(|data| data.get_ref().clone())
 }
 
-/// Every route but `/health` needs the bearer token when `api.token` is set.
+/// Every route but `/health` needs the bearer token when `api.token` is
+/// set; the dashboard under `/ui` checks its own session cookie instead.
 async fn require_token(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let allowed = req.path() == "/health"
+        || crate::ui::is_dashboard_path(req.path())
         || state_of(&req).is_some_and(|state| {
             state.authorized(
                 req.headers()

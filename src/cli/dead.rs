@@ -7,7 +7,6 @@
 //! message gets a new letter if it fails again). All SQL is in
 //! `conveyor::store`.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -15,8 +14,9 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
 use conveyor::config::Settings;
-use conveyor::job::{now_ms, Envelope};
+use conveyor::job::now_ms;
 use conveyor::redact::redact_url;
+use conveyor::requeue;
 use conveyor::store::{self, DeadFilter, DeadJob, DeadLetterRecord};
 
 use super::NothingMatched;
@@ -113,6 +113,7 @@ impl FilterArgs {
                 .older_than
                 .map(|age| now_ms() - i64::try_from(age.as_millis()).unwrap_or(i64::MAX)),
             limit: self.limit.or(default_limit),
+            ..DeadFilter::default()
         }
     }
 
@@ -335,60 +336,33 @@ fn shorten(text: &str, max: usize) -> String {
     }
 }
 
-/// The message to enqueue again: the original when it already starts with
-/// its id; else the envelope with the row's id set, id first.
-fn retry_message(job: &DeadJob) -> Result<Vec<u8>, String> {
-    let id = &job.record.id;
-    let Some(raw) = &job.message else {
-        return Err("no message was kept for it (dead before messages were stored)".into());
-    };
-    if raw.starts_with(format!(r#"{{"id":"{id}""#).as_bytes()) {
-        return Ok(raw.clone());
-    }
-    let mut envelope: Envelope =
-        serde_json::from_slice(raw).map_err(|e| format!("its message is not an envelope: {e}"))?;
-    envelope.id = Some(id.clone());
-    serde_json::to_vec(&envelope).map_err(|e| e.to_string())
-}
-
 async fn retry_jobs(
     settings: &Settings,
     pool: &mysql_async::Pool,
     filter: DeadFilter,
 ) -> anyhow::Result<()> {
-    let jobs = store::list_dead(pool, &filter)
-        .await
-        .with_context(|| format!("reading {}", redact_url(&settings.mysql.url)))?;
-    let mut by_queue: BTreeMap<String, Vec<(String, Vec<u8>)>> = BTreeMap::new();
-    let mut skipped = 0;
-    for job in &jobs {
-        match retry_message(job) {
-            Ok(message) => by_queue
-                .entry(job.record.queue.clone())
-                .or_default()
-                .push((job.record.id.clone(), message)),
-            Err(why) => {
-                skipped += 1;
-                eprintln!("skipped {}: {why}", job.record.id);
-            }
-        }
-    }
     let redis = super::connect_redis(settings)?;
-    let mut retried = 0;
-    for (queue, group) in &by_queue {
-        for chunk in group.chunks(1000) {
-            redis
-                .accept(queue, chunk)
-                .await
-                .with_context(|| format!("pushing to {}", redact_url(&settings.redis.url)))?;
-            for (id, _) in chunk {
-                println!("{id}\t{queue}");
-            }
-            retried += chunk.len();
-        }
+    let done = requeue::retry_dead(pool, &redis, &filter)
+        .await
+        .with_context(|| {
+            format!(
+                "retrying dead jobs ({} / {})",
+                redact_url(&settings.mysql.url),
+                redact_url(&settings.redis.url)
+            )
+        })?;
+    for (id, why) in &done.skipped {
+        eprintln!("skipped {id}: {why}");
     }
-    eprintln!("retried {retried} dead jobs ({skipped} skipped)");
-    if retried == 0 {
+    for (id, queue) in &done.retried {
+        println!("{id}\t{queue}");
+    }
+    eprintln!(
+        "retried {} dead jobs ({} skipped)",
+        done.retried.len(),
+        done.skipped.len()
+    );
+    if done.retried.is_empty() {
         return Err(NothingMatched("nothing matched: no dead jobs retried".into()).into());
     }
     Ok(())
@@ -399,40 +373,23 @@ async fn retry_letters(
     pool: &mysql_async::Pool,
     filter: DeadFilter,
 ) -> anyhow::Result<()> {
-    let mysql = || redact_url(&settings.mysql.url);
-    let letters = store::list_dead_letters(pool, &filter)
+    let redis = super::connect_redis(settings)?;
+    let done = requeue::retry_letters(pool, &redis, &filter)
         .await
-        .with_context(|| format!("reading {}", mysql()))?;
-    if letters.is_empty() {
+        .with_context(|| {
+            format!(
+                "retrying dead letters ({} / {})",
+                redact_url(&settings.mysql.url),
+                redact_url(&settings.redis.url)
+            )
+        })?;
+    if done.is_empty() {
         return Err(NothingMatched("nothing matched: no dead letters retried".into()).into());
     }
-    let redis = super::connect_redis(settings)?;
-    for chunk in letters.chunks(1000) {
-        let mut by_queue: BTreeMap<&str, Vec<Vec<u8>>> = BTreeMap::new();
-        for letter in chunk {
-            by_queue
-                .entry(&letter.queue)
-                .or_default()
-                .push(letter.raw.clone());
-        }
-        for (queue, messages) in by_queue {
-            redis
-                .push(queue, &messages)
-                .await
-                .with_context(|| format!("pushing to {}", redact_url(&settings.redis.url)))?;
-        }
-        let pushed = DeadFilter {
-            ids: chunk.iter().map(|l| l.id.to_string()).collect(),
-            ..DeadFilter::default()
-        };
-        store::purge(pool, &pushed, true)
-            .await
-            .with_context(|| format!("deleting retried letters from {}", mysql()))?;
-        for letter in chunk {
-            println!("{}\t{}", letter.id, letter.queue);
-        }
+    for (id, queue) in &done {
+        println!("{id}\t{queue}");
     }
-    eprintln!("retried {} dead letters", letters.len());
+    eprintln!("retried {} dead letters", done.len());
     Ok(())
 }
 
@@ -448,42 +405,5 @@ mod tests {
         assert_eq!(parse_age("7d"), Ok(Duration::from_secs(604_800)));
         assert!(parse_age("1y").is_err());
         assert!(parse_age("h").is_err());
-    }
-
-    fn dead(id: &str, message: &str) -> DeadJob {
-        DeadJob {
-            record: store::JobRecord {
-                id: id.into(),
-                queue: "default".into(),
-                kind: "k".into(),
-                status: "dead".into(),
-                attempts: 1,
-                output: None,
-                error: None,
-                enqueued_at: None,
-                started_at: None,
-                finished_at: None,
-                worker: "w".into(),
-            },
-            message: Some(message.as_bytes().to_vec()),
-        }
-    }
-
-    #[test]
-    fn retried_messages_carry_their_id_first() {
-        let kept = r#"{"id":"a1","kind":"k","payload":{"z":1,"a":2}}"#;
-        assert_eq!(
-            retry_message(&dead("a1", kept)),
-            Ok(kept.as_bytes().to_vec())
-        );
-        let idless = r#"{"kind":"k","payload":[1],"max_attempts":2}"#;
-        let message = retry_message(&dead("tok-7", idless)).expect("envelope");
-        assert_eq!(
-            String::from_utf8(message).expect("utf8"),
-            r#"{"id":"tok-7","kind":"k","payload":[1],"max_attempts":2}"#
-        );
-        let later = r#"{"kind":"k","id":"b2"}"#;
-        let message = retry_message(&dead("b2", later)).expect("envelope");
-        assert!(message.starts_with(br#"{"id":"b2","kind":"k""#));
     }
 }

@@ -49,12 +49,15 @@
 //! - `scripts`: the Lua scripts, one atomic move each;
 //! - `lifecycle`: every call that moves a job between those keys;
 //! - `inspect`: read-only views (a job's state, depths, leases);
+//! - `browse`: paged read-only listings of a queue's jobs (the dashboard);
+//! - `stats`: throughput history and worker beacons (`P:{stats}:*` keys);
 //! - `control`: pause flags and cancel marks;
 //! - `locks`: named locks with a TTL (pruning);
 //! - `schedules`: schedule state and the script that enqueues due ticks;
 //! - `unique`: unique locks, taken on enqueue or claim and released on ack.
 //! - `limits`, `limit_scripts`: the claim under limiters and the release of slots.
 
+mod browse;
 mod connection;
 mod control;
 mod inspect;
@@ -64,8 +67,11 @@ mod limits;
 mod locks;
 mod schedules;
 mod scripts;
+mod stats;
 mod unique;
 
+pub use browse::{list_bounds, FoundMessage, ListedJob, PageRequest};
+pub use stats::{minute_of, Throughput, WorkerBeacon, BEACON_TTL_MS, MINUTE_TTL_MS};
 pub use unique::UniqueHolder;
 
 pub use limits::{wait_for_released_slot, HeldBack, LIMIT_RECHECK_MS};

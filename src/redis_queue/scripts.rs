@@ -349,3 +349,22 @@ return {waiting, redis.call('ZCARD', KEYS[3]), running, redis.call('EXISTS', KEY
 ",
     )
 });
+
+/// The message of job `id` (ARGV[1]) while it holds a claim token: from
+/// `jobs` (KEYS[2]) or the `wip` of a worker in KEYS[3] (ARGV[2] is the
+/// `wip` prefix). Returns {message, worker or ''}, or nil. Read-only.
+pub(super) static JOB_MESSAGE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local token = redis.call('HGET', KEYS[1], ARGV[1])
+if not token then return false end
+local msg = redis.call('HGET', KEYS[2], token)
+if msg then return {msg, ''} end
+for _, worker in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+  msg = redis.call('HGET', ARGV[2] .. worker, token)
+  if msg then return {msg, worker} end
+end
+return false
+",
+    )
+});

@@ -34,8 +34,22 @@ pub struct DeadFilter {
     pub queue: Option<String>,
     /// Only rows finished (received, for dead letters) before this unix ms.
     pub before_ms: Option<i64>,
+    /// Only rows whose error (reason, for dead letters) contains this text.
+    pub error_contains: Option<String>,
     /// At most this many rows, oldest first.
     pub limit: Option<u64>,
+    /// Skip this many rows first (paging; only with `limit`).
+    pub offset: Option<u64>,
+}
+
+impl DeadFilter {
+    /// Exactly the rows with these ids.
+    pub fn by_ids(ids: impl IntoIterator<Item = String>) -> DeadFilter {
+        DeadFilter {
+            ids: ids.into_iter().collect(),
+            ..DeadFilter::default()
+        }
+    }
 }
 
 /// A dead job with the message it was enqueued with (NULL for rows written
@@ -92,10 +106,27 @@ fn dead_where(filter: &DeadFilter, letters: bool) -> (String, Vec<Value>) {
         clauses.push(format!("{} < ?", time_column(letters)));
         params.push(datetime(Some(before)));
     }
+    if let Some(text) = &filter.error_contains {
+        let column = if letters { "reason" } else { "error" };
+        clauses.push(format!("{column} LIKE ? ESCAPE '!'"));
+        params.push(Value::from(format!("%{}%", like_escaped(text))));
+    }
     if clauses.is_empty() {
         clauses.push("TRUE".to_string());
     }
     (format!(" WHERE {}", clauses.join(" AND ")), params)
+}
+
+/// `text` with the LIKE wildcards taken literally (escape character `!`).
+fn like_escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '!' | '%' | '_') {
+            out.push('!');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn time_column(letters: bool) -> &'static str {
@@ -112,8 +143,36 @@ fn order_and_limit(filter: &DeadFilter, letters: bool, params: &mut Vec<Value>) 
     if let Some(limit) = filter.limit {
         tail.push_str(" LIMIT ?");
         params.push(Value::from(limit));
+        if let Some(offset) = filter.offset {
+            tail.push_str(" OFFSET ?");
+            params.push(Value::from(offset));
+        }
     }
     tail
+}
+
+/// How many dead jobs (with `letters`, dead letters) match `filter`; its
+/// limit and offset are ignored.
+pub async fn count_matching(
+    pool: &Pool,
+    filter: &DeadFilter,
+    letters: bool,
+) -> Result<u64, StoreError> {
+    let (clause, params) = dead_where(filter, letters);
+    let table = if letters {
+        "dead_letters"
+    } else {
+        "job_results"
+    };
+    let mut conn = pool.get_conn().await?;
+    let count: Option<u64> = nothing_if_no_table(
+        conn.exec_first(
+            format!("SELECT COUNT(*) FROM {table}{clause}"),
+            Params::Positional(params),
+        )
+        .await,
+    )?;
+    Ok(count.unwrap_or(0))
 }
 
 /// Dead jobs matching `filter`, oldest first.
@@ -151,6 +210,10 @@ pub async fn purge(pool: &Pool, filter: &DeadFilter, letters: bool) -> Result<u6
     } else {
         "job_results"
     };
+    if filter.offset.is_some() {
+        // MySQL's DELETE takes no OFFSET: a purge acts on a whole match.
+        return Err(StoreError::Unsupported("a purge with an offset"));
+    }
     let mut conn = pool.get_conn().await?;
     nothing_if_no_table(
         conn.exec_drop(
@@ -202,15 +265,18 @@ mod tests {
             kind: Some("k'; DROP TABLE x".into()),
             queue: Some("q".into()),
             before_ms: Some(1_700_000_000_000),
+            error_contains: Some("50%_off!".into()),
             limit: Some(5),
+            offset: Some(10),
         };
         let (clause, mut params) = dead_where(&filter, false);
         let tail = order_and_limit(&filter, false, &mut params);
         assert_eq!(
             format!("{clause}{tail}"),
-            " WHERE status = 'dead' AND id IN (?, ?) AND kind = ? AND queue = ? AND finished_at < ? ORDER BY finished_at, id LIMIT ?"
+            " WHERE status = 'dead' AND id IN (?, ?) AND kind = ? AND queue = ? AND finished_at < ? AND error LIKE ? ESCAPE '!' ORDER BY finished_at, id LIMIT ? OFFSET ?"
         );
-        assert_eq!(params.len(), 6);
+        assert_eq!(params.len(), 8);
+        assert_eq!(params[5], Value::from("%50!%!_off!!%"));
         let (clause, _) = dead_where(&DeadFilter::default(), true);
         assert_eq!(clause, " WHERE TRUE");
     }

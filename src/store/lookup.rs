@@ -117,6 +117,17 @@ pub async fn find_result(
     nothing_if_no_table(conn.exec_first(sql, Params::Positional(params)).await)
 }
 
+/// The message job `id` was enqueued with, as its final row keeps it
+/// (`None` without a row, or for rows written before messages were kept).
+pub async fn find_message(pool: &Pool, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    let mut conn = pool.get_conn().await?;
+    let found: Option<Option<Vec<u8>>> = nothing_if_no_table(
+        conn.exec_first("SELECT message FROM job_results WHERE id = ?", (id,))
+            .await,
+    )?;
+    Ok(found.flatten())
+}
+
 /// Rows of `job_results` in `queue` (benchmarks and tools).
 pub async fn count_queue_rows(pool: &Pool, queue: &str) -> Result<u64, StoreError> {
     let mut conn = pool.get_conn().await?;

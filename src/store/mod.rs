@@ -27,12 +27,13 @@ use crate::job::{DeadLetter, ResultRow};
 use crate::redact::redact_url;
 
 pub use dead::{
-    dead_counts, list_dead, list_dead_letters, purge, DeadFilter, DeadJob, DeadLetterRecord,
+    count_matching, dead_counts, list_dead, list_dead_letters, purge, DeadFilter, DeadJob,
+    DeadLetterRecord,
 };
 pub use health::{address, describe, remedy, repair, Remedy};
 pub use lookup::{
-    count_queue_rows, delete_queue_rows, existing_ids, find_result, runs_by_id_prefix, JobRecord,
-    RunRecord,
+    count_queue_rows, delete_queue_rows, existing_ids, find_message, find_result,
+    runs_by_id_prefix, JobRecord, RunRecord,
 };
 pub use prune::{count_prunable, prune_batch, PruneClass};
 
@@ -57,6 +58,9 @@ pub enum StoreError {
     /// The TLS CA file of `mysql.tls_ca_file` cannot be used.
     #[error(transparent)]
     Tls(crate::config::ConfigError),
+    /// An operation the store does not offer (e.g. a purge with an offset).
+    #[error("not supported: {0}")]
+    Unsupported(&'static str),
 }
 
 impl From<mysql_async::Error> for StoreError {

@@ -78,15 +78,40 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-pub fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+pub fn wait_until(what: &str, timeout: Duration, ready: impl FnMut() -> bool) {
+    assert!(
+        ready_within(timeout, ready),
+        "timed out after {timeout:?} waiting for {what}"
+    );
+}
+
+/// Polls `ready` until it holds (true) or `timeout` passes (false).
+fn ready_within(timeout: Duration, mut ready: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     while !ready() {
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        if start.elapsed() >= timeout {
+            return false;
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
+    true
+}
+
+/// The free space of the temp dir's file system, for failure messages.
+fn temp_dir_space() -> String {
+    Command::new("df")
+        .arg("-h")
+        .arg(std::env::temp_dir())
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_else(|err| format!("df failed: {err}"))
+}
+
+/// The last `lines` lines of a server's log file.
+fn log_tail(path: &Path, lines: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_else(|err| format!("({err})"));
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 fn signal(child: &Child, signal: i32) {
@@ -110,15 +135,6 @@ fn stop_cleanly(child: &mut Option<Child>) {
         signal(&child, libc::SIGTERM);
         let _ = child.wait();
     }
-}
-
-fn unique(prefix: &str) -> String {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}{}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 /// Name prefix of the data dirs of this process's servers.
@@ -155,6 +171,15 @@ fn sweep_dead_dirs() {
             }
         }
     }
+}
+
+fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 // ---------------------------------------------------------------- redis
@@ -259,10 +284,14 @@ pub struct MariaDb {
     extra_args: Vec<String>,
 }
 
+/// InnoDB redo log size of the test servers: small, because every server
+/// copies the template's data dir (the default log alone is 96 MB).
+const MARIADB_LOG_FILE_SIZE: &str = "--innodb-log-file-size=16M";
+
 /// A fresh data dir made once per machine (mariadb-install-db takes seconds),
 /// copied for every server.
 fn mariadb_template() -> PathBuf {
-    let template = std::env::temp_dir().join("conveyor-test-mariadb-template-v1");
+    let template = std::env::temp_dir().join("conveyor-template-mariadb-v2");
     if template.join("mysql").is_dir() {
         return template;
     }
@@ -274,6 +303,7 @@ fn mariadb_template() -> PathBuf {
             "--user=root",
             "--auth-root-authentication-method=socket",
             "--skip-test-db",
+            MARIADB_LOG_FILE_SIZE,
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -342,13 +372,20 @@ impl MariaDb {
                 "--skip-name-resolve",
                 "--innodb-buffer-pool-size=64M",
                 "--max-connections=500",
+                MARIADB_LOG_FILE_SIZE,
             ])
             .args(&self.extra_args)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         self.child = Some(spawn(command));
         let socket = self.socket();
-        wait_until("mariadbd", SERVER_START_TIMEOUT, || {
+        let mut exited = None;
+        let child = self.child.as_mut().expect("just spawned");
+        let answered = ready_within(SERVER_START_TIMEOUT, || {
+            if let Ok(Some(status)) = child.try_wait() {
+                exited = Some(status);
+                return true;
+            }
             Command::new("mariadb")
                 .arg("--no-defaults")
                 .arg(format!("--socket={}", socket.display()))
@@ -358,6 +395,15 @@ impl MariaDb {
                 .status()
                 .is_ok_and(|s| s.success())
         });
+        if !answered || exited.is_some() {
+            panic!(
+                "mariadbd on port {} did not start (exit: {exited:?}, timeout {SERVER_START_TIMEOUT:?}).\n\
+                 Its error log ends:\n{}\nSpace in the temp dir:\n{}",
+                self.port,
+                log_tail(&self.dir.path().join("error.log"), 30),
+                temp_dir_space()
+            );
+        }
     }
 
     /// Runs SQL as root over the socket.
@@ -588,8 +634,9 @@ impl TestEnv {
                     "zset" => redis::cmd("ZCARD").arg(&key).query(&mut conn).ok()?,
                     _ => 1,
                 };
-                // The workers registry legitimately holds live workers' leases.
-                (!key.ends_with(":workers")).then_some((key, size))
+                // The workers registry legitimately holds live workers' leases,
+                // and the dashboard's throughput history and beacons are not jobs.
+                (!key.ends_with(":workers") && !key.contains(":{stats}:")).then_some((key, size))
             })
             .collect()
     }
