@@ -329,6 +329,11 @@ pub struct ApiSettings {
     pub keep_alive_ms: u64,
     /// Longest one request may take, its body included (ms).
     pub request_timeout_ms: u64,
+    /// Redis replicas that must acknowledge a job's enqueue before the API
+    /// answers 202 (`WAIT`); 0 = answer once the master has it.
+    pub redis_wait_replicas: u32,
+    /// How long that acknowledgement may take (ms).
+    pub redis_wait_timeout_ms: u64,
 }
 
 /// `[results]`: how long result rows are kept, and how pruning paces itself.
@@ -492,6 +497,7 @@ impl Settings {
         positive("api.max_connections", self.api.max_connections as u64)?;
         positive("api.client_timeout_ms", self.api.client_timeout_ms)?;
         positive("api.request_timeout_ms", self.api.request_timeout_ms)?;
+        self.validate_replica_wait()?;
         self.validate_durations()?;
         if self.queues.claim_batch > MAX_SCRIPT_BATCH {
             return Err(invalid(
@@ -581,6 +587,26 @@ impl Settings {
     pub fn schedules(&self) -> Result<Vec<Schedule>, ConfigError> {
         compile_all(&self.schedules)
             .map_err(|e| invalid(&format!("schedules[{}].{}", e.schedule, e.key), e.message))
+    }
+
+    /// A replica wait shorter than the Redis response timeout, so the
+    /// client does not give up on the `WAIT` before Redis answers it.
+    fn validate_replica_wait(&self) -> Result<(), ConfigError> {
+        if self.api.redis_wait_replicas == 0 {
+            return Ok(());
+        }
+        let timeout = self.api.redis_wait_timeout_ms;
+        if timeout == 0 || timeout >= self.redis.response_timeout_ms {
+            return Err(invalid(
+                "api.redis_wait_timeout_ms",
+                format!(
+                    "must be positive and less than redis.response_timeout_ms ({}) while \
+                     api.redis_wait_replicas is set, got {timeout}",
+                    self.redis.response_timeout_ms
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Every `*_ms` key at most a year: a deadline further out than the
@@ -1048,6 +1074,25 @@ mod tests {
         }
         let err = load(&[("CONVEYOR__RESULTS__PRUNE_BATCH", "100000")]).unwrap_err();
         assert!(err.to_string().starts_with("results.prune_batch"), "{err}");
+    }
+
+    #[test]
+    fn a_replica_wait_must_end_before_the_redis_response_timeout() {
+        let replicas = ("CONVEYOR__API__REDIS_WAIT_REPLICAS", "1");
+        let err = load(&[replicas, ("CONVEYOR__API__REDIS_WAIT_TIMEOUT_MS", "5000")]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("api.redis_wait_timeout_ms must be"),
+            "{err}"
+        );
+        let err = load(&[replicas, ("CONVEYOR__API__REDIS_WAIT_TIMEOUT_MS", "0")]).unwrap_err();
+        assert!(
+            err.to_string().contains("redis.response_timeout_ms"),
+            "{err}"
+        );
+        let settings = load(&[replicas]).expect("the default wait is valid");
+        assert_eq!(settings.api.redis_wait_timeout_ms, 500);
+        assert!(load(&[("CONVEYOR__API__REDIS_WAIT_TIMEOUT_MS", "0")]).is_ok());
     }
 
     #[test]

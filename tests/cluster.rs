@@ -1,6 +1,7 @@
 //! Redis Cluster: workers on a real local cluster (three masters, three
 //! replicas) run jobs of several queues, survive a master failover, and
-//! keep exactly one row per job.
+//! keep exactly one row per job; API intake waits for the replica of each
+//! queue's master.
 
 mod support;
 
@@ -8,6 +9,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::cluster::RedisCluster;
+use support::http::ApiServer;
 use support::{job, TestEnv};
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -45,6 +47,25 @@ fn push(cluster: &RedisCluster, env: &TestEnv, queue: &str) {
     }
 }
 
+/// One job per queue through the API, each acknowledged by its master's
+/// replica (`WAIT` on the master that owns the queue's slot).
+fn submit_waiting_for_replicas(env: &TestEnv, nodes: &str) {
+    let api = ApiServer::start(
+        env,
+        &[
+            ("CONVEYOR__REDIS__CLUSTER_NODES", nodes),
+            ("CONVEYOR__QUEUES__NAMES", "alpha,beta,gamma"),
+            ("CONVEYOR__API__REDIS_WAIT_REPLICAS", "1"),
+        ],
+    );
+    let batch: Vec<_> = QUEUES
+        .iter()
+        .map(|q| json!({ "id": format!("{q}-api"), "kind": "noop", "payload": 1, "queue": q }))
+        .collect();
+    let response = api.http().post("/jobs/batch", json!(batch).to_string());
+    assert_eq!(response.status, 202, "{}", response.text);
+}
+
 #[test]
 fn workers_on_a_cluster_survive_a_failover_with_one_row_per_job() {
     let mut cluster = RedisCluster::start();
@@ -53,6 +74,7 @@ fn workers_on_a_cluster_survive_a_failover_with_one_row_per_job() {
         push(&cluster, &env, queue);
     }
     let nodes = cluster.urls().join(",");
+    submit_waiting_for_replicas(&env, &nodes);
     let settings = [
         ("CONVEYOR__REDIS__CLUSTER_NODES", nodes.as_str()),
         ("CONVEYOR__QUEUES__NAMES", "alpha,beta,gamma"),
@@ -60,7 +82,7 @@ fn workers_on_a_cluster_survive_a_failover_with_one_row_per_job() {
         ("CONVEYOR__QUEUES__MAX_IN_FLIGHT", "400"),
     ];
     let mut workers: Vec<_> = (0..3).map(|_| env.worker(&settings)).collect();
-    let total = (QUEUES.len() * PER_QUEUE) as i64;
+    let total = (QUEUES.len() * (PER_QUEUE + 1)) as i64;
     let start = std::time::Instant::now();
     while env.count_rows() < total / 4 {
         assert!(
@@ -92,11 +114,11 @@ fn workers_on_a_cluster_survive_a_failover_with_one_row_per_job() {
             })
     });
     let rows = env.rows();
-    assert_eq!(rows.len(), QUEUES.len() * PER_QUEUE, "one row per job id");
+    assert_eq!(rows.len(), total as usize, "one row per job id");
     assert!(rows.iter().all(|r| r.status == "succeeded"));
     for queue in QUEUES {
         let count = rows.iter().filter(|r| r.queue == queue).count();
-        assert_eq!(count, PER_QUEUE, "queue {queue}");
+        assert_eq!(count, PER_QUEUE + 1, "queue {queue}");
     }
     let logs: String = workers.iter().map(|w| w.log()).collect();
     assert!(logs.contains("starting: redis cluster redis://"), "{logs}");
@@ -112,13 +134,18 @@ fn workers_on_a_cluster_survive_a_failover_with_one_row_per_job() {
     }
 }
 
-/// A node list that points at a Redis without cluster mode: the worker
-/// keeps running and says which setting to check.
+/// A node list that points at a Redis without cluster mode, or at nothing:
+/// the worker keeps running and says which setting to check.
 #[test]
 fn a_node_without_cluster_mode_is_named() {
     let env = TestEnv::new();
     let url = env.redis_url.clone();
     let mut worker = env.worker(&[("CONVEYOR__REDIS__CLUSTER_NODES", url.as_str())]);
+    worker.wait_for_log("check redis.cluster_nodes", WAIT);
+    assert!(worker.is_running(), "{}", worker.log());
+    worker.kill9();
+    let nowhere = format!("redis://127.0.0.1:{}", support::free_port());
+    let mut worker = env.worker(&[("CONVEYOR__REDIS__CLUSTER_NODES", nowhere.as_str())]);
     worker.wait_for_log("check redis.cluster_nodes", WAIT);
     assert!(worker.is_running(), "{}", worker.log());
 }

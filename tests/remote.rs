@@ -1,12 +1,14 @@
 //! Remote services: Redis over TLS (`rediss://`) with an ACL user, MySQL
 //! over TLS with a CA file, against local servers with a throw-away CA;
-//! a wrong CA is retried and named; secrets never reach the logs.
+//! a wrong CA is retried and named; secrets never reach the logs. API
+//! intake that waits for a Redis replica's acknowledgement.
 
 mod support;
 
 use std::time::Duration;
 
 use serde_json::json;
+use support::http::ApiServer;
 use support::tls::TestCa;
 use support::{job, MariaDb, RedisServer, TestEnv};
 
@@ -194,4 +196,81 @@ fn bench_runs_w1_through_the_delay_proxy() {
         "{start}"
     );
     assert_eq!(env.count_rows(), 0, "bench rows were not cleaned up");
+}
+
+fn llen(conn: &mut redis::Connection, key: &str) -> i64 {
+    redis::cmd("LLEN").arg(key).query(conn).expect("LLEN")
+}
+
+/// With `api.redis_wait_replicas`, a 202 means the replica has the jobs
+/// already; when fewer replicas answer in time the answer is 503 naming the
+/// setting and the ids, and the jobs are still enqueued and run once.
+#[test]
+fn api_intake_waits_for_redis_replicas() {
+    let master = RedisServer::start();
+    let replica = RedisServer::start_with(vec![
+        "--replicaof".into(),
+        "127.0.0.1".into(),
+        master.port.to_string(),
+    ]);
+    let mut on_replica = replica.connection();
+    support::wait_until("the replica to be in sync", WAIT, || {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut on_replica)
+            .expect("INFO");
+        info.contains("master_link_status:up")
+    });
+    let env = TestEnv::on(&master, &support::shared().mysql);
+    let pending = env.pending_key("default");
+
+    let api = ApiServer::start(&env, &[("CONVEYOR__API__REDIS_WAIT_REPLICAS", "1")]);
+    let http = api.http();
+    let response = http.post("/jobs", r#"{"id":"one","kind":"noop","payload":1}"#);
+    assert_eq!(response.status, 202, "{}", response.text);
+    assert_eq!(
+        llen(&mut on_replica, &pending),
+        1,
+        "acknowledged = on the replica"
+    );
+    let batch = r#"[{"id":"b1","kind":"noop","payload":1},{"id":"b2","kind":"noop","payload":2}]"#;
+    let response = http.post("/jobs/batch", batch);
+    assert_eq!(response.status, 202, "{}", response.text);
+    assert_eq!(llen(&mut on_replica, &pending), 3);
+    let unique = r#"{"id":"u1","kind":"noop","payload":1,"unique_key":"k"}"#;
+    let response = http.post("/jobs", unique);
+    assert_eq!(response.status, 202, "{}", response.text);
+    assert_eq!(llen(&mut on_replica, &pending), 4);
+    drop(api);
+
+    let api = ApiServer::start(
+        &env,
+        &[
+            ("CONVEYOR__API__REDIS_WAIT_REPLICAS", "2"),
+            ("CONVEYOR__API__REDIS_WAIT_TIMEOUT_MS", "200"),
+        ],
+    );
+    let response = api
+        .http()
+        .post("/jobs", r#"{"id":"short","kind":"noop","payload":1}"#);
+    assert_eq!(response.status, 503, "{}", response.text);
+    let body = response.json();
+    let error = body["error"].as_str().expect("error");
+    assert!(error.contains("only 1 of the 2"), "{error}");
+    assert!(error.contains("api.redis_wait_replicas"), "{error}");
+    assert_eq!(body["enqueued"], true, "{body}");
+    assert_eq!(body["ids"], json!(["short"]), "{body}");
+    assert_eq!(
+        llen(&mut master.connection(), &pending),
+        5,
+        "still enqueued"
+    );
+    drop(api);
+
+    let mut worker = env.worker(&[]);
+    env.wait_for_rows(5, WAIT);
+    assert_eq!(worker.stop(), 0, "{}", worker.log());
+    let mut ids: Vec<String> = env.rows().into_iter().map(|r| r.id).collect();
+    ids.sort();
+    assert_eq!(ids, ["b1", "b2", "one", "short", "u1"]);
 }

@@ -68,6 +68,23 @@ pub enum ApiError {
         /// Queues whose jobs were taken.
         accepted: Vec<String>,
     },
+    /// The jobs were enqueued, but fewer Redis replicas than
+    /// `api.redis_wait_replicas` acknowledged them in time (503).
+    #[error(
+        "enqueued, but only {acknowledged} of the {wanted} Redis replicas of \
+         api.redis_wait_replicas acknowledged it within {timeout_ms} ms: a failover now \
+         could lose it; submitting the same ids again is safe"
+    )]
+    NotReplicated {
+        /// Replicas that acknowledged.
+        acknowledged: i64,
+        /// Replicas asked for.
+        wanted: u32,
+        /// `api.redis_wait_timeout_ms`.
+        timeout_ms: u64,
+        /// The ids of the request's jobs.
+        ids: Vec<String>,
+    },
     /// The metrics could not be encoded (500).
     #[error("metrics encoding failed: {0}")]
     Metrics(String),
@@ -136,9 +153,10 @@ impl ResponseError for ApiError {
             | ApiError::UnknownQueue(_) => StatusCode::NOT_FOUND,
             ApiError::Finished { .. } => StatusCode::CONFLICT,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Redis(_) | ApiError::Mysql(_) | ApiError::Partial { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Redis(_)
+            | ApiError::Mysql(_)
+            | ApiError::Partial { .. }
+            | ApiError::NotReplicated { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Metrics(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -159,6 +177,10 @@ impl ResponseError for ApiError {
                 body["status"] = json!(status);
             }
             ApiError::UnknownQueue(queue) => body["queue"] = json!(queue),
+            ApiError::NotReplicated { ids, .. } => {
+                body["enqueued"] = json!(true);
+                body["ids"] = json!(ids);
+            }
             _ => {}
         }
         response.json(body)

@@ -4,7 +4,11 @@
 //! first, then MySQL, where a final row wins. A job is acknowledged in Redis
 //! only after its row commits, so a job that leaves Redis between the two
 //! reads is found in MySQL: the lookup never answers a false 404. It must
-//! never push a message that [`crate::intake`] did not produce.
+//! never push a message that [`crate::intake`] did not produce, nor answer
+//! 202 while `api.redis_wait_replicas` is set and fewer replicas
+//! acknowledged the jobs.
+
+use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
@@ -13,7 +17,7 @@ use super::{read_body, ApiError, ApiState};
 use crate::enqueue::enqueue;
 use crate::intake::{self, Rejected, Submission};
 use crate::job::{is_valid_job_id, is_valid_queue_name};
-use crate::redis_queue::JobState;
+use crate::redis_queue::{JobState, RedisQueue, ReplicaAcks};
 use crate::store::{self, JobRecord};
 
 pub(super) async fn submit(
@@ -23,7 +27,10 @@ pub(super) async fn submit(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_body(&req, payload, state.settings().api.max_body_bytes).await?;
     let job = intake::parse_one(&body, &state.rules())?;
-    let receipt = accept_one(&state, job).await?;
+    let (redis, acks) = intake_client(&state);
+    let id = job.id.clone();
+    let receipt = accept_one(&state, &redis, job).await?;
+    replicated(&state, acks, vec![id])?;
     Ok(match receipt.get("duplicate") {
         Some(_) => HttpResponse::Ok().json(receipt),
         None => HttpResponse::Accepted().json(receipt),
@@ -32,8 +39,12 @@ pub(super) async fn submit(
 
 /// Enqueues one job; a job whose `unique_key` another job holds is not
 /// created, and the receipt names the holder: `{"id", "queue", "duplicate": true}`.
-async fn accept_one(state: &ApiState, job: Submission) -> Result<Value, ApiError> {
-    let holder = enqueue(state.redis(), state.pool(), &job).await?;
+async fn accept_one(
+    state: &ApiState,
+    redis: &RedisQueue,
+    job: Submission,
+) -> Result<Value, ApiError> {
+    let holder = enqueue(redis, state.pool(), &job).await?;
     Ok(match holder {
         Some(holder) => {
             state.metrics().duplicate_refused(&job.queue);
@@ -53,25 +64,65 @@ pub(super) async fn submit_batch(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_body(&req, payload, state.settings().api.max_body_bytes).await?;
     let jobs = intake::parse_batch(&body, &state.rules())?;
-    if jobs.iter().any(|job| job.unique_key.is_some()) {
-        return Ok(HttpResponse::Accepted().json(accept_in_turn(&state, jobs).await?));
-    }
-    let receipts: Vec<Value> = jobs
-        .iter()
-        .map(|job| json!({ "id": job.id, "queue": job.queue }))
-        .collect();
-    accept_by_queue(&state, jobs).await?;
+    let (redis, acks) = intake_client(&state);
+    let ids: Vec<String> = jobs.iter().map(|job| job.id.clone()).collect();
+    let receipts = if jobs.iter().any(|job| job.unique_key.is_some()) {
+        accept_in_turn(&state, &redis, jobs).await?
+    } else {
+        let receipts = jobs
+            .iter()
+            .map(|job| json!({ "id": job.id, "queue": job.queue }))
+            .collect();
+        accept_by_queue(&state, &redis, jobs).await?;
+        receipts
+    };
+    replicated(&state, acks, ids)?;
     Ok(HttpResponse::Accepted().json(receipts))
+}
+
+/// The Redis client for one request's intake: with `api.redis_wait_replicas`
+/// set, one whose writes are each followed by a `WAIT`, and their count.
+fn intake_client(state: &ApiState) -> (RedisQueue, Option<ReplicaAcks>) {
+    let api = &state.settings().api;
+    if api.redis_wait_replicas == 0 {
+        return (state.redis().clone(), None);
+    }
+    let timeout = Duration::from_millis(api.redis_wait_timeout_ms);
+    let (redis, acks) = state
+        .redis()
+        .acknowledged_by(api.redis_wait_replicas, timeout);
+    (redis, Some(acks))
+}
+
+/// An error when fewer replicas than asked acknowledged the intake.
+fn replicated(
+    state: &ApiState,
+    acks: Option<ReplicaAcks>,
+    ids: Vec<String>,
+) -> Result<(), ApiError> {
+    match acks {
+        Some(acks) if !acks.all_acknowledged() => Err(ApiError::NotReplicated {
+            acknowledged: acks.fewest().unwrap_or(0),
+            wanted: acks.wanted(),
+            timeout_ms: state.settings().api.redis_wait_timeout_ms,
+            ids,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// A batch holding unique jobs: one job after the other, in order, each
 /// with its own receipt.
-async fn accept_in_turn(state: &ApiState, jobs: Vec<Submission>) -> Result<Vec<Value>, ApiError> {
+async fn accept_in_turn(
+    state: &ApiState,
+    redis: &RedisQueue,
+    jobs: Vec<Submission>,
+) -> Result<Vec<Value>, ApiError> {
     let mut receipts = Vec::with_capacity(jobs.len());
     let mut accepted: Vec<String> = Vec::new();
     for job in jobs {
         let queue = job.queue.clone();
-        match accept_one(state, job).await {
+        match accept_one(state, redis, job).await {
             Ok(receipt) => receipts.push(receipt),
             Err(ApiError::Redis(error)) if !accepted.is_empty() => {
                 return Err(ApiError::Partial { error, accepted })
@@ -89,7 +140,11 @@ type IdAndMessage = (String, Vec<u8>);
 
 /// Accepts a batch queue by queue, keeping each queue's order. Each queue's
 /// part is atomic; a Redis failure after some queues took theirs says which.
-async fn accept_by_queue(state: &ApiState, jobs: Vec<Submission>) -> Result<(), ApiError> {
+async fn accept_by_queue(
+    state: &ApiState,
+    redis: &RedisQueue,
+    jobs: Vec<Submission>,
+) -> Result<(), ApiError> {
     let mut groups: Vec<(String, Vec<IdAndMessage>)> = Vec::new();
     for job in jobs {
         match groups.iter_mut().find(|(queue, _)| *queue == job.queue) {
@@ -99,7 +154,7 @@ async fn accept_by_queue(state: &ApiState, jobs: Vec<Submission>) -> Result<(), 
     }
     let mut accepted = Vec::new();
     for (queue, group) in groups {
-        if let Err(error) = state.redis().accept(&queue, &group).await {
+        if let Err(error) = redis.accept(&queue, &group).await {
             return Err(if accepted.is_empty() {
                 ApiError::Redis(error)
             } else {

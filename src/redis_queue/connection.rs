@@ -18,6 +18,8 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 use tokio::sync::OnceCell;
 
+use super::replicas::ReplicaWait;
+
 /// A cloneable connection that opens on first use and reopens after failures.
 #[derive(Clone)]
 pub enum RedisConn {
@@ -25,6 +27,8 @@ pub enum RedisConn {
     Single(ConnectionManager),
     /// A cluster, through the cluster client's connection.
     Cluster(LazyCluster),
+    /// One of the above, with every send followed by a `WAIT` for replicas.
+    Replicated(Arc<ReplicaWait>),
 }
 
 /// A cluster connection opened on first use (so a worker can start while
@@ -44,6 +48,7 @@ impl std::fmt::Debug for RedisConn {
         match self {
             RedisConn::Single(_) => f.write_str("RedisConn::Single"),
             RedisConn::Cluster(_) => f.write_str("RedisConn::Cluster"),
+            RedisConn::Replicated(_) => f.write_str("RedisConn::Replicated"),
         }
     }
 }
@@ -79,6 +84,23 @@ impl RedisConn {
             config,
         )?))
     }
+
+    /// Sends `pipeline` as it is, on one connection: on a cluster, to the
+    /// master of its first key's slot (never split by slot).
+    pub(super) async fn whole_pipeline(&self, pipeline: &Pipeline) -> RedisResult<Vec<Value>> {
+        match self {
+            RedisConn::Single(conn) => {
+                conn.clone()
+                    .req_packed_commands(pipeline, 0, pipeline.len())
+                    .await
+            }
+            RedisConn::Cluster(lazy) => {
+                let mut conn = lazy.connection().await?;
+                conn.req_packed_commands(pipeline, 0, pipeline.len()).await
+            }
+            RedisConn::Replicated(wait) => wait.commands(pipeline, 0, pipeline.len()).await,
+        }
+    }
 }
 
 /// A plain pipeline on a cluster may hold commands for several queues, so
@@ -107,6 +129,7 @@ impl ConnectionLike for RedisConn {
                 let mut conn = lazy.connection().await?;
                 conn.req_packed_command(cmd).await
             }),
+            RedisConn::Replicated(wait) => wait.command(cmd),
         }
     }
 
@@ -127,6 +150,7 @@ impl ConnectionLike for RedisConn {
                     conn.req_packed_commands(pipeline, offset, count).await
                 }
             }),
+            RedisConn::Replicated(wait) => wait.commands(pipeline, offset, count),
         }
     }
 
@@ -134,6 +158,7 @@ impl ConnectionLike for RedisConn {
         match self {
             RedisConn::Single(conn) => conn.get_db(),
             RedisConn::Cluster(_) => 0,
+            RedisConn::Replicated(wait) => wait.db(),
         }
     }
 }

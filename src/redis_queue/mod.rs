@@ -53,6 +53,7 @@
 //! - `stats`: throughput history and worker beacons (`P:{stats}:*` keys);
 //! - `control`: pause flags and cancel marks;
 //! - `locks`: named locks with a TTL (pruning);
+//! - `replicas`: writes followed by a `WAIT` for replicas (API intake);
 //! - `schedules`: schedule state and the script that enqueues due ticks;
 //! - `unique`: unique locks, taken on enqueue or claim and released on ack.
 //! - `limits`, `limit_scripts`: the claim under limiters and the release of slots.
@@ -65,12 +66,14 @@ mod lifecycle;
 mod limit_scripts;
 mod limits;
 mod locks;
+mod replicas;
 mod schedules;
 mod scripts;
 mod stats;
 mod unique;
 
 pub use browse::{list_bounds, FoundMessage, ListedJob, PageRequest};
+pub use replicas::ReplicaAcks;
 pub use stats::{minute_of, Throughput, WorkerBeacon, BEACON_TTL_MS, MINUTE_TTL_MS};
 pub use unique::UniqueHolder;
 

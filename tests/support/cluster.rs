@@ -179,8 +179,15 @@ impl RedisCluster {
         Some((master.port, replica.port))
     }
 
+    /// Three replicas, each past its first full sync (a master counts a
+    /// replica in `WAIT` only once it is `online`).
     fn replicas_in_sync(&self) -> bool {
         self.nodes.iter().filter(|n| role(n) == "slave").count() == 3
+            && self
+                .nodes
+                .iter()
+                .filter(|n| role(n) == "master")
+                .all(|n| replication_info(n).contains(",state=online,"))
     }
 }
 
