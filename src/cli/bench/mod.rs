@@ -52,6 +52,10 @@ pub(super) struct BenchArgs {
     /// worker runs with a 30-day retention and prunes them during W1.
     #[arg(long, default_value_t = 0)]
     w1_old_rows: usize,
+    /// W1: seed the `--w1-old-rows` but run without a retention, so nothing
+    /// is pruned: the comparison run that has the same old rows.
+    #[arg(long)]
+    w1_keep_old_rows: bool,
     /// W2: sleep jobs.
     #[arg(long, default_value_t = 20_000)]
     w2_jobs: usize,

@@ -1,6 +1,7 @@
 //! W1 while a worker prunes: `--w1-old-rows N` puts N results finished a
 //! year ago into `job_results` (untimed) and runs W1 with a 30-day
-//! retention, so the worker under test deletes them while it writes W1's rows.
+//! retention, so the worker under test deletes them while it writes W1's rows
+//! (with `--w1-keep-old-rows`: without a retention, the comparison run).
 //!
 //! This module owns those old rows. It must never touch rows but its own
 //! queue's, and never leave them behind.
@@ -21,11 +22,18 @@ const SEED_AGE_MS: i64 = 365 * 24 * 3600 * 1000;
 pub(super) struct OldRows {
     queue: String,
     count: usize,
+    /// Whether the worker under test runs with a retention that prunes them.
+    pruned: bool,
 }
 
 impl Bench {
-    /// Writes `count` succeeded rows finished a year ago on a queue of their own.
-    pub(super) async fn seed_old_rows(&self, count: usize) -> anyhow::Result<OldRows> {
+    /// Writes `count` succeeded rows finished a year ago on a queue of their
+    /// own, for a run that prunes them or (`pruned` false) keeps them.
+    pub(super) async fn seed_old_rows(
+        &self,
+        count: usize,
+        pruned: bool,
+    ) -> anyhow::Result<OldRows> {
         let queue: Arc<str> = super::workloads::bench_queue("w1-old").into();
         let finished = now_ms() - SEED_AGE_MS;
         let progress = progress_bar(count as u64, "seeding old rows");
@@ -57,13 +65,18 @@ impl Bench {
         Ok(OldRows {
             queue: queue.to_string(),
             count,
+            pruned,
         })
     }
 }
 
 impl OldRows {
-    /// Settings that make the worker under test prune them at once.
+    /// Settings that make the worker under test prune them at once (none
+    /// when they are kept).
     pub(super) fn overrides(&self) -> Vec<(String, String)> {
+        if !self.pruned {
+            return Vec::new();
+        }
         [
             ("CONVEYOR__RESULTS__RETENTION", "30d"),
             ("CONVEYOR__RESULTS__PRUNE_INTERVAL", "1s"),
@@ -77,6 +90,9 @@ impl OldRows {
     pub(super) async fn finish(self, bench: &Bench) -> anyhow::Result<String> {
         let left = store::count_queue_rows(&bench.pool, &self.queue).await?;
         store::delete_queue_rows(&bench.pool, &self.queue).await?;
+        if !self.pruned {
+            return Ok(format!("beside {} old rows, not pruned", self.count));
+        }
         Ok(format!(
             "while pruning {} old rows ({} deleted during the run)",
             self.count,

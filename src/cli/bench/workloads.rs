@@ -38,7 +38,10 @@ impl Bench {
         .await?;
         let old = match self.args.w1_old_rows {
             0 => None,
-            count => Some(self.seed_old_rows(count).await?),
+            count => Some(
+                self.seed_old_rows(count, !self.args.w1_keep_old_rows)
+                    .await?,
+            ),
         };
         let mut overrides = self.overrides(None);
         overrides.extend(old.iter().flat_map(|old| old.overrides()));
