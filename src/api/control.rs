@@ -9,9 +9,26 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::jobs::queue_param;
+#[allow(unused_imports)] // Named in the OpenAPI annotations only.
+use super::schemas::{CancelReceipt, ErrorBody, FinishedError};
 use super::{ApiError, ApiState};
 use crate::control::{self, CancelAnswer};
 
+/// Stop starting the queue's jobs until it is resumed (every worker).
+#[utoipa::path(
+    post,
+    path = "/queues/{queue}/pause",
+    tag = "queues",
+    params(("queue" = String, Path, description = "The queue's name", pattern = "^[A-Za-z0-9_.-]{1,64}$")),
+    responses(
+        (status = 204, description = "No worker starts the queue's jobs"),
+        (status = 400, description = "The name breaks the naming rule (`field` is `queue`)", body = ErrorBody),
+        (status = 401, description = "`api.token` is set and the request lacks it", body = ErrorBody),
+        (status = 404, description = "Not in `queues.names` and Redis holds nothing of it", body = ErrorBody),
+        (status = 503, description = "Redis is unreachable", body = ErrorBody),
+    ),
+    security((), ("bearer" = [])),
+)]
 pub(super) async fn pause(
     state: web::Data<ApiState>,
     queue: web::Path<String>,
@@ -19,6 +36,21 @@ pub(super) async fn pause(
     set_paused(&state, &queue, true).await
 }
 
+/// Start the queue's jobs again.
+#[utoipa::path(
+    post,
+    path = "/queues/{queue}/resume",
+    tag = "queues",
+    params(("queue" = String, Path, description = "The queue's name", pattern = "^[A-Za-z0-9_.-]{1,64}$")),
+    responses(
+        (status = 204, description = "The queue's jobs start again"),
+        (status = 400, description = "The name breaks the naming rule (`field` is `queue`)", body = ErrorBody),
+        (status = 401, description = "`api.token` is set and the request lacks it", body = ErrorBody),
+        (status = 404, description = "Not in `queues.names` and Redis holds nothing of it", body = ErrorBody),
+        (status = 503, description = "Redis is unreachable", body = ErrorBody),
+    ),
+    security((), ("bearer" = [])),
+)]
 pub(super) async fn resume(
     state: web::Data<ApiState>,
     queue: web::Path<String>,
@@ -32,8 +64,26 @@ async fn set_paused(state: &ApiState, queue: &str, paused: bool) -> Result<HttpR
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// `202 {"id", "queue", "status": "cancelled" | "cancelling"}`; a finished
-/// job answers 409 with its status, an unknown one 404.
+/// Cancel a job: `cancelled` if it was waiting, `cancelling` while a worker
+/// runs it; a finished job answers 409 with its status, an unknown one 404.
+#[utoipa::path(
+    delete,
+    path = "/jobs/{id}",
+    tag = "jobs",
+    params(
+        ("id" = String, Path, description = "The job id", pattern = "^[A-Za-z0-9_.:-]{1,64}$"),
+        ("queue" = Option<String>, Query, description = "Look in this queue only", pattern = "^[A-Za-z0-9_.-]{1,64}$"),
+    ),
+    responses(
+        (status = 202, description = "Cancelled, or its worker told to stop it", body = CancelReceipt),
+        (status = 400, description = "The id or queue is not a valid name (named in `field`)", body = ErrorBody),
+        (status = 401, description = "`api.token` is set and the request lacks it", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "The job has finished already", body = FinishedError),
+        (status = 503, description = "Redis or MySQL is unreachable", body = ErrorBody),
+    ),
+    security((), ("bearer" = [])),
+)]
 pub(super) async fn cancel(
     state: web::Data<ApiState>,
     req: HttpRequest,
