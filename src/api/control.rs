@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::jobs::queue_param;
 #[allow(unused_imports)] // Named in the OpenAPI annotations only.
-use super::schemas::{CancelReceipt, ErrorBody, FinishedError};
+use super::schemas::{CancelReceipt, ErrorBody, FinishedError, JobPath, QueueFilter, Refused};
 use super::{ApiError, ApiState};
 use crate::control::{self, CancelAnswer};
 
@@ -23,11 +23,9 @@ use crate::control::{self, CancelAnswer};
     responses(
         (status = 204, description = "No worker starts the queue's jobs"),
         (status = 400, description = "The name breaks the naming rule (`field` is `queue`)", body = ErrorBody),
-        (status = 401, description = "`api.token` is set and the request lacks it", body = ErrorBody),
         (status = 404, description = "Not in `queues.names` and Redis holds nothing of it", body = ErrorBody),
-        (status = 503, description = "Redis is unreachable", body = ErrorBody),
+        Refused,
     ),
-    security((), ("bearer" = [])),
 )]
 pub(super) async fn pause(
     state: web::Data<ApiState>,
@@ -45,11 +43,9 @@ pub(super) async fn pause(
     responses(
         (status = 204, description = "The queue's jobs start again"),
         (status = 400, description = "The name breaks the naming rule (`field` is `queue`)", body = ErrorBody),
-        (status = 401, description = "`api.token` is set and the request lacks it", body = ErrorBody),
         (status = 404, description = "Not in `queues.names` and Redis holds nothing of it", body = ErrorBody),
-        (status = 503, description = "Redis is unreachable", body = ErrorBody),
+        Refused,
     ),
-    security((), ("bearer" = [])),
 )]
 pub(super) async fn resume(
     state: web::Data<ApiState>,
@@ -70,19 +66,14 @@ async fn set_paused(state: &ApiState, queue: &str, paused: bool) -> Result<HttpR
     delete,
     path = "/jobs/{id}",
     tag = "jobs",
-    params(
-        ("id" = String, Path, description = "The job id", pattern = "^[A-Za-z0-9_.:-]{1,64}$"),
-        ("queue" = Option<String>, Query, description = "Look in this queue only", pattern = "^[A-Za-z0-9_.-]{1,64}$"),
-    ),
+    params(JobPath, QueueFilter),
     responses(
         (status = 202, description = "Cancelled, or its worker told to stop it", body = CancelReceipt),
         (status = 400, description = "The id or queue is not a valid name (named in `field`)", body = ErrorBody),
-        (status = 401, description = "`api.token` is set and the request lacks it", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
         (status = 409, description = "The job has finished already", body = FinishedError),
-        (status = 503, description = "Redis or MySQL is unreachable", body = ErrorBody),
+        Refused,
     ),
-    security((), ("bearer" = [])),
 )]
 pub(super) async fn cancel(
     state: web::Data<ApiState>,

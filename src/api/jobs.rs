@@ -10,7 +10,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 #[allow(unused_imports)] // Named in the OpenAPI annotations only.
-use super::schemas::{ErrorBody, JobReceipt, JobStatus, JobSubmission};
+use super::schemas::{
+    BodyRefused, ErrorBody, JobPath, JobReceipt, JobStatus, JobSubmission, QueueFilter, Refused,
+};
 use super::{read_body, ApiError, ApiState};
 use crate::enqueue::enqueue;
 use crate::intake::{self, Rejected, Submission};
@@ -28,12 +30,9 @@ use crate::store::{self, JobRecord};
         (status = 202, description = "Accepted into its queue", body = JobReceipt),
         (status = 200, description = "Not created: another job holds its `unique_key`; `id` is that job's", body = JobReceipt),
         (status = 400, description = "A field breaks a rule (named in `field`), or the body is not a JSON object", body = ErrorBody),
-        (status = 401, description = "`api.token` is set and the request lacks it", body = ErrorBody),
-        (status = 408, description = "The request took longer than `api.request_timeout_ms`", body = ErrorBody),
-        (status = 413, description = "The body is over `api.max_body_bytes`", body = ErrorBody),
-        (status = 503, description = "Redis is unreachable; the job was not accepted", body = ErrorBody),
+        Refused,
+        BodyRefused,
     ),
-    security((), ("bearer" = [])),
 )]
 pub(super) async fn submit(
     state: web::Data<ApiState>,
@@ -65,7 +64,9 @@ async fn accept_one(state: &ApiState, job: Submission) -> Result<Value, ApiError
     })
 }
 
-/// Accept jobs in order, all or nothing: the first bad element refuses the lot.
+/// Accept jobs in order, all or nothing: the first bad element refuses the
+/// lot. Should Redis fail between the queues of a batch, the 503 says which
+/// queues took their part.
 #[utoipa::path(
     post,
     path = "/jobs/batch",
@@ -74,12 +75,9 @@ async fn accept_one(state: &ApiState, job: Submission) -> Result<Value, ApiError
     responses(
         (status = 202, description = "All accepted (or refused by their `unique_key`), receipts in order", body = Vec<JobReceipt>),
         (status = 400, description = "An element breaks a rule (`field` is `[i].name`), or the body is not a JSON array", body = ErrorBody),
-        (status = 401, description = "`api.token` is set and the request lacks it", body = ErrorBody),
-        (status = 408, description = "The request took longer than `api.request_timeout_ms`", body = ErrorBody),
-        (status = 413, description = "The body is over `api.max_body_bytes`", body = ErrorBody),
-        (status = 503, description = "Redis is unreachable; `error` says which queues took their part", body = ErrorBody),
+        Refused,
+        BodyRefused,
     ),
-    security((), ("bearer" = [])),
 )]
 pub(super) async fn submit_batch(
     state: web::Data<ApiState>,
@@ -152,18 +150,13 @@ async fn accept_by_queue(state: &ApiState, jobs: Vec<Submission>) -> Result<(), 
     get,
     path = "/jobs/{id}",
     tag = "jobs",
-    params(
-        ("id" = String, Path, description = "The job id", pattern = "^[A-Za-z0-9_.:-]{1,64}$"),
-        ("queue" = Option<String>, Query, description = "Look in this queue only", pattern = "^[A-Za-z0-9_.-]{1,64}$"),
-    ),
+    params(JobPath, QueueFilter),
     responses(
         (status = 200, description = "Where the job is", body = JobStatus),
         (status = 400, description = "The id or queue is not a valid name (named in `field`)", body = ErrorBody),
-        (status = 401, description = "`api.token` is set and the request lacks it", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
-        (status = 503, description = "Redis or MySQL is unreachable", body = ErrorBody),
+        Refused,
     ),
-    security((), ("bearer" = [])),
 )]
 pub(super) async fn status(
     state: web::Data<ApiState>,

@@ -9,7 +9,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{Map, Value};
 
 #[allow(unused_imports)] // Named in the OpenAPI annotations only.
-use super::schemas::{ErrorBody, LimiterInForce};
+use super::schemas::{BodyRefused, ErrorBody, LimiterInForce, Refused};
 use super::{read_body, ApiError, ApiState};
 use crate::intake::Rejected;
 use crate::limiters::control::{self, ControlError};
@@ -24,10 +24,8 @@ use crate::limiters::LimiterConfig;
     responses(
         (status = 200, description = "The limiters", body = Vec<LimiterInForce>),
         (status = 400, description = "The configured limiters do not compile", body = ErrorBody),
-        (status = 401, description = "`api.token` is set and the request lacks it", body = ErrorBody),
-        (status = 503, description = "Redis is unreachable", body = ErrorBody),
+        Refused,
     ),
-    security((), ("bearer" = [])),
 )]
 pub(super) async fn list(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let settings = state.settings();
@@ -48,12 +46,9 @@ pub(super) async fn list(state: web::Data<ApiState>) -> Result<HttpResponse, Api
     responses(
         (status = 200, description = "Stored; the definition as stored", body = LimiterConfig),
         (status = 400, description = "A field cannot work (named in `field`), or the body is not a JSON object", body = ErrorBody),
-        (status = 401, description = "`api.token` is set and the request lacks it", body = ErrorBody),
-        (status = 408, description = "The request took longer than `api.request_timeout_ms`", body = ErrorBody),
-        (status = 413, description = "The body is over `api.max_body_bytes`", body = ErrorBody),
-        (status = 503, description = "Redis is unreachable", body = ErrorBody),
+        Refused,
+        BodyRefused,
     ),
-    security((), ("bearer" = [])),
 )]
 pub(super) async fn put(
     state: web::Data<ApiState>,

@@ -72,6 +72,8 @@ use crate::store::RunRecord;
         FinishedError,
     )),
     modifiers(&BearerToken, &LimiterNeedsALimit),
+    // The token is needed only when `api.token` is set; `/health` never needs it.
+    security((), ("bearer" = [])),
     tags(
         (name = "jobs", description = "Submitting jobs, reading their status, cancelling them"),
         (name = "queues", description = "Queue depths, pause and resume"),
@@ -105,7 +107,6 @@ pub fn document() -> &'static str {
         (status = 200, description = "The OpenAPI 3.1 description of this API", content_type = "application/json", body = Object),
         (status = 401, description = "`api.token` is set and the request lacks it", body = ErrorBody),
     ),
-    security((), ("bearer" = [])),
 )]
 pub(super) async fn openapi_json() -> HttpResponse {
     HttpResponse::Ok()

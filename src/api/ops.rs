@@ -14,7 +14,7 @@ use prometheus::{Encoder, TextEncoder};
 use serde_json::{json, Map, Value};
 
 #[allow(unused_imports)] // Named in the OpenAPI annotations only.
-use super::schemas::{ErrorBody, Health, QueueDepths, Readiness};
+use super::schemas::{ErrorBody, Health, QueueDepths, Readiness, Refused};
 use super::{ApiError, ApiState};
 use crate::redact::redact_text;
 use crate::store;
@@ -30,10 +30,8 @@ pub(super) const READY_TIMEOUT: Duration = Duration::from_secs(2);
     tag = "queues",
     responses(
         (status = 200, description = "By queue name", body = QueueDepths),
-        (status = 401, description = "`api.token` is set and the request lacks it", body = ErrorBody),
-        (status = 503, description = "Redis or MySQL is unreachable", body = ErrorBody),
+        Refused,
     ),
-    security((), ("bearer" = [])),
 )]
 pub(super) async fn queues(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let mut out = Map::new();
@@ -74,6 +72,7 @@ pub(super) async fn queues(state: web::Data<ApiState>) -> Result<HttpResponse, A
     path = "/health",
     tag = "operations",
     responses((status = 200, description = "The process answers", body = Health)),
+    security(()),
 )]
 pub(super) async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
@@ -90,7 +89,6 @@ pub(super) async fn health() -> HttpResponse {
         (status = 401, description = "`api.token` is set and the request lacks it", body = ErrorBody),
         (status = 503, description = "Not ready; `error` says why", body = Readiness),
     ),
-    security((), ("bearer" = [])),
 )]
 pub(super) async fn ready(state: web::Data<ApiState>) -> HttpResponse {
     let redis = within(READY_TIMEOUT, async {
@@ -144,7 +142,6 @@ async fn within(
         (status = 401, description = "`api.token` is set and the request lacks it", body = ErrorBody),
         (status = 500, description = "The metrics could not be encoded", body = ErrorBody),
     ),
-    security((), ("bearer" = [])),
 )]
 pub(super) async fn metrics(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let refresh = async {

@@ -8,7 +8,7 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 #[allow(unused_imports)] // Named in the OpenAPI annotations only.
-use super::schemas::{ErrorBody, JobReceipt};
+use super::schemas::{ErrorBody, JobReceipt, Refused};
 use super::{ApiError, ApiState};
 use crate::job::now_ms;
 use crate::schedules::control;
@@ -22,10 +22,8 @@ use crate::schedules::control::ScheduleView;
     tag = "schedules",
     responses(
         (status = 200, description = "The schedules", body = Vec<ScheduleView>),
-        (status = 401, description = "`api.token` is set and the request lacks it", body = ErrorBody),
-        (status = 503, description = "Redis or MySQL is unreachable", body = ErrorBody),
+        Refused,
     ),
-    security((), ("bearer" = [])),
 )]
 pub(super) async fn list(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let views = control::list(state.schedules(), state.redis(), state.pool(), now_ms()).await?;
@@ -40,11 +38,9 @@ pub(super) async fn list(state: web::Data<ApiState>) -> Result<HttpResponse, Api
     params(("name" = String, Path, description = "The schedule's name")),
     responses(
         (status = 202, description = "The job was enqueued", body = JobReceipt),
-        (status = 401, description = "`api.token` is set and the request lacks it", body = ErrorBody),
         (status = 404, description = "No schedule of that name", body = ErrorBody),
-        (status = 503, description = "Redis is unreachable", body = ErrorBody),
+        Refused,
     ),
-    security((), ("bearer" = [])),
 )]
 pub(super) async fn trigger(
     state: web::Data<ApiState>,
@@ -64,11 +60,9 @@ pub(super) async fn trigger(
     params(("name" = String, Path, description = "The schedule's name")),
     responses(
         (status = 204, description = "Done"),
-        (status = 401, description = "`api.token` is set and the request lacks it", body = ErrorBody),
         (status = 404, description = "No schedule of that name", body = ErrorBody),
-        (status = 503, description = "Redis is unreachable", body = ErrorBody),
+        Refused,
     ),
-    security((), ("bearer" = [])),
 )]
 pub(super) async fn pause(
     state: web::Data<ApiState>,
@@ -85,11 +79,9 @@ pub(super) async fn pause(
     params(("name" = String, Path, description = "The schedule's name")),
     responses(
         (status = 204, description = "Done"),
-        (status = 401, description = "`api.token` is set and the request lacks it", body = ErrorBody),
         (status = 404, description = "No schedule of that name", body = ErrorBody),
-        (status = 503, description = "Redis is unreachable", body = ErrorBody),
+        Refused,
     ),
-    security((), ("bearer" = [])),
 )]
 pub(super) async fn resume(
     state: web::Data<ApiState>,

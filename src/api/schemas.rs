@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder};
 use utoipa::openapi::schema::{SchemaFormat, Type};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, IntoResponses, ToSchema};
 
 /// A job to run: the envelope of a queued message, plus its queue. An
 /// optional field given as `null` is the same as one left out.
@@ -198,6 +198,47 @@ pub(super) struct ErrorBody {
     error: String,
     /// The offending field (`kind`, `[3].run_at`, `id`), or null.
     field: Option<String>,
+}
+
+/// The job a `/jobs/{id}` request is about.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(super) struct JobPath {
+    /// The job id.
+    #[param(pattern = "^[A-Za-z0-9_.:-]{1,64}$")]
+    id: String,
+}
+
+/// `?queue=`, to narrow a job lookup.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct QueueFilter {
+    /// Look in this queue only (else in every configured queue).
+    #[param(pattern = "^[A-Za-z0-9_.-]{1,64}$")]
+    queue: Option<String>,
+}
+
+/// Answers any route but `/health`, `/ready`, `/metrics` and
+/// `/openapi.json` may give besides its own.
+#[derive(IntoResponses)]
+pub(super) enum Refused {
+    /// `api.token` is set and the request lacks it.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// Redis or MySQL (whichever the route needs) is unreachable.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
+/// Answers a route that reads a body may give besides its own.
+#[derive(IntoResponses)]
+pub(super) enum BodyRefused {
+    /// The request, its body included, took longer than `api.request_timeout_ms`.
+    #[response(status = 408)]
+    TooSlow(ErrorBody),
+    /// The body is over `api.max_body_bytes`.
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
 }
 
 /// A cancel of a job that has finished already.
