@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::Queryable;
 
 pub mod http;
+pub mod ui;
 
 /// How long a server may take to answer after it was started.
 const SERVER_START_TIMEOUT: Duration = Duration::from_secs(60);
