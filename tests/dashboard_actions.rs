@@ -133,6 +133,17 @@ fn odd_queue_names_get_a_clear_page() {
         assert!(!page.body.contains("<script>alert"), "{path}: unescaped");
     }
 
+    // The throughput history's `{stats}` keys are no queue.
+    let stats = env.pending_key("stats").replace(":pending", ":totals");
+    let _: () = redis::cmd("HSET")
+        .arg(&stats)
+        .arg("succeeded")
+        .arg(1)
+        .query(&mut env.redis())
+        .expect("HSET");
+    assert!(http.get("/queues").json().get("stats").is_none());
+    assert!(!visitor.get("/ui/").body.contains(r#"data-queue="stats""#));
+
     // A queue outside queues.names that holds jobs (pushed by a raw
     // producer) is listed and can be paused.
     env.push(
