@@ -2,8 +2,8 @@
 //! (`GET /ui/jobs/{id}/cancel`) that says what a cancel does to a job in
 //! its state, and the action (`POST /ui/jobs/{id}/cancel`).
 //!
-//! It cancels through [`crate::control::cancel_job`], like
-//! `DELETE /jobs/{id}` and `conveyor cancel`: a waiting, scheduled or
+//! It cancels through the same call as `DELETE /jobs/{id}` (over
+//! [`crate::control::cancel_job`], like `conveyor cancel`): a waiting, scheduled or
 //! retrying job is removed and ends `cancelled`, a running one is signalled.
 //! It must never cancel on a form whose CSRF token does not match.
 
@@ -17,8 +17,9 @@ use super::guard::{Authorized, CsrfField, Viewer};
 use super::jobs::{checked_id, load, JobView};
 use super::queues::checked_queue;
 use super::view::{html, see_other, url_part, Chrome};
+use crate::api::control::cancel_job;
 use crate::api::ApiState;
-use crate::control::{self, CancelAnswer};
+use crate::control::CancelAnswer;
 
 #[derive(Deserialize)]
 pub(super) struct CancelQuery {
@@ -84,29 +85,17 @@ pub(super) async fn cancel(
         .filter(|q| !q.is_empty())
         .map(checked_queue)
         .transpose()?;
-    let state = &allowed.state;
     let searched = queue.as_deref().map_or_else(
         || "any configured queue".to_string(),
         |q| format!("queue {q}"),
     );
-    let answer = control::cancel_job(
-        state.redis(),
-        state.pool(),
-        &state.settings().queues.names,
-        queue.as_deref(),
-        &id,
-    )
-    .await?;
-    match answer {
-        CancelAnswer::Accepted { queue, state } => {
-            log::info!(target: "conveyor::ui", "job {id} of {queue}: {} from the dashboard", state.as_str());
-            Ok(see_other(&format!(
-                "/ui/jobs/{}?queue={}&notice={}",
-                url_part(&id),
-                url_part(&queue),
-                state.as_str()
-            )))
-        }
+    match cancel_job(&allowed.state, queue.as_deref(), &id).await? {
+        CancelAnswer::Accepted { queue, state } => Ok(see_other(&format!(
+            "/ui/jobs/{}?queue={}&notice={}",
+            url_part(&id),
+            url_part(&queue),
+            state.as_str()
+        ))),
         CancelAnswer::Finished { status, .. } => Err(not_cancellable(&id, &status)),
         CancelAnswer::Unknown => Err(UiError::NotFound(format!(
             "no job {id:?} to cancel in {searched}, and no row of it"

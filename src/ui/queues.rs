@@ -3,10 +3,10 @@
 //! paged, newest or oldest first); and pausing or resuming a queue.
 //!
 //! It reads through `redis_queue`'s bounded views only, and pauses or
-//! resumes through [`crate::control::set_paused`], like
-//! `POST /queues/{q}/pause` and `conveyor queue pause`. It must never read
-//! more than a page of a queue, and never change a queue on a form whose
-//! CSRF token does not match.
+//! resumes through the same call as `POST /queues/{q}/pause` (over
+//! [`crate::control::set_paused`], like `conveyor queue pause`). It must
+//! never read more than a page of a queue, and never change a queue on a
+//! form whose CSRF token does not match.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
@@ -19,8 +19,8 @@ use super::overview::{snapshot, Snapshot};
 use super::view::{
     html, rfc3339, see_other, summarize, url_part, Chrome, MessageSummary, Pager, PAGE_SIZE,
 };
+use crate::api::control::pause_queue;
 use crate::api::ApiState;
-use crate::control;
 use crate::job::is_valid_queue_name;
 use crate::redis_queue::{ListedJob, PageRequest, QueueDepths};
 
@@ -262,16 +262,8 @@ pub(super) async fn act(
     let (name, action) = path.into_inner();
     let queue = checked_queue(&name)?;
     let paused = pausing(&action)?;
-    let state = &allowed.state;
-    control::set_paused(
-        state.redis(),
-        &state.settings().queues.names,
-        &queue,
-        paused,
-    )
-    .await?;
+    pause_queue(&allowed.state, &queue, paused).await?;
     let notice = if paused { "paused" } else { "resumed" };
-    log::info!(target: "conveyor::ui", "queue {queue} {notice} from the dashboard");
     Ok(see_other(&return_path(&allowed.form.from, &queue, notice)))
 }
 
