@@ -173,14 +173,25 @@ async fn screenshot(client: &Client, name: &str) {
     std::fs::write(screenshot_dir().join(format!("{name}.png")), png).expect("write screenshot");
 }
 
+/// Whether a WebDriver error says the element went away with its page
+/// (pages of unfinished jobs reload themselves every 2 s).
+fn is_stale(error: &fantoccini::error::CmdError) -> bool {
+    error.is_stale_element_reference()
+}
+
 async fn text_of(client: &Client, css: &str) -> String {
-    client
-        .find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no {css}: {e}"))
-        .text()
-        .await
-        .expect("text")
+    for _ in 0..10 {
+        let element = client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"));
+        match element.text().await {
+            Ok(text) => return text,
+            Err(error) if is_stale(&error) => continue,
+            Err(error) => panic!("text of {css}: {error}"),
+        }
+    }
+    panic!("{css} kept going stale")
 }
 
 /// Reloads `path` until `css` reads `want` (pages of running jobs change).
@@ -260,15 +271,35 @@ fn seed(env: &TestEnv, hook: &str) {
     env.push("emails", &[later.to_string()]);
 }
 
-/// Clicks the element `css` finds.
-async fn click(client: &Client, css: &str) {
-    client
-        .find(Locator::Css(css))
+/// Clicks the element `css` finds, then waits until the browser shows a
+/// URL ending in `then` (the page the click leads to).
+async fn click(client: &Client, css: &str, then: &str) {
+    for attempt in 0.. {
+        let element = client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"));
+        match element.click().await {
+            Ok(_) => break,
+            Err(error) if is_stale(&error) && attempt < 10 => continue,
+            Err(error) => panic!("clicking {css}: {error}"),
+        }
+    }
+    let started = Instant::now();
+    while !client
+        .current_url()
         .await
-        .unwrap_or_else(|e| panic!("no {css}: {e}"))
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
+        .expect("url")
+        .as_str()
+        .ends_with(then)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "clicking {css} never led to {then}: at {}",
+            client.current_url().await.expect("url"),
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Pauses `emails` from the overview, submits two jobs to it and sees the
@@ -277,8 +308,12 @@ async fn click(client: &Client, css: &str) {
 /// with a `cancelled` row.
 async fn pause_cancel_resume(client: &Client, base: &str, env: &TestEnv) {
     client.goto(&format!("{base}/ui/")).await.expect("goto");
-    click(client, "tr[data-queue='emails'] button.pause").await;
-    wait_for_path(client, "/ui/").await;
+    click(
+        client,
+        "tr[data-queue='emails'] button.pause",
+        "/ui/?notice=paused",
+    )
+    .await;
     assert_eq!(
         text_of(client, "tr[data-queue='emails'] .state").await,
         "paused"
@@ -311,20 +346,22 @@ async fn pause_cancel_resume(client: &Client, base: &str, env: &TestEnv) {
         .await
         .expect("goto");
     assert_eq!(text_of(client, "#job-status").await, "queued");
-    click(client, "#cancel").await;
-    wait_for_path(client, "/ui/jobs/held-1/cancel").await;
+    click(client, "#cancel", "/ui/jobs/held-1/cancel?queue=emails").await;
     assert!(text_of(client, "#cancel-what").await.contains("queued"));
     screenshot(client, "cancel-confirm").await;
-    click(client, "#confirm").await;
-    wait_for_path(client, "/ui/jobs/held-1").await;
+    click(
+        client,
+        "#confirm",
+        "/ui/jobs/held-1?queue=emails&notice=cancelled",
+    )
+    .await;
     assert_eq!(text_of(client, "#job-status").await, "cancelled");
 
     client
         .goto(&format!("{base}/ui/queues/emails"))
         .await
         .expect("goto");
-    click(client, "button.resume").await;
-    wait_for_path(client, "/ui/queues/emails").await;
+    click(client, "button.resume", "/ui/queues/emails?notice=resumed").await;
     assert_eq!(text_of(client, "#queue-state").await, "active");
     wait_for_text(client, base, "/ui/jobs/held-2", "#job-status", "succeeded").await;
     wait_for_text(
