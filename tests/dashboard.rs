@@ -192,4 +192,17 @@ fn without_a_token_the_dashboard_is_read_write_only_on_loopback() {
     let refused = remote.post("/ui/jobs/d2/retry", &[("csrf", "anything")]);
     assert_page(&refused, 403, "read-only");
     assert!(pending(&env).is_empty());
+    let overview = remote.get("/ui/");
+    assert_page(&overview, 200, "Read-only");
+    assert!(
+        !overview.body.contains(r#"name="csrf""#),
+        "no pause buttons"
+    );
+    let refused = remote.post("/ui/queues/default/pause", &[("csrf", "anything")]);
+    assert_page(&refused, 403, "read-only");
+    let keys = env.leftover_keys();
+    assert!(
+        keys.iter().all(|(key, _)| !key.ends_with(":paused")),
+        "{keys:?}"
+    );
 }
