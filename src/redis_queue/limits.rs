@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use super::lifecycle::{claim_header, claimed_jobs, utf8};
+use super::lifecycle::{claim_header, claim_nonce, claimed_jobs, utf8};
 use super::limit_scripts::CLAIM_LIMITED;
 use super::{Claimed, QueueError, RedisQueue};
 use crate::limiters::{Limiter, Rate};
@@ -56,31 +56,21 @@ impl RedisQueue {
         limiters: &[&Limiter],
     ) -> Result<Claimed, QueueError> {
         let keys = self.keys(queue);
-        let nonce = format!("{:016x}", rand::random::<u64>());
+        let nonce = claim_nonce();
         let mut invocation = CLAIM_LIMITED.prepare_invoke();
+        self.claim_keys_and_args(
+            &mut invocation,
+            queue,
+            worker,
+            max,
+            &nonce,
+            lease_deadline_ms,
+        );
         invocation
-            .key(&keys.pending)
-            .key(&keys.ready)
-            .key(&keys.jobs)
-            .key(&keys.attempts)
-            .key(&keys.errors)
-            .key(keys.wip(worker))
-            .key(&keys.workers)
-            .key(&keys.ids)
             .key(&keys.slotted)
-            .key(self.unique_registry(queue))
             .key(&keys.limited)
-            .key(&keys.paused)
-            .key(&keys.cancel)
-            .key(&keys.cancelled)
-            .arg(max)
-            .arg(&nonce)
-            .arg(worker)
-            .arg(lease_deadline_ms)
             .arg(LIMIT_RECHECK_MS)
-            .arg(max + LOOK_AHEAD)
-            .arg(self.unique_prefix(queue))
-            .arg(crate::job::now_ms());
+            .arg(max + LOOK_AHEAD);
         for limiter in limiters {
             let (rate_count, rate_ms) = rate_args(limiter.rate);
             let (key_rate_count, key_rate_ms) = rate_args(limiter.per_key_rate);
