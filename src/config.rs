@@ -309,6 +309,10 @@ pub struct HttpKindSettings {
     pub allow_hosts: Vec<String>,
     /// Most requests one `gather` job may make.
     pub max_gather_requests: usize,
+    /// How long a 429 without `Retry-After` holds its limiters back (ms).
+    pub retry_after_default_ms: u64,
+    /// Longest hold-back or retry delay a `Retry-After` may ask for (ms).
+    pub retry_after_max_ms: u64,
 }
 
 impl Default for HttpKindSettings {
@@ -321,6 +325,8 @@ impl Default for HttpKindSettings {
             allow_private: false,
             allow_hosts: Vec::new(),
             max_gather_requests: 50,
+            retry_after_default_ms: 1000,
+            retry_after_max_ms: 3_600_000,
         }
     }
 }
@@ -430,6 +436,10 @@ impl Settings {
         positive(
             "kinds.http.max_gather_requests",
             self.kinds.http.max_gather_requests as u64,
+        )?;
+        positive(
+            "kinds.http.retry_after_max_ms",
+            self.kinds.http.retry_after_max_ms,
         )?;
         if let Some(bad) = self
             .kinds

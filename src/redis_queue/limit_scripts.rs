@@ -36,8 +36,21 @@ local function free_slots(slotted, freed, tokens)
 end
 ";
 
+/// Holds a limiter (or one key of it) back: KEYS[1] is its `:held` key,
+/// ARGV[1] how long (ms). A longer hold already in place is kept.
+pub(super) static HOLD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local left = redis.call('PTTL', KEYS[1])
+if left < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], '1', 'PX', ARGV[1]) end
+return 1
+",
+    )
+});
+
 /// Claims like the plain claim, but admits a job only if every limiter
-/// matching it has room: a free concurrency slot (a sorted set of the tokens
+/// matching it has room: no rate hold (`:held`, set when a job of it reported
+/// a rate limit), a free concurrency slot (a sorted set of the tokens
 /// holding one) and room in the current fixed window of its rate (a counter
 /// that expires), for the limiter as a whole and for the job's `key`.
 /// Admitted jobs take their slots and count in their windows; held-back jobs
@@ -97,6 +110,8 @@ end
 
 -- The slot sets and windows a job needs, or nil when a limiter holds it back.
 local function room(l, base, conc, rn, rms, takes, whole)
+  local held_for = redis.call('PTTL', base .. ':held')
+  if held_for > 0 then return hold(l, held_for, whole, false) end
   if conc > 0 then
     local set = base .. ':slots'
     if redis.call('ZCARD', set) >= conc then return hold(l, recheck, whole, true) end

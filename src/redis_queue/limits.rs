@@ -9,9 +9,9 @@
 use std::sync::Arc;
 
 use super::lifecycle::{claim_header, claim_nonce, claimed_jobs, utf8};
-use super::limit_scripts::CLAIM_LIMITED;
+use super::limit_scripts::{CLAIM_LIMITED, HOLD};
 use super::{Claimed, QueueError, RedisQueue};
-use crate::limiters::{Limiter, Rate};
+use crate::limiters::{held_by, Limiter, Rate, RateHold};
 
 /// How long a worker waits before it looks again at a queue whose jobs a
 /// full concurrency limit holds back, unless a slot is released sooner (ms).
@@ -43,6 +43,30 @@ impl RedisQueue {
             Some(_) => format!("{}{}", self.keys(queue).limiter_prefix, limiter.name),
             None => format!("{}:limiter:{{{}}}", self.prefix, limiter.name),
         }
+    }
+
+    /// Holds back what a rate-limited job of `queue` names (see
+    /// [`held_by`]) for its delay, for every worker: the limited claim
+    /// admits no job of a held limiter (or key) until the hold ends.
+    pub async fn hold_limiters(
+        &self,
+        queue: &str,
+        limiters: &[Limiter],
+        hold: &RateHold,
+    ) -> Result<(), QueueError> {
+        for (limiter, key) in held_by(limiters, queue, hold) {
+            let base = self.limiter_base(queue, limiter);
+            let held = match key {
+                Some(key) => format!("{base}:key:{key}:held"),
+                None => format!("{base}:held"),
+            };
+            let _: i64 = HOLD
+                .key(held)
+                .arg(hold.delay_ms.max(1))
+                .invoke_async(&mut self.conn.clone())
+                .await?;
+        }
+        Ok(())
     }
 
     /// Claims up to `max` jobs of `queue` that `limiters` allow (all of
