@@ -267,3 +267,32 @@ fn unique_key_out_of_range_is_refused() {
     assert!(reason.contains("unique_key"), "{reason}");
     assert!(env.leftover_keys().is_empty(), "{:?}", env.leftover_keys());
 }
+
+/// A cancelled job gives its key back: one cancelled before any worker saw
+/// it ends `cancelled`, and the key is accepted again.
+#[test]
+fn cancelling_a_unique_job_releases_its_key() {
+    let env = TestEnv::new();
+    let api = ApiServer::start(&env, &[]);
+    let http = api.http();
+    let body = json!({"kind": "noop", "unique_key": "nightly-sync"});
+    let (status, first) = submit(&http, body.clone());
+    assert_eq!(status, 202, "{first}");
+    let first_id = first["id"].as_str().expect("id").to_string();
+    let cancel = http.delete(&format!("/jobs/{first_id}"));
+    assert_eq!(cancel.status, 202, "{}", cancel.text);
+    let mut worker = env.worker(&[]);
+    wait_until("the cancelled row", LONG, || {
+        status_of(&http, &first_id) == "cancelled"
+    });
+    wait_until("the lock released", LONG, || {
+        lock_holder(&env, "nightly-sync").is_none()
+    });
+    let (status, again) = submit(&http, body);
+    assert_eq!(status, 202, "{again}");
+    wait_until("the new job's row", LONG, || {
+        status_of(&http, again["id"].as_str().expect("id")) == "succeeded"
+    });
+    assert_eq!(worker.stop(), 0, "{}", worker.log());
+    assert!(env.leftover_keys().is_empty(), "{:?}", env.leftover_keys());
+}
