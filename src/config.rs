@@ -511,6 +511,14 @@ impl Settings {
                 "kinds.http.connect_timeout_ms",
                 self.kinds.http.connect_timeout_ms,
             ),
+            (
+                "kinds.http.retry_after_default_ms",
+                self.kinds.http.retry_after_default_ms,
+            ),
+            (
+                "kinds.http.retry_after_max_ms",
+                self.kinds.http.retry_after_max_ms,
+            ),
         ];
         match durations.iter().find(|(_, ms)| *ms > MAX_DURATION_MS) {
             Some((key, ms)) => Err(invalid(
