@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs redis-server and mariadb-server, and chromium with chromium-driver
-# (the dashboard's browser test), with apt when they are missing.
+# Installs redis-server and mariadb-server, openssl (the TLS tests make a
+# throw-away CA with it), and chromium with chromium-driver (the dashboard's
+# browser test), with apt when they are missing.
 # Debian's packages try to start their services on install; a temporary
 # policy-rc.d keeps them from it (conveyor's scripts and tests start their own).
 set -euo pipefail
@@ -8,6 +9,7 @@ set -euo pipefail
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v mariadbd >/dev/null 2>&1 || missing+=(mariadb-server)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -15,6 +15,7 @@ use crate::job::is_valid_queue_name;
 use crate::limiters::{Limiter, LimiterConfig};
 use crate::limits::{MAX_DB_BATCH, MAX_SCRIPT_BATCH};
 use crate::redact::{redact_secrets_in, redact_url};
+use crate::retention::{parse_duration, PruneOptions, RetentionPolicy};
 use crate::schedules::{compile_all, Schedule, ScheduleConfig};
 
 /// The documented defaults, compiled in so the binary runs without the file.
@@ -75,6 +76,8 @@ pub struct Settings {
     pub api: ApiSettings,
     /// `[kinds]`: settings of the built-in kinds.
     pub kinds: KindSettings,
+    /// `[results]`: result retention.
+    pub results: ResultSettings,
     /// `[[schedules]]`: cron schedules every worker ticks.
     #[serde(default)]
     pub schedules: Vec<ScheduleConfig>,
@@ -93,6 +96,17 @@ pub struct RedisSettings {
     pub key_prefix: String,
     /// How long one command may take before it counts as failed (ms).
     pub response_timeout_ms: u64,
+    /// `redis.tls_ca_file`: PEM CA certificates trusted for `rediss://`; empty = the system's.
+    pub tls_ca_file: String,
+    /// `redis.cluster_nodes`: URLs of Redis Cluster nodes; empty = one server at `url`.
+    pub cluster_nodes: Vec<String>,
+}
+
+impl RedisSettings {
+    /// The CA certificates of `redis.tls_ca_file` (PEM), if set.
+    pub fn tls_ca(&self) -> Result<Option<Vec<u8>>, ConfigError> {
+        read_ca_file("redis.tls_ca_file", &self.tls_ca_file)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -103,7 +117,39 @@ pub struct MysqlSettings {
     pub url: String,
     /// Most pooled connections the DbWriter opens.
     pub pool_max: usize,
+    /// `mysql.tls_ca_file`: PEM CA certificates; when set, MySQL is reached over TLS.
+    pub tls_ca_file: String,
 }
+
+impl MysqlSettings {
+    /// The CA certificates of `mysql.tls_ca_file` (PEM), if set.
+    pub fn tls_ca(&self) -> Result<Option<Vec<u8>>, ConfigError> {
+        read_ca_file("mysql.tls_ca_file", &self.tls_ca_file)
+    }
+}
+
+/// Reads a PEM file of CA certificates named by setting `key`; `None` when
+/// the setting is empty. A file that cannot be read or holds no certificate
+/// is an error naming the key.
+fn read_ca_file(key: &str, path: &str) -> Result<Option<Vec<u8>>, ConfigError> {
+    if path.trim().is_empty() {
+        return Ok(None);
+    }
+    let pem = std::fs::read(path.trim())
+        .map_err(|e| invalid(key, format!("cannot be read ({e}): {path}")))?;
+    if !pem
+        .windows(CERTIFICATE_PEM.len())
+        .any(|w| w == CERTIFICATE_PEM)
+    {
+        return Err(invalid(
+            key,
+            format!("holds no PEM certificate (-----BEGIN CERTIFICATE-----): {path}"),
+        ));
+    }
+    Ok(Some(pem))
+}
+
+const CERTIFICATE_PEM: &[u8] = b"-----BEGIN CERTIFICATE-----";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -285,6 +331,55 @@ pub struct ApiSettings {
     pub request_timeout_ms: u64,
 }
 
+/// `[results]`: how long result rows are kept, and how pruning paces itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultSettings {
+    /// `results.retention`: how long rows are kept ("30d"); empty = for ever.
+    pub retention: String,
+    /// `results.dead_retention`: the same for dead rows and dead letters; empty = `retention`.
+    pub dead_retention: String,
+    /// `results.prune_interval`: pause between passes; empty = min(retention, 60 s).
+    pub prune_interval: String,
+    /// `results.prune_batch`: rows per DELETE.
+    pub prune_batch: usize,
+    /// `results.prune_pause_ms`: pause between two DELETEs (ms).
+    pub prune_pause_ms: u64,
+}
+
+impl ResultSettings {
+    /// The retention rules; the error names the key at fault.
+    pub fn policy(&self) -> Result<RetentionPolicy, ConfigError> {
+        Ok(RetentionPolicy {
+            retention: duration_key("results.retention", &self.retention)?,
+            dead_retention: duration_key("results.dead_retention", &self.dead_retention)?,
+        })
+    }
+
+    /// The pause between two pruning passes.
+    pub fn interval(&self) -> Result<Duration, ConfigError> {
+        let configured = duration_key("results.prune_interval", &self.prune_interval)?;
+        Ok(self.policy()?.interval(configured))
+    }
+
+    /// How one pass deletes: batch size, pause, and a lock that outlives a
+    /// slow batch many times over.
+    pub fn prune_options(&self) -> PruneOptions {
+        PruneOptions {
+            batch: self.prune_batch,
+            pause: Duration::from_millis(self.prune_pause_ms),
+            lock_ttl: PRUNE_LOCK_TTL,
+        }
+    }
+}
+
+/// How long the prune lock outlives its last renewal (after each batch).
+const PRUNE_LOCK_TTL: Duration = Duration::from_secs(60);
+
+fn duration_key(key: &str, text: &str) -> Result<Option<Duration>, ConfigError> {
+    parse_duration(text).map_err(|e| invalid(key, e.to_string()))
+}
+
 /// Settings of the built-in kinds (`[kinds.*]`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -332,7 +427,11 @@ impl Default for HttpKindSettings {
 }
 
 /// Keys whose environment value is a comma-separated list.
-const LIST_KEYS: [&str; 2] = ["queues.names", "kinds.http.allow_hosts"];
+const LIST_KEYS: [&str; 3] = [
+    "queues.names",
+    "kinds.http.allow_hosts",
+    "redis.cluster_nodes",
+];
 
 impl Settings {
     /// Defaults, then `file` (if any), then the process environment.
@@ -465,6 +564,17 @@ impl Settings {
                 ),
             ));
         }
+        positive("results.prune_batch", self.results.prune_batch as u64)?;
+        if self.results.prune_batch > MAX_PRUNE_BATCH {
+            return Err(invalid(
+                "results.prune_batch",
+                format!(
+                    "must be at most {MAX_PRUNE_BATCH}, got {}",
+                    self.results.prune_batch
+                ),
+            ));
+        }
+        self.results.interval()?;
         self.validate_names()?;
         self.schedules()?;
         self.limiters()?;
@@ -568,12 +678,24 @@ impl Settings {
                 ),
             ));
         }
-        url::Url::parse(&self.redis.url).map_err(|e| {
+        let redis_url = url::Url::parse(&self.redis.url).map_err(|e| {
             invalid(
                 "redis.url",
                 format!("is not a URL ({e}): {}", redact_url(&self.redis.url)),
             )
         })?;
+        let mut schemes = vec![redis_url.scheme().to_string()];
+        if !self.redis.cluster_nodes.is_empty() {
+            schemes = self.cluster_node_schemes()?;
+        }
+        if self.redis.tls_ca()?.is_some() && schemes.iter().any(|s| s != "rediss") {
+            return Err(invalid(
+                "redis.tls_ca_file",
+                "is set, but the Redis URL (redis.url, or each of redis.cluster_nodes) \
+                 does not use TLS (rediss://)",
+            ));
+        }
+        self.mysql.tls_ca()?;
         mysql_async::Opts::from_url(&self.mysql.url).map_err(|e| {
             invalid(
                 "mysql.url",
@@ -581,6 +703,27 @@ impl Settings {
             )
         })?;
         Ok(())
+    }
+
+    /// The scheme of every `redis.cluster_nodes` URL, which must be
+    /// `redis://` or `rediss://` URLs.
+    fn cluster_node_schemes(&self) -> Result<Vec<String>, ConfigError> {
+        self.redis
+            .cluster_nodes
+            .iter()
+            .map(|node| match url::Url::parse(node.trim()) {
+                Ok(url) if ["redis", "rediss"].contains(&url.scheme()) => {
+                    Ok(url.scheme().to_string())
+                }
+                _ => Err(invalid(
+                    "redis.cluster_nodes",
+                    format!(
+                        "entries must be redis:// or rediss:// URLs, got {:?}",
+                        redact_url(node)
+                    ),
+                )),
+            })
+            .collect()
     }
 
     /// Concurrent job slots of the processor pool.
@@ -647,6 +790,10 @@ fn is_plain_host(host: &str) -> bool {
         })
 }
 
+/// Rows one pruning DELETE may remove at most: larger batches hold their
+/// row locks long enough to stall the writers.
+pub const MAX_PRUNE_BATCH: usize = 10_000;
+
 /// Longest duration any `*_ms` key may hold: one year, the same bound as a
 /// job's `timeout_ms`.
 pub const MAX_DURATION_MS: u64 = crate::job::MAX_TIMEOUT_MS;
@@ -679,6 +826,20 @@ fn article(expected: &str) -> String {
         "an integer" | "a boolean" | "a string" => expected.to_string(),
         e if e.starts_with(['u', 'i']) => "a positive integer".to_string(),
         e => format!("of type {e}"),
+    }
+}
+
+/// A hint naming the setting to check when a connection error looks like a
+/// TLS failure (an untrusted or mismatched certificate); empty otherwise.
+pub fn tls_hint(error: &str, key: &str) -> String {
+    let lower = error.to_ascii_lowercase();
+    let tls = ["certificate", "tls", "ssl", "handshake", "unknownissuer"]
+        .iter()
+        .any(|word| lower.contains(word));
+    if tls {
+        format!(" (a TLS failure: check {key})")
+    } else {
+        String::new()
     }
 }
 
@@ -861,6 +1022,115 @@ mod tests {
         let text = schedule_example().replace("kind = ", "knd = ");
         let err = load_file(&text).expect_err("refused").to_string();
         assert!(err.contains("knd"), "{err}");
+    }
+
+    #[test]
+    fn retention_defaults_keep_everything() {
+        let settings = load(&[]).expect("defaults load");
+        let policy = settings.results.policy().expect("valid");
+        assert!(!policy.is_active());
+        assert_eq!(
+            settings.results.interval().expect("valid"),
+            crate::retention::DEFAULT_PRUNE_INTERVAL
+        );
+    }
+
+    #[test]
+    fn retention_settings_are_parsed() {
+        let settings = load(&[
+            ("CONVEYOR__RESULTS__RETENTION", "30d"),
+            ("CONVEYOR__RESULTS__DEAD_RETENTION", "90d"),
+            ("CONVEYOR__RESULTS__PRUNE_INTERVAL", "10s"),
+        ])
+        .expect("valid retention");
+        let policy = settings.results.policy().expect("valid");
+        assert_eq!(policy.retention, Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(
+            policy.dead_retention,
+            Some(Duration::from_secs(90 * 86_400))
+        );
+        assert_eq!(
+            settings.results.interval().expect("valid"),
+            Duration::from_secs(10)
+        );
+    }
+
+    #[test]
+    fn bad_retention_names_the_key() {
+        for key in ["RETENTION", "DEAD_RETENTION", "PRUNE_INTERVAL"] {
+            let var = format!("CONVEYOR__RESULTS__{key}");
+            let err = load(&[(var.as_str(), "a month")]).unwrap_err().to_string();
+            let name = format!("results.{}", key.to_lowercase());
+            assert!(err.starts_with(&name), "{err}");
+            assert!(err.contains("a month"), "{err}");
+        }
+        let err = load(&[("CONVEYOR__RESULTS__PRUNE_BATCH", "100000")]).unwrap_err();
+        assert!(err.to_string().starts_with("results.prune_batch"), "{err}");
+    }
+
+    #[test]
+    fn tls_ca_files_must_hold_a_certificate() {
+        let err = load(&[("CONVEYOR__MYSQL__TLS_CA_FILE", "/nonexistent/ca.pem")]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("mysql.tls_ca_file cannot be read"),
+            "{err}"
+        );
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        std::io::Write::write_all(&mut file, b"not a certificate").expect("write");
+        let path = file.path().to_str().expect("utf8 path").to_string();
+        let path = path.as_str();
+        let err = load(&[
+            ("CONVEYOR__REDIS__URL", "rediss://127.0.0.1:6380"),
+            ("CONVEYOR__REDIS__TLS_CA_FILE", path),
+        ])
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("redis.tls_ca_file holds no PEM"),
+            "{err}"
+        );
+        std::io::Write::write_all(&mut file, b"\n-----BEGIN CERTIFICATE-----\n").expect("write");
+        let err = load(&[("CONVEYOR__REDIS__TLS_CA_FILE", path)]).unwrap_err();
+        assert!(err.to_string().contains("rediss://"), "{err}");
+        let settings = load(&[
+            ("CONVEYOR__REDIS__URL", "rediss://u:pw@127.0.0.1:6380"),
+            ("CONVEYOR__REDIS__TLS_CA_FILE", path),
+            ("CONVEYOR__MYSQL__TLS_CA_FILE", path),
+        ])
+        .expect("valid TLS settings");
+        assert!(settings.redis.tls_ca().expect("readable").is_some());
+    }
+
+    #[test]
+    fn cluster_nodes_are_a_list_of_redis_urls() {
+        let settings = load(&[(
+            "CONVEYOR__REDIS__CLUSTER_NODES",
+            "redis://h1:7000,redis://h2:7001",
+        )])
+        .expect("valid nodes");
+        assert_eq!(settings.redis.cluster_nodes.len(), 2);
+        let err = load(&[(
+            "CONVEYOR__REDIS__CLUSTER_NODES",
+            "redis://h1:7000,http://u:secret@h2:7001",
+        )])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("redis.cluster_nodes entries must be"),
+            "{err}"
+        );
+        assert!(!err.contains("secret"), "{err}");
+    }
+
+    #[test]
+    fn tls_failures_name_the_setting() {
+        let hint = tls_hint(
+            "invalid peer certificate: UnknownIssuer",
+            "mysql.tls_ca_file",
+        );
+        assert_eq!(hint, " (a TLS failure: check mysql.tls_ca_file)");
+        assert_eq!(tls_hint("Connection refused (os error 111)", "x"), "");
     }
 
     #[test]

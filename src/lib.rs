@@ -16,6 +16,7 @@
 //! - [`redact`]: masking passwords in URLs and errors (a leaf: everyone may use it).
 //! - `limits`: hard limits shared by the settings check and the stores (a leaf).
 //! - [`store`]: every SQL statement and the migrations (no actors).
+//! - [`retention`]: which results are old enough to delete, and one pruning pass.
 //! - [`kinds`]: the handler registry and the built-in kinds; add your own here.
 //! - `actors`: QueueReader, Processor pool, DbWriter, Scheduler, Ticker, Reaper, Monitor.
 //! - [`worker`]: wiring the actors together, start-up and graceful shutdown.
@@ -63,6 +64,7 @@ pub mod queue_order;
 pub mod redact;
 pub mod redis_queue;
 pub mod requeue;
+pub mod retention;
 pub mod schedules;
 pub mod store;
 pub mod ui;

@@ -18,13 +18,14 @@ use crate::actors::job_feed::JobFeed;
 use crate::actors::limiter_watch::LimiterWatch;
 use crate::actors::monitor::Monitor;
 use crate::actors::processor::{Processor, ProcessorEnv, ProcessorPool};
+use crate::actors::pruner::Pruner;
 use crate::actors::queue_reader::{QueueReader, Shutdown};
 use crate::actors::queue_watch::QueueWatch;
 use crate::actors::reaper::Reaper;
 use crate::actors::scheduler::Scheduler;
 use crate::actors::ticker::Ticker;
 use crate::backoff::Backoff;
-use crate::config::Settings;
+use crate::config::{tls_hint, Settings};
 use crate::job::EnvelopeDefaults;
 use crate::job_queue::RedisJobQueue;
 use crate::kinds::Registry;
@@ -184,7 +185,7 @@ pub async fn run(
     log::info!(
         target: "conveyor::worker",
         "worker {worker} starting: redis {} mysql {} queues {:?} processors {}x{} kinds {:?}",
-        redact_url(&settings.redis.url),
+        describe_redis(&settings.redis),
         redact_url(&settings.mysql.url),
         settings.queues.names,
         settings.processors.count,
@@ -193,7 +194,7 @@ pub async fn run(
     );
     let metrics = Arc::new(Metrics::with_prometheus(&registry.names())?);
     let api = crate::api::start_in_worker(&settings, &metrics)?;
-    let pool = store::open_pool(&settings.mysql.url, settings.mysql.pool_max)?;
+    let pool = store::open_pool(&settings.mysql, settings.mysql.pool_max)?;
     let mut shutdown = std::pin::pin!(shutdown);
     tokio::select! {
         () = migrate_until_done(&pool, &settings.mysql.url, &metrics) => {}
@@ -203,11 +204,9 @@ pub async fn run(
             return Ok(());
         }
     }
-    let redis = RedisQueue::connect(
-        &settings.redis.url,
-        &settings.redis.key_prefix,
-        Duration::from_millis(settings.redis.response_timeout_ms),
-    )?;
+    let redis = RedisQueue::connect(&settings.redis)?;
+    actix_rt::spawn(probe_redis(redis.clone(), settings.clone()));
+    start_pruner(&settings, pool.clone(), redis.clone(), worker.clone())?;
     let reader = start_actors(
         &settings,
         registry,
@@ -325,6 +324,56 @@ fn start_actors(
     reader
 }
 
+/// Says once at start-up, naming the settings to check, when Redis cannot
+/// be reached; the actors keep retrying on their own meanwhile.
+async fn probe_redis(redis: RedisQueue, settings: Arc<Settings>) {
+    if let Err(error) = redis.ping().await {
+        let error = error.to_string();
+        let (key, target) = if settings.redis.cluster_nodes.is_empty() {
+            ("redis.url", redact_url(&settings.redis.url))
+        } else {
+            ("redis.cluster_nodes", describe_redis(&settings.redis))
+        };
+        log::warn!(
+            target: "conveyor::worker",
+            "redis at {target} is not reachable yet (check {key}), retrying: {error}{}",
+            tls_hint(&error, "redis.tls_ca_file")
+        );
+    }
+}
+
+/// The Redis a worker talks to, for its start line (passwords masked).
+fn describe_redis(redis: &crate::config::RedisSettings) -> String {
+    if redis.cluster_nodes.is_empty() {
+        return redact_url(&redis.url);
+    }
+    let nodes: Vec<String> = redis.cluster_nodes.iter().map(|n| redact_url(n)).collect();
+    format!("cluster {}", nodes.join(","))
+}
+
+/// Starts the Pruner when a retention is set.
+fn start_pruner(
+    settings: &Settings,
+    pool: mysql_async::Pool,
+    redis: RedisQueue,
+    worker: Arc<str>,
+) -> Result<(), crate::config::ConfigError> {
+    let policy = settings.results.policy()?;
+    if policy.is_active() {
+        let interval = settings.results.interval()?;
+        log::info!(
+            target: "conveyor::worker",
+            "results are pruned every {} s (results.retention {:?}, results.dead_retention {:?})",
+            interval.as_secs(),
+            settings.results.retention,
+            settings.results.dead_retention,
+        );
+        let options = settings.results.prune_options();
+        Pruner::new(pool, redis, policy, options, interval, worker).start();
+    }
+    Ok(())
+}
+
 /// Starts the schedule Ticker when there are schedules.
 fn start_ticker(
     settings: &Settings,
@@ -374,7 +423,8 @@ async fn migrate_until_done(pool: &mysql_async::Pool, url: &str, metrics: &Metri
             }
             Err(error) => match store::remedy(&error) {
                 store::Remedy::Operator(advice) => {
-                    let problem = format!("mysql at {address}: {error}; {advice}");
+                    let hint = tls_hint(&error.to_string(), "mysql.tls_ca_file");
+                    let problem = format!("mysql at {address}: {error}; {advice}{hint}");
                     if metrics.blocker.report(&problem) {
                         log::error!(target: "conveyor::worker", "cannot start: {problem} (retrying every {} s)", STARTUP_RETRY_MAX_MS / 1000);
                     }
@@ -385,8 +435,9 @@ async fn migrate_until_done(pool: &mysql_async::Pool, url: &str, metrics: &Metri
                     let delay = backoff.delay(failures);
                     log::warn!(
                         target: "conveyor::worker",
-                        "mysql at {address} not ready, retrying in {} ms: {error}",
-                        delay.as_millis()
+                        "mysql at {address} not ready, retrying in {} ms: {error}{}",
+                        delay.as_millis(),
+                        tls_hint(&error.to_string(), "mysql.tls_ca_file")
                     );
                     tokio::time::sleep(delay).await;
                 }

@@ -5,7 +5,6 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use conveyor::job::ClaimedJob;
 use conveyor::redis_queue::{CancelState, RedisQueue, Reschedule};
@@ -14,8 +13,7 @@ use support::{job, TestEnv};
 
 fn setup() -> (TestEnv, RedisQueue, Arc<str>) {
     let env = TestEnv::new();
-    let redis =
-        RedisQueue::connect(&env.redis_url, &env.prefix, Duration::from_secs(5)).expect("redis");
+    let redis = env.queue_client();
     (env, redis, "default".into())
 }
 

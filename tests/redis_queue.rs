@@ -4,7 +4,6 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use conveyor::job::ClaimedJob;
 use conveyor::redis_queue::{JobState, RedisQueue, Reschedule};
@@ -12,7 +11,7 @@ use serde_json::json;
 use support::{job, TestEnv};
 
 fn queue(env: &TestEnv) -> RedisQueue {
-    RedisQueue::connect(&env.redis_url, &env.prefix, Duration::from_secs(5)).expect("redis url")
+    env.queue_client()
 }
 
 fn far_future() -> i64 {

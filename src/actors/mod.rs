@@ -9,6 +9,7 @@
 //!  Reaper (expired leases → ready) · Monitor (log line)
 //!  QueueWatch (pause flags → QueueReader, cancel signals → CancelSignals → processors)
 //!  LimiterWatch (limiters changed at run time → the QueueReader's claims)
+//!  Pruner (results past their retention → deleted, one worker at a time)
 //!  Beacon (counters → per-minute throughput history and the worker's beacon, once a second)
 //! ```
 //!
@@ -23,6 +24,7 @@
 //! - [`queue_watch::QueueWatch`]: follows pause flags and cancel signals in Redis.
 //! - [`cancel_signals::CancelSignals`]: which held jobs were cancelled (shared, not an actor).
 //! - [`limiter_watch::LimiterWatch`]: limiters changed at run time, put in force.
+//! - [`pruner::Pruner`]: deletes results past their retention.
 //! - [`beacon::Beacon`]: the dashboard's throughput history and worker list.
 //!
 //! Each message type is defined beside the actor that handles it.
@@ -34,6 +36,7 @@ pub(crate) mod job_feed;
 pub(crate) mod limiter_watch;
 pub(crate) mod monitor;
 pub(crate) mod processor;
+pub(crate) mod pruner;
 pub(crate) mod queue_reader;
 pub(crate) mod queue_watch;
 pub(crate) mod reaper;

@@ -120,12 +120,8 @@ impl ApiState {
         settings: Arc<Settings>,
         worker: Option<Arc<Metrics>>,
     ) -> Result<ApiState, ApiStartError> {
-        let redis = RedisQueue::connect(
-            &settings.redis.url,
-            &settings.redis.key_prefix,
-            Duration::from_millis(settings.redis.response_timeout_ms),
-        )?;
-        let pool = store::open_pool(&settings.mysql.url, settings.mysql.pool_max)?;
+        let redis = RedisQueue::connect(&settings.redis)?;
+        let pool = store::open_pool(&settings.mysql, settings.mysql.pool_max)?;
         let token = Some(settings.api.token.as_bytes().to_vec()).filter(|t| !t.is_empty());
         let session_key = if settings.api.token.is_empty() {
             crate::ui::SessionKey::random()

@@ -54,7 +54,7 @@ pub(super) async fn queue(settings: Settings, args: QueueArgs) -> anyhow::Result
 
 pub(super) async fn cancel(settings: Settings, args: CancelArgs) -> anyhow::Result<()> {
     let redis = super::connect_redis(&settings)?;
-    let pool = conveyor::store::open_pool(&settings.mysql.url, 1)?;
+    let pool = conveyor::store::open_pool(&settings.mysql, 1)?;
     let answer = control::cancel_job(
         &redis,
         &pool,

@@ -144,7 +144,7 @@ fn parse_age(text: &str) -> Result<Duration, String> {
 }
 
 pub(super) async fn run(settings: Settings, args: DeadArgs) -> anyhow::Result<()> {
-    let pool = store::open_pool(&settings.mysql.url, 2)?;
+    let pool = store::open_pool(&settings.mysql, 2)?;
     let result = dispatch(&settings, &pool, args.command).await;
     pool.disconnect().await.ok();
     result

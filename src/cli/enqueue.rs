@@ -106,7 +106,7 @@ async fn enqueue_one(settings: &Settings, args: EnqueueArgs) -> anyhow::Result<(
         message: serde_json::to_vec(&envelope)?,
         unique_key: envelope.unique_key,
     };
-    let pool = conveyor::store::open_pool(&settings.mysql.url, 1)?;
+    let pool = conveyor::store::open_pool(&settings.mysql, 1)?;
     let holder = push_one(&redis, &pool, &job)
         .await
         .with_context(|| format!("pushing to {}", redact_url(&settings.redis.url)));
@@ -128,7 +128,7 @@ async fn enqueue_file(settings: &Settings, path: &Path, queue: &str) -> anyhow::
     };
     let jobs = read_jobs(path, &rules)?;
     let redis = super::connect_redis(settings)?;
-    let pool = conveyor::store::open_pool(&settings.mysql.url, 1)?;
+    let pool = conveyor::store::open_pool(&settings.mysql, 1)?;
     let begun = Instant::now();
     let progress = progress_bar(jobs.len());
     let mut per_queue: BTreeMap<String, usize> = BTreeMap::new();

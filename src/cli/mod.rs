@@ -7,6 +7,7 @@ mod control;
 mod dead;
 mod enqueue;
 mod limiters;
+mod prune;
 mod schedules;
 mod stats;
 
@@ -51,6 +52,8 @@ enum Command {
     Api(api::ApiArgs),
     /// List, show, retry or purge dead jobs and dead letters.
     Dead(dead::DeadArgs),
+    /// Delete results past their retention now (or count them with --dry-run).
+    Prune(prune::PruneArgs),
     /// Pause or resume a queue.
     Queue(control::QueueArgs),
     /// Cancel a job: waiting ones never start, running ones are stopped.
@@ -76,6 +79,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => block_on(bench::run(settings, cli.config, args)),
         Command::Api(args) => block_on(api::run(settings, args)),
         Command::Dead(args) => block_on(dead::run(settings, args)),
+        Command::Prune(args) => block_on(prune::run(settings, args)),
         Command::Queue(args) => block_on(control::queue(settings, args)),
         Command::Cancel(args) => block_on(control::cancel(settings, args)),
         Command::Schedules(args) => block_on(schedules::run(settings, args)),
@@ -97,7 +101,7 @@ fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(future: F) -> a
 }
 
 async fn migrate(settings: Settings) -> anyhow::Result<()> {
-    let pool = conveyor::store::open_pool(&settings.mysql.url, 1)?;
+    let pool = conveyor::store::open_pool(&settings.mysql, 1)?;
     let version = conveyor::store::migrate(&pool)
         .await
         .with_context(|| format!("migrating {}", redact_url(&settings.mysql.url)))?;
@@ -107,9 +111,5 @@ async fn migrate(settings: Settings) -> anyhow::Result<()> {
 }
 
 fn connect_redis(settings: &Settings) -> anyhow::Result<RedisQueue> {
-    Ok(RedisQueue::connect(
-        &settings.redis.url,
-        &settings.redis.key_prefix,
-        std::time::Duration::from_millis(settings.redis.response_timeout_ms),
-    )?)
+    Ok(RedisQueue::connect(&settings.redis)?)
 }

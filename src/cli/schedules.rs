@@ -40,7 +40,7 @@ pub(super) async fn run(settings: Settings, args: SchedulesArgs) -> anyhow::Resu
     let redis = super::connect_redis(&settings)?;
     match args.command {
         SchedulesCommand::List { json } => {
-            let pool = conveyor::store::open_pool(&settings.mysql.url, 1)?;
+            let pool = conveyor::store::open_pool(&settings.mysql, 1)?;
             let views = control::list(&schedules, &redis, &pool, now_ms()).await;
             pool.disconnect().await.ok();
             print_list(&views?, json)?;

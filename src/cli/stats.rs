@@ -37,7 +37,7 @@ struct QueueStats {
 
 pub(super) async fn run(settings: Settings, args: StatsArgs) -> anyhow::Result<()> {
     let redis = super::connect_redis(&settings)?;
-    let pool = conveyor::store::open_pool(&settings.mysql.url, 1)?;
+    let pool = conveyor::store::open_pool(&settings.mysql, 1)?;
     let Some(every) = args.watch else {
         let stats = collect(&settings, &redis, &pool).await?;
         print(&stats, args.json);

@@ -15,7 +15,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
+use crate::redis_queue::RedisConn;
 
 use crate::limiters::{Limiter, LimiterBook};
 use crate::redis_queue::{
@@ -92,7 +92,7 @@ enum Wait {
 }
 
 /// Kept blocking connections, by queue and kind of wait.
-type Waiters = HashMap<(Arc<str>, Wait), MultiplexedConnection>;
+type Waiters = HashMap<(Arc<str>, Wait), RedisConn>;
 
 /// [`JobQueue`] over Redis, for one worker id.
 #[derive(Clone)]
@@ -116,11 +116,7 @@ impl RedisJobQueue {
     }
 
     /// The kept connection for this wait, or a new one.
-    async fn waiter(
-        &self,
-        queue: &Arc<str>,
-        wait: Wait,
-    ) -> Result<MultiplexedConnection, QueueError> {
+    async fn waiter(&self, queue: &Arc<str>, wait: Wait) -> Result<RedisConn, QueueError> {
         let spare = self
             .waiters
             .lock()
@@ -132,7 +128,7 @@ impl RedisJobQueue {
         }
     }
 
-    fn keep_waiter(&self, queue: &Arc<str>, wait: Wait, conn: MultiplexedConnection) {
+    fn keep_waiter(&self, queue: &Arc<str>, wait: Wait, conn: RedisConn) {
         self.waiters
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())

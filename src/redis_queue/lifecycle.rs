@@ -48,6 +48,18 @@ impl RedisQueue {
                 self.claim(queue, worker, *max, lease_deadline_ms).await?,
             ]);
         }
+        if self.is_cluster() {
+            // Queues live on different masters, and a script unknown to one
+            // of them must not send the claims of the others twice: one
+            // claim per queue, all at once, each loading its script itself.
+            let claims = asks
+                .iter()
+                .map(|(queue, max)| self.claim(queue, worker, *max, lease_deadline_ms));
+            return futures::future::join_all(claims)
+                .await
+                .into_iter()
+                .collect();
+        }
         let nonces: Vec<String> = asks.iter().map(|_| claim_nonce()).collect();
         let invocations: Vec<ScriptInvocation<'_>> = asks
             .iter()

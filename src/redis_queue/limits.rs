@@ -137,7 +137,7 @@ impl RedisQueue {
 /// Blocks until a job of `queue` releases limiter slots or `timeout`
 /// passes. `Ok(true)` when slots were released.
 pub async fn wait_for_released_slot(
-    conn: &mut redis::aio::MultiplexedConnection,
+    conn: &mut super::RedisConn,
     keys: &super::QueueKeys,
     timeout: std::time::Duration,
 ) -> Result<bool, QueueError> {

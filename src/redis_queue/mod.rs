@@ -39,25 +39,33 @@
 //! `cancelled`+`jobs` or one worker's `wip`; every move between them is one atomic script. A job
 //! leaves Redis only through [`RedisQueue::ack`], after its row is committed.
 //!
+//! Outside any queue: `P:lock:<name>` (string, owner id, with a TTL) is a
+//! lock that one process at a time holds, e.g. `P:lock:prune` while it prunes
+//! old results.
+//!
 //! # Layout
 //!
-//! - this file: the types, key names, the connection and whole-queue administration;
+//! - this file: the types, key names, opening connections and whole-queue administration;
+//! - `connection`: one server or a cluster behind one connection type;
 //! - `scripts`: the Lua scripts, one atomic move each;
 //! - `lifecycle`: every call that moves a job between those keys;
 //! - `inspect`: read-only views (a job's state, depths, leases);
 //! - `browse`: paged read-only listings of a queue's jobs (the dashboard);
 //! - `stats`: throughput history and worker beacons (`P:{stats}:*` keys);
 //! - `control`: pause flags and cancel marks;
+//! - `locks`: named locks with a TTL (pruning);
 //! - `schedules`: schedule state and the script that enqueues due ticks;
 //! - `unique`: unique locks, taken on enqueue or claim and released on ack.
 //! - `limits`, `limit_scripts`: the claim under limiters and the release of slots.
 
 mod browse;
+mod connection;
 mod control;
 mod inspect;
 mod lifecycle;
 mod limit_scripts;
 mod limits;
+mod locks;
 mod schedules;
 mod scripts;
 mod stats;
@@ -72,9 +80,10 @@ pub use limits::{wait_for_released_slot, HeldBack, LIMIT_RECHECK_MS};
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::AsyncConnectionConfig;
+use connection::LazyCluster;
+pub use connection::RedisConn;
 
+use crate::config::RedisSettings;
 use crate::job::ClaimedJob;
 use crate::limits::MAX_SCRIPT_BATCH;
 use crate::redact::redact_url;
@@ -98,6 +107,9 @@ pub enum QueueError {
     #[error("redis returned an unexpected reply: {0}")]
     /// Redis answered something conveyor did not expect.
     Protocol(String),
+    /// The CA file of `redis.tls_ca_file` cannot be used.
+    #[error(transparent)]
+    Tls(crate::config::ConfigError),
 }
 
 /// Depth of one queue, by state.
@@ -217,10 +229,21 @@ impl QueueKeys {
 /// The Redis side of conveyor: cheap to clone, reconnects by itself.
 #[derive(Clone)]
 pub struct RedisQueue {
-    client: redis::Client,
-    conn: ConnectionManager,
+    target: Arc<Target>,
+    conn: RedisConn,
     prefix: Arc<str>,
-    response_timeout: Duration,
+}
+
+/// Where new connections go: one server, or a cluster (with a second client
+/// whose commands may block for as long as a wait lasts).
+enum Target {
+    Single {
+        client: redis::Client,
+        response_timeout: Duration,
+    },
+    Cluster {
+        waiters: redis::cluster::ClusterClient,
+    },
 }
 
 impl std::fmt::Debug for RedisQueue {
@@ -234,27 +257,21 @@ impl std::fmt::Debug for RedisQueue {
 
 impl RedisQueue {
     /// Prepares a connection that is opened on first use and reopened after
-    /// failures, so a worker can start while Redis is still down.
-    pub fn connect(
-        url: &str,
-        prefix: &str,
-        response_timeout: Duration,
-    ) -> Result<RedisQueue, QueueError> {
-        let client = redis::Client::open(url).map_err(|source| QueueError::Url {
-            url: redact_url(url),
-            source,
-        })?;
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(response_timeout))
-            .set_connection_timeout(Some(response_timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+    /// failures, so a worker can start while Redis is still down: to the
+    /// cluster of `redis.cluster_nodes` when it is set, else to `redis.url`.
+    /// `rediss://` URLs are checked against `redis.tls_ca_file` when set.
+    pub fn connect(settings: &RedisSettings) -> Result<RedisQueue, QueueError> {
+        let response_timeout = Duration::from_millis(settings.response_timeout_ms);
+        let certs = settings.tls_ca().map_err(QueueError::Tls)?;
+        let (target, conn) = if settings.cluster_nodes.is_empty() {
+            single(&settings.url, certs, response_timeout)?
+        } else {
+            cluster(&settings.cluster_nodes, certs, response_timeout)?
+        };
         Ok(RedisQueue {
-            client,
+            target: Arc::new(target),
             conn,
-            prefix: prefix.into(),
-            response_timeout,
+            prefix: settings.key_prefix.as_str().into(),
         })
     }
 
@@ -307,16 +324,84 @@ impl RedisQueue {
         Ok(())
     }
 
+    /// Whether this speaks to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(*self.target, Target::Cluster { .. })
+    }
+
     /// A connection of its own for blocking waits (a blocking command would
-    /// stall every other command on the shared connection).
-    pub async fn waiter(&self) -> Result<MultiplexedConnection, QueueError> {
-        let config = AsyncConnectionConfig::new()
-            .set_response_timeout(None)
-            .set_connection_timeout(Some(self.response_timeout));
-        Ok(self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?)
+    /// stall every other command on the shared connection), without a
+    /// response timeout shorter than the wait.
+    pub async fn waiter(&self) -> Result<RedisConn, QueueError> {
+        Ok(match &*self.target {
+            Target::Single {
+                client,
+                response_timeout,
+            } => RedisConn::single(client, None, *response_timeout)?,
+            Target::Cluster { waiters } => RedisConn::Cluster(LazyCluster::new(waiters.clone())),
+        })
+    }
+}
+
+/// A lazy connection to the server of `url`.
+fn single(
+    url: &str,
+    certs: Option<Vec<u8>>,
+    response_timeout: Duration,
+) -> Result<(Target, RedisConn), QueueError> {
+    let bad_url = |source| QueueError::Url {
+        url: redact_url(url),
+        source,
+    };
+    let client = match certs {
+        Some(root_cert) => redis::Client::build_with_tls(url, tls_certificates(root_cert)),
+        None => redis::Client::open(url),
+    }
+    .map_err(bad_url)?;
+    let conn = RedisConn::single(&client, Some(response_timeout), response_timeout)?;
+    let target = Target::Single {
+        client,
+        response_timeout,
+    };
+    Ok((target, conn))
+}
+
+/// How long a cluster wait may block at most, plus slack: above any
+/// `queues.idle_wait_ms` a worker uses.
+const CLUSTER_WAIT_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// A lazy connection to the cluster that `nodes` belong to.
+fn cluster(
+    nodes: &[String],
+    certs: Option<Vec<u8>>,
+    response_timeout: Duration,
+) -> Result<(Target, RedisConn), QueueError> {
+    let build = |timeout: Duration| {
+        let mut builder = redis::cluster::ClusterClient::builder(nodes.iter().map(String::as_str))
+            .connection_timeout(response_timeout)
+            .response_timeout(timeout)
+            .retries(4);
+        if let Some(root_cert) = certs.clone() {
+            builder = builder.certs(tls_certificates(root_cert));
+        }
+        builder.build().map_err(|source| QueueError::Url {
+            url: nodes
+                .iter()
+                .map(|n| redact_url(n))
+                .collect::<Vec<_>>()
+                .join(","),
+            source,
+        })
+    };
+    let conn = RedisConn::Cluster(LazyCluster::new(build(response_timeout)?));
+    let waiters = build(CLUSTER_WAIT_TIMEOUT)?;
+    Ok((Target::Cluster { waiters }, conn))
+}
+
+fn tls_certificates(root_cert: Vec<u8>) -> redis::TlsCertificates {
+    redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(root_cert),
     }
 }
 
@@ -324,7 +409,7 @@ impl RedisQueue {
 /// without taking anything: `BLMOVE` of a list onto its own tail is a no-op
 /// once it returns. `Ok(true)` when a message is waiting.
 pub async fn wait_for_message(
-    conn: &mut MultiplexedConnection,
+    conn: &mut RedisConn,
     keys: &QueueKeys,
     timeout: Duration,
 ) -> Result<bool, QueueError> {

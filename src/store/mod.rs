@@ -10,16 +10,19 @@
 //!   dead letters;
 //! - `lookup`: reading `job_results` rows (a job by id, a schedule's runs), and the helpers of
 //!   benchmarks and tools;
-//! - `dead`: dead jobs and dead letters, listed and purged by filter.
+//! - `dead`: dead jobs and dead letters, listed and purged by filter;
+//! - `prune`: deleting results past their retention, in small batches.
 
 mod dead;
 mod health;
 mod lookup;
+mod prune;
 
 use chrono::{DateTime, Datelike, Timelike};
 use mysql_async::prelude::*;
 use mysql_async::{Opts, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts, Value};
 
+use crate::config::MysqlSettings;
 use crate::job::{DeadLetter, ResultRow};
 use crate::redact::redact_url;
 
@@ -32,6 +35,7 @@ pub use lookup::{
     count_queue_rows, delete_queue_rows, existing_ids, find_message, find_result,
     runs_by_id_prefix, JobRecord, RunRecord,
 };
+pub use prune::{count_prunable, prune_batch, PruneClass};
 
 /// A MySQL operation that failed; the rows it carried are still owed.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +55,9 @@ pub enum StoreError {
         /// Why.
         message: String,
     },
+    /// The TLS CA file of `mysql.tls_ca_file` cannot be used.
+    #[error(transparent)]
+    Tls(crate::config::ConfigError),
     /// An operation the store does not offer (e.g. a purge with an offset).
     #[error("not supported: {0}")]
     Unsupported(&'static str),
@@ -99,6 +106,9 @@ const MIGRATIONS: &[&str] = &[
         DROP INDEX job_results_status_finished,
         DROP INDEX job_results_queue_kind,
         ADD INDEX job_results_status_queue_finished (status, queue, finished_at)",
+    // Result retention deletes the oldest rows first, in small batches: an
+    // index led by finished_at lets each batch read only the rows it deletes.
+    r"ALTER TABLE job_results ADD INDEX job_results_finished (finished_at)",
 ];
 
 /// Serialises concurrent migrations of several workers starting at once.
@@ -106,17 +116,29 @@ const MIGRATION_LOCK: &str = "conveyor_schema_migration";
 /// Seconds a worker waits for another one's migration to finish.
 const MIGRATION_LOCK_WAIT_S: u32 = 60;
 
-/// Opens a pool of at most `pool_max` connections (opened on demand).
-pub fn open_pool(url: &str, pool_max: usize) -> Result<Pool, StoreError> {
-    let opts = Opts::from_url(url).map_err(|e| StoreError::Url {
+/// Opens a pool of at most `pool_max` connections (opened on demand) to
+/// `mysql.url`, over TLS checked against `mysql.tls_ca_file` when it is set.
+pub fn open_pool(settings: &MysqlSettings, pool_max: usize) -> Result<Pool, StoreError> {
+    let url = &settings.url;
+    let bad_url = |message: String| StoreError::Url {
         url: redact_url(url),
-        message: e.to_string(),
-    })?;
-    let constraints = PoolConstraints::new(0, pool_max.max(1)).ok_or_else(|| StoreError::Url {
-        url: redact_url(url),
-        message: "invalid pool size".to_string(),
-    })?;
+        message,
+    };
+    let opts = Opts::from_url(url).map_err(|e| bad_url(e.to_string()))?;
+    let constraints = PoolConstraints::new(0, pool_max.max(1))
+        .ok_or_else(|| bad_url("invalid pool size".to_string()))?;
+    let ssl = match settings.tls_ca().map_err(StoreError::Tls)? {
+        Some(pem) => Some(
+            opts.ssl_opts()
+                .cloned()
+                .unwrap_or_default()
+                .with_root_certs(vec![pem.into()])
+                .with_disable_built_in_roots(true),
+        ),
+        None => opts.ssl_opts().cloned(),
+    };
     let opts = OptsBuilder::from_opts(opts)
+        .ssl_opts(ssl)
         .pool_opts(PoolOpts::default().with_constraints(constraints))
         // Times are stored as UTC wall-clock values.
         .init(vec!["SET time_zone = '+00:00'"]);

@@ -26,7 +26,9 @@ use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 
+pub mod cluster;
 pub mod http;
+pub mod tls;
 
 /// How long a server may take to answer after it was started.
 const SERVER_START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -187,14 +189,22 @@ pub struct RedisServer {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    extra_args: Vec<String>,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
+        RedisServer::start_with(Vec::new())
+    }
+
+    /// A server with more command-line options (e.g. a TLS port beside
+    /// the plain one).
+    pub fn start_with(extra_args: Vec<String>) -> RedisServer {
         let mut server = RedisServer {
             port: free_port(),
             dir: server_dir(),
             child: None,
+            extra_args,
         };
         server.boot();
         server
@@ -216,6 +226,7 @@ impl RedisServer {
             ])
             // Lets fault tests make the server slow (`DEBUG SLEEP`); it listens on loopback only.
             .args(["--enable-debug-command", "yes"])
+            .args(&self.extra_args)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         self.child = Some(spawn(command));
@@ -235,6 +246,11 @@ impl RedisServer {
     /// Stops the server the clean way (it writes its AOF).
     pub fn stop(&mut self) {
         stop_cleanly(&mut self.child);
+    }
+
+    /// Kills the server with SIGKILL (no AOF flush, no goodbye).
+    pub fn kill9(&mut self) {
+        kill_now(&mut self.child);
     }
 
     /// Starts it again on the same port and data dir.
@@ -265,6 +281,7 @@ pub struct MariaDb {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    extra_args: Vec<String>,
 }
 
 /// InnoDB redo log size of the test servers: small, because every server
@@ -302,6 +319,11 @@ fn mariadb_template() -> PathBuf {
 
 impl MariaDb {
     pub fn start() -> MariaDb {
+        MariaDb::start_with(Vec::new())
+    }
+
+    /// A server with more command-line options (e.g. TLS certificates).
+    pub fn start_with(extra_args: Vec<String>) -> MariaDb {
         let dir = server_dir();
         let status = Command::new("cp")
             .arg("-a")
@@ -314,6 +336,7 @@ impl MariaDb {
             port: free_port(),
             dir,
             child: None,
+            extra_args,
         };
         server.boot();
         server.root_sql(
@@ -351,6 +374,7 @@ impl MariaDb {
                 "--max-connections=500",
                 MARIADB_LOG_FILE_SIZE,
             ])
+            .args(&self.extra_args)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         self.child = Some(spawn(command));
@@ -567,6 +591,18 @@ impl TestEnv {
         let mut process = self.conveyor(args, extra);
         let code = process.wait_exit(Duration::from_secs(60));
         (code, process.log())
+    }
+
+    /// conveyor's own Redis client for this test's space.
+    pub fn queue_client(&self) -> conveyor::redis_queue::RedisQueue {
+        conveyor::redis_queue::RedisQueue::connect(&conveyor::config::RedisSettings {
+            url: self.redis_url.clone(),
+            key_prefix: self.prefix.clone(),
+            response_timeout_ms: 5000,
+            tls_ca_file: String::new(),
+            cluster_nodes: Vec::new(),
+        })
+        .expect("redis url")
     }
 
     pub fn redis(&self) -> redis::Connection {

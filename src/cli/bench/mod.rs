@@ -14,9 +14,15 @@
 //!
 //! - this file: the arguments, the run, and the reports and their printing;
 //! - `workloads`: W1–W4, preloading, producing, and polling for completion;
-//! - `process`: the worker under test as a child process, and its /proc readings.
+//! - `process`: the worker under test as a child process, and its /proc readings;
+//! - `delay_proxy`: Redis and MySQL a round trip away (`--delay-us`);
+//! - `pruning`: old rows for W1 to prune while it runs (`--w1-old-rows`);
+//! - `steady`: W3's producer at a fixed rate and its watcher of commits.
 
+mod delay_proxy;
 mod process;
+mod pruning;
+mod steady;
 mod workloads;
 
 use std::path::PathBuf;
@@ -33,7 +39,7 @@ use conveyor::store;
 
 #[derive(Args, Debug, Clone)]
 #[command(
-    after_help = "Examples:\n  conveyor bench\n  conveyor bench --workloads w1 --w1-jobs 200000 --json\n  CONVEYOR__REDIS__URL=redis://127.0.0.1:6390 conveyor bench --workloads w2,w3"
+    after_help = "Examples:\n  conveyor bench\n  conveyor bench --workloads w1 --w1-jobs 200000 --json\n  conveyor bench --workloads w1 --workers 4 --processors 1\n  conveyor bench --workloads w1 --delay-us 500        # Redis and MySQL 1 ms away\n  CONVEYOR__REDIS__URL=redis://127.0.0.1:6390 conveyor bench --workloads w2,w3"
 )]
 pub(super) struct BenchArgs {
     /// Workloads to run, comma separated: w1, w2, w3, w4.
@@ -42,6 +48,10 @@ pub(super) struct BenchArgs {
     /// W1: no-op jobs preloaded.
     #[arg(long, default_value_t = 100_000)]
     w1_jobs: usize,
+    /// W1: results finished a year ago, put into job_results first; the
+    /// worker runs with a 30-day retention and prunes them during W1.
+    #[arg(long, default_value_t = 0)]
+    w1_old_rows: usize,
     /// W2: sleep jobs.
     #[arg(long, default_value_t = 20_000)]
     w2_jobs: usize,
@@ -75,6 +85,19 @@ pub(super) struct BenchArgs {
     /// Rows per DB batch (default: configuration).
     #[arg(long)]
     batch_size: Option<usize>,
+    /// W1 and W2: worker processes started at once on the workload's queue
+    /// (CPU is their sum, peak RSS the largest one's).
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Put the worker under test behind a TCP proxy that delays every byte
+    /// to and from Redis and MySQL by this many microseconds each way
+    /// (500 = a 1 ms round trip), as if they ran on other hosts.
+    #[arg(long, default_value_t = 0)]
+    delay_us: u64,
+    /// W1 and W2: also report the CPU these processes (e.g. the local Redis
+    /// and MariaDB servers) used during the timed run, per 1000 jobs.
+    #[arg(long, value_delimiter = ',', value_name = "PID,...")]
+    sample_pids: Vec<u32>,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -93,6 +116,9 @@ struct Report {
     latency_ms: Option<Latency>,
     #[serde(skip_serializing_if = "Option::is_none")]
     rss_after_run_mb: Option<f64>,
+    /// CPU seconds per 1000 jobs of each `--sample-pids` process.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    sampled_cpu_s_per_1000_jobs: Vec<(u32, f64)>,
     #[serde(skip_serializing_if = "Option::is_none")]
     idle_cpu_percent: Option<f64>,
     config: String,
@@ -113,6 +139,8 @@ struct Bench {
     args: BenchArgs,
     redis: RedisQueue,
     pool: Pool,
+    /// Settings that point the worker under test at the delay proxies.
+    proxied: Vec<(String, String)>,
 }
 
 pub(super) async fn run(
@@ -121,26 +149,34 @@ pub(super) async fn run(
     args: BenchArgs,
 ) -> anyhow::Result<()> {
     let redis = super::connect_redis(&settings)?;
-    let pool = store::open_pool(&settings.mysql.url, 4)?;
+    let pool = store::open_pool(&settings.mysql, 4)?;
     store::migrate(&pool)
         .await
         .context("preparing the schema")?;
+    let proxied = start_delay_proxies(&settings, args.delay_us)?;
     let bench = Bench {
         config_file,
         settings,
         args: args.clone(),
         redis,
         pool,
+        proxied,
     };
     let mut reports = Vec::new();
     for workload in args.workloads.split(',').map(str::trim) {
-        let report = match workload {
+        let mut report = match workload {
             "w1" => bench.throughput().await?,
             "w2" => bench.io_concurrency().await?,
             "w3" => bench.latency().await?,
             "w4" => bench.memory().await?,
             other => anyhow::bail!("--workloads: unknown workload {other:?} (w1, w2, w3, w4)"),
         };
+        if args.delay_us > 0 {
+            report.config = format!(
+                "Redis and MySQL behind a {} us delay proxy each way; {}",
+                args.delay_us, report.config
+            );
+        }
         if !args.json {
             eprintln!("{}", summary_line(&report));
         }
@@ -152,6 +188,27 @@ pub(super) async fn run(
         print_table(&reports);
     }
     Ok(())
+}
+
+/// Starts a delay proxy in front of Redis and one in front of MySQL, and
+/// returns the settings that send the worker under test through them.
+fn start_delay_proxies(
+    settings: &Settings,
+    delay_us: u64,
+) -> anyhow::Result<Vec<(String, String)>> {
+    if delay_us == 0 {
+        return Ok(Vec::new());
+    }
+    let delay = std::time::Duration::from_micros(delay_us);
+    let mut proxied = Vec::new();
+    for (key, url, port) in [
+        ("CONVEYOR__REDIS__URL", &settings.redis.url, 6379),
+        ("CONVEYOR__MYSQL__URL", &settings.mysql.url, 3306),
+    ] {
+        let proxy = delay_proxy::DelayProxy::start(&delay_proxy::upstream_of(url, port)?, delay)?;
+        proxied.push((key.to_string(), proxy.rewrite(url)?));
+    }
+    Ok(proxied)
 }
 
 fn describe(overrides: &[(String, String)], settings: &Settings) -> String {
@@ -217,6 +274,9 @@ fn summary_line(report: &Report) -> String {
         line.push_str(&format!(
             ", RSS while running {rss:.1} MB, idle CPU {idle:.2} %"
         ));
+    }
+    for (pid, cpu) in &report.sampled_cpu_s_per_1000_jobs {
+        line.push_str(&format!(", pid {pid}: {cpu:.4} CPU s per 1000 jobs"));
     }
     line
 }

@@ -19,6 +19,24 @@ pub(super) struct Usage {
     pub(super) cpu_seconds: f64,
 }
 
+impl Usage {
+    /// Several processes together: CPU summed, the largest RSS.
+    pub(super) fn total(usages: impl Iterator<Item = Usage>) -> Usage {
+        usages.fold(
+            Usage {
+                peak_rss_mb: 0.0,
+                rss_mb: 0.0,
+                cpu_seconds: 0.0,
+            },
+            |sum, one| Usage {
+                peak_rss_mb: sum.peak_rss_mb.max(one.peak_rss_mb),
+                rss_mb: sum.rss_mb.max(one.rss_mb),
+                cpu_seconds: sum.cpu_seconds + one.cpu_seconds,
+            },
+        )
+    }
+}
+
 /// A `conveyor worker` child process on one queue.
 pub(super) struct WorkerProcess {
     child: Child,
@@ -103,7 +121,7 @@ impl Drop for WorkerProcess {
 }
 
 /// User + system CPU seconds of a process (/proc/PID/stat fields 14 and 15).
-fn cpu_seconds(pid: u32) -> f64 {
+pub(super) fn cpu_seconds(pid: u32) -> f64 {
     /// Linux reports CPU time in clock ticks of 1/100 s on every supported platform.
     const TICKS_PER_SECOND: f64 = 100.0;
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();

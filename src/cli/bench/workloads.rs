@@ -6,17 +6,14 @@
 //! a queue but the one it creates for itself (deleted with its rows
 //! afterwards), and never count preloading or cleanup into a timed span.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
-use indicatif::ProgressBar;
-use mysql_async::Pool;
 use serde_json::json;
 
-use super::process::WorkerProcess;
+use super::process::{cpu_seconds, Usage, WorkerProcess};
+use super::steady::{produce_steadily, watch_commits};
 use super::{describe, percentile, progress_bar, Bench, Latency, Report};
-use conveyor::job::now_ms;
 use conveyor::redis_queue::RedisQueue;
 use conveyor::store;
 
@@ -27,7 +24,7 @@ const SETTLE: Duration = Duration::from_secs(3);
 /// Messages per LPUSH when preloading.
 const PUSH_CHUNK: usize = 1000;
 /// Longest a workload may run before the bench gives up on it.
-const WORKLOAD_TIMEOUT: Duration = Duration::from_secs(600);
+pub(super) const WORKLOAD_TIMEOUT: Duration = Duration::from_secs(600);
 
 impl Bench {
     pub(super) async fn throughput(&self) -> anyhow::Result<Report> {
@@ -39,11 +36,19 @@ impl Bench {
             |i| json!({ "id": format!("w1-{i}"), "kind": "noop", "payload": { "i": i } }),
         )
         .await?;
-        let overrides = self.overrides(None);
+        let old = match self.args.w1_old_rows {
+            0 => None,
+            count => Some(self.seed_old_rows(count).await?),
+        };
+        let mut overrides = self.overrides(None);
+        overrides.extend(old.iter().flat_map(|old| old.overrides()));
         let mut report = self
             .run_until_done(&queue, n, &overrides, "W1 no-op")
             .await?;
         report.workload = "W1 throughput";
+        if let Some(old) = old {
+            report.config = format!("{}; {}", old.finish(self).await?, report.config);
+        }
         self.cleanup(&queue).await?;
         Ok(report)
     }
@@ -185,7 +190,7 @@ impl Bench {
 
     /// Environment overrides for the worker under test.
     fn overrides(&self, concurrency: Option<usize>) -> Vec<(String, String)> {
-        let mut out = Vec::new();
+        let mut out = self.proxied.clone();
         if let Some(count) = self.args.processors {
             out.push(("CONVEYOR__PROCESSORS__COUNT".to_string(), count.to_string()));
         }
@@ -222,7 +227,8 @@ impl Bench {
         Ok(())
     }
 
-    /// Starts a worker on the preloaded queue and times it to the last row.
+    /// Starts `--workers` worker processes on the preloaded queue and times
+    /// them to the last row.
     async fn run_until_done(
         &self,
         queue: &str,
@@ -230,7 +236,15 @@ impl Bench {
         overrides: &[(String, String)],
         label: &'static str,
     ) -> anyhow::Result<Report> {
-        let mut worker = WorkerProcess::start(self, queue, overrides)?;
+        let sampled_before: Vec<f64> = self
+            .args
+            .sample_pids
+            .iter()
+            .map(|p| cpu_seconds(*p))
+            .collect();
+        let mut workers = (0..self.args.workers.max(1))
+            .map(|_| WorkerProcess::start(self, queue, overrides))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let started = Instant::now();
         let progress = progress_bar(n as u64, label);
         let mut done = 0;
@@ -239,7 +253,10 @@ impl Bench {
                 started.elapsed() < WORKLOAD_TIMEOUT,
                 "{label}: only {done} of {n} rows after {WORKLOAD_TIMEOUT:?}"
             );
-            anyhow::ensure!(worker.is_running(), "{label}: the worker exited");
+            anyhow::ensure!(
+                workers.iter_mut().all(WorkerProcess::is_running),
+                "{label}: a worker exited"
+            );
             tokio::time::sleep(POLL).await;
             done = self.finished(queue, n).await?;
             progress.set_position(done);
@@ -248,8 +265,24 @@ impl Bench {
         anyhow::ensure!(rows == n as u64, "{label}: {rows} rows for {n} jobs");
         let seconds = started.elapsed().as_secs_f64();
         progress.finish_and_clear();
-        let usage = worker.usage();
-        worker.stop()?;
+        let usage = Usage::total(workers.iter().map(WorkerProcess::usage));
+        let sampled = self
+            .args
+            .sample_pids
+            .iter()
+            .zip(sampled_before)
+            .map(|(pid, before)| (*pid, (cpu_seconds(*pid) - before) * 1000.0 / n as f64))
+            .collect();
+        for worker in workers {
+            worker.stop()?;
+        }
+        let mut config = describe(overrides, &self.settings);
+        if self.args.workers > 1 {
+            config = format!(
+                "{} worker processes, peak RSS of the largest; {config}",
+                self.args.workers
+            );
+        }
         Ok(Report {
             workload: label,
             jobs: n,
@@ -257,7 +290,8 @@ impl Bench {
             jobs_per_s: n as f64 / seconds,
             peak_rss_mb: usage.peak_rss_mb,
             cpu_s_per_1000_jobs: usage.cpu_seconds * 1000.0 / n as f64,
-            config: describe(overrides, &self.settings),
+            sampled_cpu_s_per_1000_jobs: sampled,
+            config,
             ..Report::default()
         })
     }
@@ -282,7 +316,7 @@ impl Bench {
 }
 
 /// A queue name of its own for each run.
-fn bench_queue(workload: &str) -> String {
+pub(super) fn bench_queue(workload: &str) -> String {
     format!("bench-{workload}-{:08x}", rand::random::<u32>())
 }
 
@@ -298,71 +332,3 @@ async fn wait_for_lease(redis: &RedisQueue, queue: &str) -> anyhow::Result<()> {
     }
     Ok(())
 }
-
-/// Pushes `total` jobs at `rate` per second; returns id → enqueue time (ms).
-async fn produce_steadily(
-    redis: &RedisQueue,
-    queue: &str,
-    rate: u64,
-    total: usize,
-    pushed: &AtomicUsize,
-) -> anyhow::Result<Vec<(String, i64)>> {
-    let mut sent = Vec::with_capacity(total);
-    let started = Instant::now();
-    let mut ticker = tokio::time::interval(Duration::from_millis(1));
-    while sent.len() < total {
-        ticker.tick().await;
-        let due = ((started.elapsed().as_secs_f64() * rate as f64) as usize).min(total);
-        let mut messages = Vec::new();
-        while sent.len() < due {
-            let id = format!("w3-{}", sent.len());
-            let at = now_ms();
-            messages.push(serde_json::to_vec(
-                &json!({ "id": id, "kind": "noop", "payload": null, "enqueued_at": at }),
-            )?);
-            sent.push((id, at));
-        }
-        redis.push(queue, &messages).await?;
-        pushed.store(sent.len(), Ordering::Release);
-    }
-    Ok(sent)
-}
-
-/// Polls MySQL (by primary key) for the rows of jobs pushed and not yet seen; returns
-/// id → time first seen (ms). Ids are `w3-<n>` in enqueue order.
-async fn watch_commits(
-    pool: &Pool,
-    total: usize,
-    pushed: &AtomicUsize,
-    progress: &ProgressBar,
-) -> anyhow::Result<HashMap<String, i64>> {
-    let mut seen: HashMap<String, i64> = HashMap::with_capacity(total);
-    let started = Instant::now();
-    let mut next_unseen = 0;
-    while seen.len() < total {
-        anyhow::ensure!(
-            started.elapsed() < WORKLOAD_TIMEOUT,
-            "W3: only {} rows",
-            seen.len()
-        );
-        let sent = pushed.load(Ordering::Acquire);
-        let window: Vec<String> = (next_unseen..sent.min(next_unseen + WATCH_WINDOW))
-            .map(|i| format!("w3-{i}"))
-            .filter(|id| !seen.contains_key(id))
-            .collect();
-        let found = store::existing_ids(pool, &window).await?;
-        let now = now_ms();
-        for id in found {
-            seen.insert(id, now);
-        }
-        while next_unseen < total && seen.contains_key(&format!("w3-{next_unseen}")) {
-            next_unseen += 1;
-        }
-        progress.set_position(seen.len() as u64);
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    Ok(seen)
-}
-
-/// Ids looked up per poll: more than are ever in flight at W3's rates.
-const WATCH_WINDOW: usize = 2000;
