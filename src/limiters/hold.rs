@@ -44,15 +44,8 @@ pub fn held_by<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limiters::tests::entry;
     use crate::limiters::LimiterConfig;
-
-    fn entry(name: &str) -> LimiterConfig {
-        LimiterConfig {
-            name: name.to_string(),
-            concurrency: Some(3),
-            ..LimiterConfig::default()
-        }
-    }
 
     #[test]
     fn a_rate_hold_takes_the_whole_limiter_or_only_the_key() {

@@ -262,7 +262,8 @@ pub fn is_valid_limiter_name(name: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn entry(name: &str) -> LimiterConfig {
+    /// A limiter entry with `concurrency = 3`.
+    pub(super) fn entry(name: &str) -> LimiterConfig {
         LimiterConfig {
             name: name.to_string(),
             concurrency: Some(3),
