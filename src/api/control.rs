@@ -1,7 +1,8 @@
 //! `POST /queues/{q}/pause`, `POST /queues/{q}/resume` and `DELETE /jobs/{id}`:
 //! the operator's controls.
 //!
-//! This module owns the HTTP answers of those actions; the decisions are
+//! This module owns the HTTP answers of those actions, and the calls the
+//! dashboard's buttons share with them; the decisions are
 //! [`crate::control`]'s, shared with the CLI. It must never change a job
 //! beyond what a pause flag or a cancel mark in Redis does.
 
@@ -27,9 +28,42 @@ pub(super) async fn resume(
 }
 
 async fn set_paused(state: &ApiState, queue: &str, paused: bool) -> Result<HttpResponse, ApiError> {
+    pause_queue(state, queue, paused).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Pauses (`true`) or resumes `queue` for every worker, and logs it: the
+/// one call behind the API's routes and the dashboard's buttons.
+pub(crate) async fn pause_queue(
+    state: &ApiState,
+    queue: &str,
+    paused: bool,
+) -> Result<(), control::ControlError> {
     control::set_paused(state.redis(), &state.settings().queues.names, queue, paused).await?;
     log::info!(target: "conveyor::api", "queue {queue} {}", if paused { "paused" } else { "resumed" });
-    Ok(HttpResponse::NoContent().finish())
+    Ok(())
+}
+
+/// Cancels job `id` of `queue` (of any configured queue when `None`), and
+/// logs what it found: the one call behind `DELETE /jobs/{id}` and the
+/// dashboard's cancel button.
+pub(crate) async fn cancel_job(
+    state: &ApiState,
+    queue: Option<&str>,
+    id: &str,
+) -> Result<CancelAnswer, control::ControlError> {
+    let answer = control::cancel_job(
+        state.redis(),
+        state.pool(),
+        &state.settings().queues.names,
+        queue,
+        id,
+    )
+    .await?;
+    if let CancelAnswer::Accepted { queue, state } = &answer {
+        log::info!(target: "conveyor::api", "job {id} of {queue}: {}", state.as_str());
+    }
+    Ok(answer)
 }
 
 /// `202 {"id", "queue", "status": "cancelled" | "cancelling"}`; a finished
@@ -40,14 +74,7 @@ pub(super) async fn cancel(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let queue = queue_param(req.query_string())?;
-    let answer = control::cancel_job(
-        state.redis(),
-        state.pool(),
-        &state.settings().queues.names,
-        queue.as_deref(),
-        &id,
-    )
-    .await?;
+    let answer = cancel_job(&state, queue.as_deref(), &id).await?;
     match answer {
         CancelAnswer::Accepted { queue, state: s } => Ok(HttpResponse::Accepted()
             .json(json!({ "id": *id, "queue": queue, "status": s.as_str() }))),

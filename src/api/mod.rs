@@ -26,7 +26,7 @@
 //! | `GET /metrics` | Prometheus text format |
 //! | `/ui/...` | the dashboard ([`crate::ui`]), with its own login |
 
-mod control;
+pub(crate) mod control;
 mod error;
 pub(crate) mod jobs;
 mod limiters;

@@ -29,6 +29,7 @@ use mysql_async::prelude::Queryable;
 pub mod cluster;
 pub mod http;
 pub mod tls;
+pub mod ui;
 
 /// How long a server may take to answer after it was started.
 const SERVER_START_TIMEOUT: Duration = Duration::from_secs(60);
