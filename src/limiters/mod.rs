@@ -9,7 +9,10 @@
 //! and windows, and `redis_queue` passes it these numbers.
 
 pub mod control;
+mod hold;
 pub mod waiting;
+
+pub use hold::{held_by, RateHold, MAX_RATE_HOLD_MS};
 
 use std::collections::HashSet;
 use std::fmt;
@@ -197,6 +200,16 @@ impl Limiter {
     pub fn covers_queue(&self, queue: &str) -> bool {
         self.queue.as_deref().is_none_or(|q| q == queue)
     }
+
+    /// Whether it has a per-key limit (`per_key_concurrency` or `per_key_rate`).
+    pub fn is_per_key(&self) -> bool {
+        self.per_key_concurrency.is_some() || self.per_key_rate.is_some()
+    }
+
+    /// Whether it counts the jobs of `kind` in `queue`.
+    pub fn matches(&self, queue: &str, kind: &str) -> bool {
+        self.covers_queue(queue) && self.kind.as_deref().is_none_or(|k| k == kind)
+    }
 }
 
 /// Checks every entry and that no two share a name.
@@ -254,7 +267,8 @@ pub fn is_valid_limiter_name(name: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn entry(name: &str) -> LimiterConfig {
+    /// A limiter entry with `concurrency = 3`.
+    pub(super) fn entry(name: &str) -> LimiterConfig {
         LimiterConfig {
             name: name.to_string(),
             concurrency: Some(3),
