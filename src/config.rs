@@ -404,6 +404,10 @@ pub struct HttpKindSettings {
     pub allow_hosts: Vec<String>,
     /// Most requests one `gather` job may make.
     pub max_gather_requests: usize,
+    /// How long a 429 without `Retry-After` holds its limiters back (ms).
+    pub retry_after_default_ms: u64,
+    /// Longest hold-back or retry delay a `Retry-After` may ask for (ms).
+    pub retry_after_max_ms: u64,
 }
 
 impl Default for HttpKindSettings {
@@ -416,6 +420,8 @@ impl Default for HttpKindSettings {
             allow_private: false,
             allow_hosts: Vec::new(),
             max_gather_requests: 50,
+            retry_after_default_ms: 1000,
+            retry_after_max_ms: 3_600_000,
         }
     }
 }
@@ -530,6 +536,10 @@ impl Settings {
             "kinds.http.max_gather_requests",
             self.kinds.http.max_gather_requests as u64,
         )?;
+        positive(
+            "kinds.http.retry_after_max_ms",
+            self.kinds.http.retry_after_max_ms,
+        )?;
         if let Some(bad) = self
             .kinds
             .http
@@ -610,6 +620,14 @@ impl Settings {
             (
                 "kinds.http.connect_timeout_ms",
                 self.kinds.http.connect_timeout_ms,
+            ),
+            (
+                "kinds.http.retry_after_default_ms",
+                self.kinds.http.retry_after_default_ms,
+            ),
+            (
+                "kinds.http.retry_after_max_ms",
+                self.kinds.http.retry_after_max_ms,
             ),
         ];
         match durations.iter().find(|(_, ms)| *ms > MAX_DURATION_MS) {

@@ -451,6 +451,17 @@ pub enum Outcome {
         /// Why the attempt failed.
         error: String,
     },
+    /// Not final, no attempt counted: its handler reported a rate limit;
+    /// it runs again after `hold.delay_ms`, and its limiters are held back
+    /// as long.
+    RateLimited {
+        /// The job.
+        handle: JobHandle,
+        /// When it may run again (unix ms).
+        due_ms: i64,
+        /// What it holds back, and for how long.
+        hold: crate::limiters::RateHold,
+    },
     /// Not started: its `run_at` is in the future.
     Defer {
         /// The job.
@@ -466,7 +477,9 @@ impl Outcome {
         match self {
             Outcome::Finished(row) => &row.handle,
             Outcome::Malformed(letter) => &letter.handle,
-            Outcome::Retry { handle, .. } | Outcome::Defer { handle, .. } => handle,
+            Outcome::Retry { handle, .. }
+            | Outcome::Defer { handle, .. }
+            | Outcome::RateLimited { handle, .. } => handle,
         }
     }
 

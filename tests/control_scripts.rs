@@ -50,6 +50,7 @@ async fn fail_attempt(redis: &RedisQueue, job: &ClaimedJob) -> usize {
         token: job.handle.token.clone(),
         due_ms: far_future(),
         failure: Some((1, "boom".to_string())),
+        hold: None,
     };
     redis
         .reschedule("default", "w1", &[retry])

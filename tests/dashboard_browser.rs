@@ -1,8 +1,10 @@
 //! The dashboard in a real headless Chromium (through chromedriver and the
 //! fantoccini WebDriver client) against a real worker with real Redis and
 //! MariaDB: log in, read the queue counts, open jobs, retry a dead job and
-//! see it succeed, delete dead jobs after the confirmation page; with no
-//! console errors and no request leaving the server. Each page is
+//! see it succeed, delete dead jobs after the confirmation page, pause a
+//! queue (and see the worker start nothing from it), cancel a waiting job,
+//! resume the queue, read the limiters; with no console errors and no
+//! request leaving the server. Each page is
 //! screenshotted (PNG) into `target/dashboard-screenshots/`, or into
 //! `$CONVEYOR_SCREENSHOTS` when set (`docs/dashboard/` holds the ones the
 //! docs show).
@@ -171,14 +173,25 @@ async fn screenshot(client: &Client, name: &str) {
     std::fs::write(screenshot_dir().join(format!("{name}.png")), png).expect("write screenshot");
 }
 
+/// Whether a WebDriver error says the element went away with its page
+/// (pages of unfinished jobs reload themselves every 2 s).
+fn is_stale(error: &fantoccini::error::CmdError) -> bool {
+    error.is_stale_element_reference()
+}
+
 async fn text_of(client: &Client, css: &str) -> String {
-    client
-        .find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no {css}: {e}"))
-        .text()
-        .await
-        .expect("text")
+    for _ in 0..10 {
+        let element = client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"));
+        match element.text().await {
+            Ok(text) => return text,
+            Err(error) if is_stale(&error) => continue,
+            Err(error) => panic!("text of {css}: {error}"),
+        }
+    }
+    panic!("{css} kept going stale")
 }
 
 /// Reloads `path` until `css` reads `want` (pages of running jobs change).
@@ -258,6 +271,121 @@ fn seed(env: &TestEnv, hook: &str) {
     env.push("emails", &[later.to_string()]);
 }
 
+/// Clicks the element `css` finds, then waits until the browser shows a
+/// URL ending in `then` (the page the click leads to).
+async fn click(client: &Client, css: &str, then: &str) {
+    for attempt in 0.. {
+        let element = client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"));
+        match element.click().await {
+            Ok(_) => break,
+            Err(error) if is_stale(&error) && attempt < 10 => continue,
+            Err(error) => panic!("clicking {css}: {error}"),
+        }
+    }
+    let started = Instant::now();
+    while !client
+        .current_url()
+        .await
+        .expect("url")
+        .as_str()
+        .ends_with(then)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "clicking {css} never led to {then}: at {}",
+            client.current_url().await.expect("url"),
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Pauses `emails` from the overview, submits two jobs to it and sees the
+/// worker start neither, cancels one after its confirmation page, resumes
+/// the queue from its page and sees the other run and the cancelled one end
+/// with a `cancelled` row.
+async fn pause_cancel_resume(client: &Client, base: &str, env: &TestEnv) {
+    client.goto(&format!("{base}/ui/")).await.expect("goto");
+    click(
+        client,
+        "tr[data-queue='emails'] button.pause",
+        "/ui/?notice=paused",
+    )
+    .await;
+    assert_eq!(
+        text_of(client, "tr[data-queue='emails'] .state").await,
+        "paused"
+    );
+    blocking(|| {
+        let http = support::http::Http::new(base).with_token(TOKEN);
+        for id in ["held-1", "held-2"] {
+            let body = json!({ "id": id, "kind": "noop", "queue": "emails" });
+            let answer = http.post("/jobs", body.to_string());
+            assert_eq!(answer.status, 202, "{}", answer.text);
+        }
+        // Workers honour a pause within a second: give them three.
+        std::thread::sleep(Duration::from_secs(3));
+        let rows = env.rows();
+        assert!(
+            rows.iter().all(|r| !r.id.starts_with("held-")),
+            "a paused queue's job ran: {rows:?}"
+        );
+    });
+    client
+        .goto(&format!("{base}/ui/queues/emails"))
+        .await
+        .expect("goto");
+    assert_eq!(text_of(client, "#queue-state").await, "paused");
+    assert_eq!(text_of(client, "#depth-pending").await, "2");
+    screenshot(client, "queue-paused").await;
+
+    client
+        .goto(&format!("{base}/ui/jobs/held-1?queue=emails"))
+        .await
+        .expect("goto");
+    assert_eq!(text_of(client, "#job-status").await, "queued");
+    click(client, "#cancel", "/ui/jobs/held-1/cancel?queue=emails").await;
+    assert!(text_of(client, "#cancel-what").await.contains("queued"));
+    screenshot(client, "cancel-confirm").await;
+    click(
+        client,
+        "#confirm",
+        "/ui/jobs/held-1?queue=emails&notice=cancelled",
+    )
+    .await;
+    assert_eq!(text_of(client, "#job-status").await, "cancelled");
+
+    client
+        .goto(&format!("{base}/ui/queues/emails"))
+        .await
+        .expect("goto");
+    click(client, "button.resume", "/ui/queues/emails?notice=resumed").await;
+    assert_eq!(text_of(client, "#queue-state").await, "active");
+    wait_for_text(client, base, "/ui/jobs/held-2", "#job-status", "succeeded").await;
+    wait_for_text(
+        client,
+        base,
+        "/ui/jobs/held-1?queue=emails",
+        "#job-status",
+        "cancelled",
+    )
+    .await;
+    blocking(|| {
+        wait_until("the cancelled row", Duration::from_secs(30), || {
+            env.rows().iter().any(|r| r.id == "held-1")
+        });
+        assert_eq!(env.row("held-1").status, "cancelled");
+    });
+    client
+        .goto(&format!("{base}/ui/jobs/held-1"))
+        .await
+        .expect("goto");
+    assert_eq!(text_of(client, "#job-status").await, "cancelled");
+    screenshot(client, "job-cancelled").await;
+}
+
 /// Runs blocking fixture code (its own runtimes) beside the async test.
 fn blocking<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
@@ -276,7 +404,7 @@ async fn the_dashboard_in_a_real_browser() {
         .expect("config file");
     std::io::Write::write_all(
         &mut config,
-        b"[[schedules]]\nname = \"nightly-report\"\ncron = \"0 3 * * *\"\nkind = \"noop\"\npayload = { report = \"daily\" }\n",
+        b"[[schedules]]\nname = \"nightly-report\"\ncron = \"0 3 * * *\"\nkind = \"noop\"\npayload = { report = \"daily\" }\n\n[[limiters]]\nname = \"partner-api\"\nkind = \"http\"\nconcurrency = 2\nrate = \"100/1s\"\n",
     )
     .expect("write config");
     let config_path = config.path().to_str().expect("utf-8 path").to_string();
@@ -348,6 +476,13 @@ async fn the_dashboard_in_a_real_browser() {
     );
     wait_for_text(&client, &base, "/ui/", "#total-succeeded", "21").await;
     assert_eq!(text_of(&client, "#total-workers").await, "1");
+    assert!(
+        client
+            .find(Locator::Css("tr[data-queue='stats']"))
+            .await
+            .is_err(),
+        "the throughput history is no queue"
+    );
     client
         .find(Locator::Css("#chart canvas"))
         .await
@@ -480,6 +615,23 @@ async fn the_dashboard_in_a_real_browser() {
     )
     .await;
     screenshot(&client, "schedules").await;
+
+    pause_cancel_resume(&client, &base, &env).await;
+
+    // Limiters: the configured one with its use.
+    client
+        .goto(&format!("{base}/ui/limiters"))
+        .await
+        .expect("goto");
+    assert_eq!(
+        text_of(&client, "tr[data-limiter='partner-api'] .concurrency").await,
+        "2"
+    );
+    assert_eq!(
+        text_of(&client, "tr[data-limiter='partner-api'] .rate").await,
+        "100/1s"
+    );
+    screenshot(&client, "limiters").await;
 
     // Dead letters: raw bytes escaped.
     client

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde_json::{json, Value};
-use support::{job, ConveyorProcess, ResultRow, TestEnv};
+use support::{config_file, job, wait_until, ConveyorProcess, ResultRow, TestEnv};
 
 const WAIT: Duration = Duration::from_secs(90);
 const ALLOW_PRIVATE: (&str, &str) = ("CONVEYOR__KINDS__HTTP__ALLOW_PRIVATE", "true");
@@ -37,6 +37,8 @@ struct ServerState {
 /// and the body back as JSON), `/text`, `/calc/{op}[/{delay_ms}]` (POST
 /// `{"a","b"}` → a JSON number, 400 on division by zero, 200 ms each), `/status/{code}/{tag}`,
 /// `/limited/{tag}` (429 with `Retry-After: 1` the first time, then 200),
+/// `/busy/first` (429 with `Retry-After: 2` the first time, then 200) and
+/// `/busy/{tag}` (200),
 /// `/big/{n}` and `/big-stream/{n}` (n bytes with and without
 /// Content-Length), `/slow/{ms}`, `/redirect/{host}/{tag}` (302 to
 /// `http://{host}:{port}/target/{tag}`), `/hops/{n}` (n redirects in a
@@ -155,6 +157,12 @@ async fn route(req: HttpRequest, body: web::Bytes, state: web::Data<ServerState>
             .insert_header(("Retry-After", "1"))
             .body("slow down"),
         "limited" => HttpResponse::Ok().json(json!({ "ok": true })),
+        "busy" if segments.get(1) == Some(&"first") && hits_here == 1 => {
+            HttpResponse::TooManyRequests()
+                .insert_header(("Retry-After", "2"))
+                .body("slow down")
+        }
+        "busy" => HttpResponse::Ok().json(json!({ "ok": true })),
         "big" => HttpResponse::Ok().body(vec![b'x'; number(1) as usize]),
         "big-stream" => {
             let chunks = (number(1) as usize).div_ceil(100);
@@ -390,7 +398,8 @@ fn server_errors_are_retried_until_dead() {
     assert_eq!(server.hits("/status/500/a").len(), 3);
 }
 
-/// 429 with `Retry-After: 1` is retried no sooner than a second later.
+/// 429 with `Retry-After: 1` is tried again no sooner than a second later,
+/// and the 429 costs no attempt.
 #[test]
 fn too_many_requests_is_retried_after_retry_after() {
     let server = TestServer::start();
@@ -403,12 +412,12 @@ fn too_many_requests_is_retried_after_retry_after() {
             10_000,
         ),
         "limited",
-        // The default test backoff cap (200 ms) would shorten the server's delay.
-        &[ALLOW_PRIVATE, ("CONVEYOR__RETRY__MAX_MS", "5000")],
+        // A rate limit is not a failure: no backoff applies, attempts stay 1.
+        &[ALLOW_PRIVATE, ("CONVEYOR__RETRY__MAX_MS", "50")],
     );
     assert_eq!(
         (row.status.as_str(), row.attempts),
-        ("succeeded", 2),
+        ("succeeded", 1),
         "{row:?}"
     );
     assert_eq!(row.output.expect("output")["json"], json!({ "ok": true }));
@@ -416,6 +425,61 @@ fn too_many_requests_is_retried_after_retry_after() {
     assert_eq!(hits.len(), 2);
     let gap = hits[1] - hits[0];
     assert!(gap >= Duration::from_millis(990), "retried after {gap:?}");
+}
+
+/// A 429 holds back the limiter of its kind for every worker: jobs pushed
+/// after it start on neither worker before `Retry-After` has passed, and the
+/// job that met the 429 succeeds with one attempt counted.
+#[test]
+fn too_many_requests_hold_back_the_limiter_on_every_worker() {
+    let server = TestServer::start();
+    let env = TestEnv::new();
+    let config =
+        config_file("[[limiters]]\nname = \"partner\"\nkind = \"http\"\nconcurrency = 8\n");
+    let _a = env.worker_with_config(&config, &[ALLOW_PRIVATE]);
+    let _b = env.worker_with_config(&config, &[ALLOW_PRIVATE]);
+    let busy = |tag: &str| {
+        job_with(
+            "http",
+            tag,
+            json!({ "url": server.url(&format!("/busy/{tag}")) }),
+            3,
+            10_000,
+        )
+    };
+    env.push("default", &[busy("first")]);
+    wait_until("the 429 and its hold", WAIT, || {
+        env.leftover_keys()
+            .iter()
+            .any(|(key, _)| key.contains("partner") && key.ends_with(":held"))
+    });
+    let later: Vec<String> = (0..6).map(|i| busy(&format!("later-{i}"))).collect();
+    env.push("default", &later);
+    env.wait_for_rows(7, WAIT);
+    for row in env.rows() {
+        assert_eq!(
+            (row.status.as_str(), row.attempts),
+            ("succeeded", 1),
+            "{row:?}"
+        );
+    }
+    let refused = server.hits("/busy/first");
+    assert_eq!(refused.len(), 2, "one 429, one success");
+    let hold_ends = refused[0] + Duration::from_millis(1990);
+    assert!(
+        refused[1] >= hold_ends,
+        "tried again {:?} after the 429",
+        refused[1] - refused[0]
+    );
+    for i in 0..6 {
+        let hits = server.hits(&format!("/busy/later-{i}"));
+        assert_eq!(hits.len(), 1);
+        assert!(
+            hits[0] >= hold_ends,
+            "later-{i} started {:?} after the 429, inside the hold",
+            hits[0] - refused[0]
+        );
+    }
 }
 
 /// 404 will not pass: dead after one attempt, one request.

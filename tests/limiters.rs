@@ -8,12 +8,11 @@
 
 mod support;
 
-use std::io::Write as _;
 use std::time::Duration;
 
 use serde_json::json;
 use support::http::{Http, Response};
-use support::{free_port, job, wait_until, ConveyorProcess, TestEnv};
+use support::{config_file, free_port, job, wait_until, TestEnv};
 
 const LONG: Duration = Duration::from_secs(90);
 
@@ -22,24 +21,6 @@ const FAST_LEASE: [(&str, &str); 2] = [
     ("CONVEYOR__RECOVERY__LEASE_MS", "2000"),
     ("CONVEYOR__RECOVERY__HEARTBEAT_MS", "250"),
 ];
-
-fn config_file(text: &str) -> tempfile::NamedTempFile {
-    let mut file = tempfile::Builder::new()
-        .suffix(".toml")
-        .tempfile()
-        .expect("config file");
-    file.write_all(text.as_bytes()).expect("write config");
-    file
-}
-
-fn worker(
-    env: &TestEnv,
-    config: &tempfile::NamedTempFile,
-    extra: &[(&str, &str)],
-) -> ConveyorProcess {
-    let path = config.path().to_str().expect("utf-8 path");
-    env.conveyor(&["--config", path, "worker"], extra)
-}
 
 fn keyed(kind: &str, id: &str, key: Option<&str>, payload: serde_json::Value) -> String {
     let mut envelope: serde_json::Value =
@@ -119,8 +100,8 @@ fn concurrency_holds_across_two_workers_and_other_kinds_pass() {
         .collect();
     jobs.extend((0..30).map(|i| keyed("noop", &format!("quick-{i:03}"), None, json!(i))));
     env.push("default", &jobs);
-    let mut a = worker(&env, &config, &[]);
-    let mut b = worker(&env, &config, &[]);
+    let mut a = env.worker_with_config(&config, &[]);
+    let mut b = env.worker_with_config(&config, &[]);
     env.wait_for_rows(70, LONG);
     let slow = spans(&env, "slow-");
     assert_eq!(slow.len(), 40);
@@ -154,8 +135,8 @@ fn a_rate_holds_across_two_workers_in_every_window() {
         .map(|i| keyed("noop", &format!("r-{i:03}"), None, json!(i)))
         .collect();
     env.push("default", &jobs);
-    let mut a = worker(&env, &config, &[]);
-    let mut b = worker(&env, &config, &[]);
+    let mut a = env.worker_with_config(&config, &[]);
+    let mut b = env.worker_with_config(&config, &[]);
     env.wait_for_rows(40, LONG);
     let starts = spans(&env, "r-");
     // Fixed windows: over any k seconds at most (k + 1) × 8 starts.
@@ -196,8 +177,8 @@ fn per_key_concurrency_holds_per_key_while_keys_run_side_by_side() {
         })
         .collect();
     env.push("default", &jobs);
-    let mut a = worker(&env, &config, &[]);
-    let mut b = worker(&env, &config, &[]);
+    let mut a = env.worker_with_config(&config, &[]);
+    let mut b = env.worker_with_config(&config, &[]);
     env.wait_for_rows(18, LONG);
     for key in keys {
         let overlap = max_overlap(&spans(&env, &format!("{key}-")));
@@ -221,7 +202,7 @@ fn a_killed_slot_holder_gives_its_slot_back_after_its_lease() {
         "default",
         &[keyed("sleep", "held", None, json!({ "ms": 2500 }))],
     );
-    let mut first = worker(&env, &config, &FAST_LEASE);
+    let mut first = env.worker_with_config(&config, &FAST_LEASE);
     let global = format!("{}:limiter:{{single}}:slots", env.prefix);
     let mut redis = env.redis();
     wait_until("the job to take the slot", LONG, || {
@@ -233,7 +214,7 @@ fn a_killed_slot_holder_gives_its_slot_back_after_its_lease() {
     });
     first.kill9();
     env.push("default", &[keyed("noop", "after", None, json!(1))]);
-    let mut second = worker(&env, &config, &FAST_LEASE);
+    let mut second = env.worker_with_config(&config, &FAST_LEASE);
     env.wait_for_rows(2, LONG);
     let held = env.row("held");
     assert_eq!(held.status, "succeeded");
@@ -278,7 +259,7 @@ fn a_bad_key_is_a_dead_letter_with_the_reason() {
             keyed("noop", "good-key", Some("tenant:7"), json!(2)),
         ],
     );
-    let mut w = worker(&env, &config, &[]);
+    let mut w = env.worker_with_config(&config, &[]);
     env.wait_for_rows(1, LONG);
     wait_until("the dead letter", LONG, || !env.dead_letters().is_empty());
     let letters = env.dead_letters();
@@ -302,7 +283,7 @@ fn a_limiter_put_at_run_time_takes_effect_without_restart() {
     let config =
         config_file("[[limiters]]\nname = \"sleepers\"\nkind = \"sleep\"\nconcurrency = 1\n");
     let bind = format!("127.0.0.1:{}", free_port());
-    let mut w = worker(&env, &config, &[("CONVEYOR__API__BIND", bind.as_str())]);
+    let mut w = env.worker_with_config(&config, &[("CONVEYOR__API__BIND", bind.as_str())]);
     w.wait_for_log("api listening", LONG);
     let http = Http::new(&format!("http://{bind}"));
     let first: Vec<String> = (0..6)
@@ -355,7 +336,7 @@ fn a_bad_limiter_put_is_refused_naming_the_field() {
     let env = TestEnv::new();
     let config = config_file("");
     let bind = format!("127.0.0.1:{}", free_port());
-    let mut w = worker(&env, &config, &[("CONVEYOR__API__BIND", bind.as_str())]);
+    let mut w = env.worker_with_config(&config, &[("CONVEYOR__API__BIND", bind.as_str())]);
     w.wait_for_log("api listening", LONG);
     let http = Http::new(&format!("http://{bind}"));
     let cases = [

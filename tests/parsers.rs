@@ -215,7 +215,7 @@ proptest! {
 }
 
 /// Every scalar key of `config/default.toml`, as `section.key`.
-const CONFIG_KEYS: [&str; 34] = [
+const CONFIG_KEYS: [&str; 36] = [
     "redis.url",
     "redis.key_prefix",
     "redis.response_timeout_ms",
@@ -249,6 +249,8 @@ const CONFIG_KEYS: [&str; 34] = [
     "kinds.http.max_body_bytes",
     "kinds.http.connect_timeout_ms",
     "kinds.http.max_redirects",
+    "kinds.http.retry_after_default_ms",
+    "kinds.http.retry_after_max_ms",
     "kinds.http.allow_hosts",
 ];
 

@@ -119,6 +119,7 @@ async fn rescheduled_jobs_come_back_with_their_attempts() {
                 token: token.clone(),
                 due_ms: due,
                 failure: Some((1, "boom".into())),
+                hold: None,
             }],
         )
         .await

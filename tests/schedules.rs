@@ -7,37 +7,17 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::thread::sleep;
 use std::time::Duration;
 
 use serde_json::Value;
 use support::http::Http;
-use support::{free_port, wait_until, ConveyorProcess, TestEnv};
+use support::{config_file, free_port, wait_until, ConveyorProcess, TestEnv};
 
 const LONG: Duration = Duration::from_secs(60);
 
-/// A configuration file holding `schedules` (TOML `[[schedules]]` tables).
-fn config_file(schedules: &str) -> tempfile::NamedTempFile {
-    let mut file = tempfile::Builder::new()
-        .suffix(".toml")
-        .tempfile()
-        .expect("config file");
-    file.write_all(schedules.as_bytes()).expect("write config");
-    file
-}
-
 fn per_second(name: &str, extra: &str) -> String {
     format!("[[schedules]]\nname = \"{name}\"\ncron = \"* * * * * *\"\nkind = \"noop\"\n{extra}\n")
-}
-
-fn worker(
-    env: &TestEnv,
-    config: &tempfile::NamedTempFile,
-    extra: &[(&str, &str)],
-) -> ConveyorProcess {
-    let path = config.path().to_str().expect("utf-8 path");
-    env.conveyor(&["--config", path, "worker"], extra)
 }
 
 fn now_ms() -> i64 {
@@ -101,7 +81,7 @@ fn three_workers_enqueue_each_tick_once_without_gaps() {
     let binds: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
     let mut workers: Vec<ConveyorProcess> = binds
         .iter()
-        .map(|bind| worker(&env, &config, &[("CONVEYOR__API__BIND", bind.as_str())]))
+        .map(|bind| env.worker_with_config(&config, &[("CONVEYOR__API__BIND", bind.as_str())]))
         .collect();
     wait_until("8 ticks committed", LONG, || {
         ticks_of(&env, "beat").len() >= 8
@@ -144,7 +124,7 @@ fn catch_up_after_all_workers_stopped() {
         per_second("every", "catch_up = \"all\"\ncatch_up_window = \"4s\""),
     ));
     let misfire = [("CONVEYOR__SCHEDULER__MISFIRE_MS", "1000")];
-    let mut first = worker(&env, &config, &misfire);
+    let mut first = env.worker_with_config(&config, &misfire);
     wait_until("ticks of every schedule", LONG, || {
         ["skip", "latest", "every"]
             .iter()
@@ -153,7 +133,7 @@ fn catch_up_after_all_workers_stopped() {
     assert_eq!(first.stop(), 0, "{}", first.log());
     let stopped_at = now_ms();
     sleep(Duration::from_secs(8));
-    let mut second = worker(&env, &config, &misfire);
+    let mut second = env.worker_with_config(&config, &misfire);
     let after_restart = |name: &str| -> Vec<(i64, i64)> {
         tick_rows(&env, name)
             .into_iter()
@@ -206,7 +186,7 @@ fn changed_cron_counts_from_now_and_removed_schedule_stops() {
         per_second("changing", "catch_up = \"all\""),
         per_second("removed", "")
     ));
-    let mut first = worker(&env, &before, &[]);
+    let mut first = env.worker_with_config(&before, &[]);
     wait_until("ticks of both", LONG, || {
         ticks_of(&env, "changing").len() >= 2 && ticks_of(&env, "removed").len() >= 2
     });
@@ -217,7 +197,7 @@ fn changed_cron_counts_from_now_and_removed_schedule_stops() {
     let after = config_file(
         "[[schedules]]\nname = \"changing\"\ncron = \"*/2 * * * * *\"\nkind = \"noop\"\ncatch_up = \"all\"\n",
     );
-    let mut second = worker(&env, &after, &[]);
+    let mut second = env.worker_with_config(&after, &[]);
     wait_until("ticks of the new cron", LONG, || {
         ticks_of(&env, "changing")
             .iter()
@@ -255,7 +235,7 @@ fn trigger_pause_and_resume() {
         per_second("fast", "")
     ));
     let bind = format!("127.0.0.1:{}", free_port());
-    let mut w = worker(&env, &config, &[("CONVEYOR__API__BIND", bind.as_str())]);
+    let mut w = env.worker_with_config(&config, &[("CONVEYOR__API__BIND", bind.as_str())]);
     w.wait_for_log("api listening", LONG);
     let http = Http::new(&format!("http://{bind}"));
 
@@ -367,7 +347,7 @@ fn overlap_skip_drops_ticks_while_the_previous_runs() {
         "[[schedules]]\nname = \"slow\"\ncron = \"* * * * * *\"\nkind = \"sleep\"\npayload = { ms = 2500 }\noverlap = \"skip\"\n",
     );
     let bind = format!("127.0.0.1:{}", free_port());
-    let mut w = worker(&env, &config, &[("CONVEYOR__API__BIND", bind.as_str())]);
+    let mut w = env.worker_with_config(&config, &[("CONVEYOR__API__BIND", bind.as_str())]);
     wait_until("three runs", LONG, || ticks_of(&env, "slow").len() >= 3);
     let page = Http::new(&format!("http://{bind}")).get("/metrics").text;
     assert_eq!(w.stop(), 0, "{}", w.log());

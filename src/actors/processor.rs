@@ -36,6 +36,7 @@ use crate::job::{
     Outcome, ResultRow, ValidJob,
 };
 use crate::kinds::{Handler as KindHandler, JobContext, JobError, Registry, Retry};
+use crate::limiters::{RateHold, MAX_RATE_HOLD_MS};
 use crate::metrics::Metrics;
 
 /// What every processor thread needs; shared.
@@ -302,6 +303,21 @@ fn decide(
     started_ms: i64,
 ) -> Outcome {
     match result {
+        Err(JobError {
+            retry: Retry::RateLimited(delay),
+            ..
+        }) => {
+            let delay_ms = (delay.as_millis() as u64).min(MAX_RATE_HOLD_MS);
+            Outcome::RateLimited {
+                handle: job.handle,
+                due_ms: now_ms() + delay_ms as i64,
+                hold: RateHold {
+                    kind: valid.kind,
+                    key: valid.key,
+                    delay_ms,
+                },
+            }
+        }
         Err(error) if !error.is_permanent() && attempt < valid.max_attempts => {
             let delay_ms = match error.retry {
                 Retry::After(Some(delay)) => delay.min(env.backoff.max).as_millis() as u64,
@@ -465,6 +481,30 @@ mod tests {
                 assert!(error.contains("timed out after 10 ms"), "{error}");
             }
             other => panic!("expected a retry, got {other:?}"),
+        }
+    }
+
+    /// A rate limit is no failure: even on the last attempt the job goes
+    /// back with its kind and key for the hold, and no attempt is counted.
+    #[test]
+    fn a_rate_limited_job_goes_back_without_an_attempt() {
+        let mut registry = Registry::new();
+        registry.register_blocking("partner", |_, _| {
+            Err(JobError::rate_limited(Duration::from_millis(1500)))
+        });
+        let env = env_with(registry);
+        let before = now_ms();
+        match run(&env, r#"{"kind":"partner","key":"acme","max_attempts":1}"#) {
+            Outcome::RateLimited { due_ms, hold, .. } => {
+                assert!(due_ms >= before + 1500, "due {} ms ahead", due_ms - before);
+                let expected = RateHold {
+                    kind: "partner".into(),
+                    key: Some("acme".into()),
+                    delay_ms: 1500,
+                };
+                assert_eq!(hold, expected);
+            }
+            other => panic!("expected a rate limit, got {other:?}"),
         }
     }
 

@@ -188,7 +188,16 @@ impl JobQueue for RedisJobQueue {
         self.redis.ack(queue, &self.worker, tokens).await
     }
 
+    /// Writes the holds of rate-limited jobs first, so that no job of their
+    /// limiters starts between a job's return and its hold.
     async fn reschedule(&self, queue: &str, jobs: &[Reschedule]) -> Result<usize, QueueError> {
+        let holds: Vec<_> = jobs.iter().filter_map(|job| job.hold.as_ref()).collect();
+        if !holds.is_empty() {
+            let limiters = self.limiters.current();
+            for hold in holds {
+                self.redis.hold_limiters(queue, &limiters, hold).await?;
+            }
+        }
         self.redis.reschedule(queue, &self.worker, jobs).await
     }
 

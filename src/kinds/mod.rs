@@ -133,6 +133,11 @@ pub enum Retry {
     After(Option<Duration>),
     /// Do not try again: the job is `dead` now.
     Never,
+    /// Not a failure of the job: the service it calls is rate limited. Its
+    /// limiters (or its key, for a per-key limit) are held back for this
+    /// long for every worker, and the job runs again after it without
+    /// counting an attempt.
+    RateLimited(Duration),
 }
 
 /// A handler's failure, with its intent.
@@ -167,6 +172,18 @@ impl JobError {
         JobError {
             message: message.into(),
             retry: Retry::After(Some(delay)),
+        }
+    }
+
+    /// The service the job calls is rate limited for `delay` (e.g. HTTP 429
+    /// with `Retry-After`): the job goes back without counting an attempt,
+    /// and the limiters matching it — or only its key, for a limiter with a
+    /// per-key limit — start none of their jobs on any worker for `delay`
+    /// (at most a day). A job no limiter matches just waits `delay`.
+    pub fn rate_limited(delay: Duration) -> JobError {
+        JobError {
+            message: format!("rate limited for {} ms", delay.as_millis()),
+            retry: Retry::RateLimited(delay),
         }
     }
 

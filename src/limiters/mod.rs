@@ -9,7 +9,10 @@
 //! and windows, and `redis_queue` passes it these numbers.
 
 pub mod control;
+mod hold;
 pub mod waiting;
+
+pub use hold::{held_by, RateHold, MAX_RATE_HOLD_MS};
 
 use std::collections::HashSet;
 use std::fmt;
@@ -23,26 +26,31 @@ use crate::job::{is_valid_queue_name, MAX_NAME_LEN};
 pub const MAX_LIMITER_NAME_LEN: usize = 64;
 
 /// One limiter as written in the configuration or sent to `PUT /limiters/{name}`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimiterConfig {
     #[serde(default)]
-    /// The limiter's name (unique).
+    /// The limiter's name (unique); in a `PUT`, empty or the path's.
+    #[schema(pattern = "^[A-Za-z0-9_.-]{0,64}$")]
     pub name: String,
     /// Only jobs of this queue (all queues when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[A-Za-z0-9_.-]{1,64}$")]
     pub queue: Option<String>,
     /// Only jobs of this kind (all kinds when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 64)]
     pub kind: Option<String>,
     /// Jobs it matches running at once, across all workers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 4_294_967_295_i64)]
     pub concurrency: Option<i64>,
     /// `"N/DURATION"`: at most N starts per window of DURATION.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<String>,
     /// Like `concurrency`, for each job `key` on its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 4_294_967_295_i64)]
     pub per_key_concurrency: Option<i64>,
     /// Like `rate`, for each job `key` on its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -192,6 +200,16 @@ impl Limiter {
     pub fn covers_queue(&self, queue: &str) -> bool {
         self.queue.as_deref().is_none_or(|q| q == queue)
     }
+
+    /// Whether it has a per-key limit (`per_key_concurrency` or `per_key_rate`).
+    pub fn is_per_key(&self) -> bool {
+        self.per_key_concurrency.is_some() || self.per_key_rate.is_some()
+    }
+
+    /// Whether it counts the jobs of `kind` in `queue`.
+    pub fn matches(&self, queue: &str, kind: &str) -> bool {
+        self.covers_queue(queue) && self.kind.as_deref().is_none_or(|k| k == kind)
+    }
 }
 
 /// Checks every entry and that no two share a name.
@@ -249,7 +267,8 @@ pub fn is_valid_limiter_name(name: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn entry(name: &str) -> LimiterConfig {
+    /// A limiter entry with `concurrency = 3`.
+    pub(super) fn entry(name: &str) -> LimiterConfig {
         LimiterConfig {
             name: name.to_string(),
             concurrency: Some(3),

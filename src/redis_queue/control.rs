@@ -94,6 +94,17 @@ return false
     ))
 });
 
+/// The keys whose presence makes a queue exist (see `queue_exists`).
+const QUEUE_KEY_SUFFIXES: [&str; 7] = [
+    "pending",
+    "ready",
+    "jobs",
+    "scheduled",
+    "workers",
+    "paused",
+    "cancelled",
+];
+
 /// `pending` entries the cancel script reads per step.
 const PENDING_SCAN_STEP: usize = 1000;
 
@@ -146,8 +157,10 @@ impl RedisQueue {
         Ok(count > 0)
     }
 
-    /// Queues Redis holds keys of under this prefix, sorted (a `SCAN` of the
-    /// keyspace: for operators' views, not for hot paths).
+    /// Queues Redis holds jobs, leases or a pause flag of under this prefix,
+    /// sorted (a `SCAN` of the keyspace: for operators' views, not for hot
+    /// paths). Other keys in a hash tag (the `{stats}` history, a queue's
+    /// schedule state) do not make a queue.
     pub async fn queues_in_redis(&self) -> Result<Vec<String>, QueueError> {
         let pattern = format!("{}:{{*}}:*", self.prefix);
         let head = format!("{}:{{", self.prefix);
@@ -167,6 +180,7 @@ impl RedisQueue {
                 let name = key
                     .strip_prefix(&head)
                     .and_then(|rest| rest.split_once("}:"))
+                    .filter(|(_, suffix)| QUEUE_KEY_SUFFIXES.contains(suffix))
                     .map(|(queue, _)| queue);
                 if let Some(name) = name.filter(|n| crate::job::is_valid_queue_name(n)) {
                     names.insert(name.to_string());

@@ -96,8 +96,30 @@ impl RedisQueue {
         nonce: &str,
         lease_deadline_ms: i64,
     ) -> ScriptInvocation<'a> {
-        let keys = self.keys(queue);
         let mut invocation = CLAIM.prepare_invoke();
+        self.claim_keys_and_args(
+            &mut invocation,
+            queue,
+            worker,
+            max,
+            nonce,
+            lease_deadline_ms,
+        );
+        invocation
+    }
+
+    /// The KEYS and ARGV every claim script starts with (the limited claim
+    /// adds its own after them).
+    pub(super) fn claim_keys_and_args(
+        &self,
+        invocation: &mut ScriptInvocation<'_>,
+        queue: &str,
+        worker: &str,
+        max: usize,
+        nonce: &str,
+        lease_deadline_ms: i64,
+    ) {
+        let keys = self.keys(queue);
         invocation
             .key(&keys.pending)
             .key(&keys.ready)
@@ -117,7 +139,6 @@ impl RedisQueue {
             .arg(lease_deadline_ms)
             .arg(self.unique_prefix(queue))
             .arg(crate::job::now_ms());
-        invocation
     }
 
     /// Removes committed jobs from `worker`'s hold. Returns how many were
@@ -347,7 +368,7 @@ impl RedisQueue {
 }
 
 /// Names the messages one claim takes from `pending` (`<nonce>-<i>`).
-fn claim_nonce() -> String {
+pub(super) fn claim_nonce() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 

@@ -36,22 +36,37 @@ local function free_slots(slotted, freed, tokens)
 end
 ";
 
+/// Holds a limiter (or one key of it) back: KEYS[1] is its `:held` key,
+/// ARGV[1] how long (ms). A longer hold already in place is kept.
+pub(super) static HOLD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local left = redis.call('PTTL', KEYS[1])
+if left < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], '1', 'PX', ARGV[1]) end
+return 1
+",
+    )
+});
+
 /// Claims like the plain claim, but admits a job only if every limiter
-/// matching it has room: a free concurrency slot (a sorted set of the tokens
+/// matching it has room: no rate hold (`:held`, set when a job of it reported
+/// a rate limit), a free concurrency slot (a sorted set of the tokens
 /// holding one) and room in the current fixed window of its rate (a counter
 /// that expires), for the limiter as a whole and for the job's `key`.
 /// Admitted jobs take their slots and count in their windows; held-back jobs
-/// stay in their list in their place. It looks at most ARGV[6] jobs ahead, and
+/// stay in their list in their place. It looks at most ARGV[8] jobs ahead, and
 /// stops at the first job held back by a limiter that covers the whole queue.
 ///
 /// Takes unique locks, honours a pause and takes cancelled jobs (which never
 /// run, so no limiter holds them) as the plain claim does.
 ///
-/// KEYS: pending, ready, jobs, attempts, errors, wip, workers, ids, slotted,
-/// unique token registry, limited (limiter → jobs held back, rewritten by
-/// each call for `GET /limiters`), paused, cancel, cancelled.
-/// ARGV: max, nonce, worker, lease deadline, the delay reported for a full
-/// concurrency limit (ms), look-ahead, unique lock prefix, now (ms), then
+/// KEYS: those of the plain claim (pending, ready, jobs, attempts, errors,
+/// wip, workers, ids, paused, cancel, cancelled, unique token registry), then
+/// slotted and limited (limiter → jobs held back, rewritten by each call for
+/// `GET /limiters`).
+/// ARGV: those of the plain claim (max, nonce, worker, lease deadline, unique
+/// lock prefix, now), then the delay reported for a full concurrency limit
+/// (ms), the look-ahead, then
 /// nine values per limiter: state key base, kind ('' = any), concurrency,
 /// rate count, rate window ms, per-key concurrency, per-key rate count,
 /// per-key rate window ms (0 = no such limit), name.
@@ -68,12 +83,12 @@ pub(super) static CLAIM_LIMITED: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r"{LEAD_ID_LUA}{UNIQUE_CLAIM_LUA}
 local max = tonumber(ARGV[1])
-local look = tonumber(ARGV[6])
-local recheck = tonumber(ARGV[5])
+local look = tonumber(ARGV[8])
+local recheck = tonumber(ARGV[7])
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local limiters = {{}}
-local lock_prefix, unique_now = ARGV[7], tonumber(ARGV[8])
+local lock_prefix, unique_now = ARGV[5], tonumber(ARGV[6])
 for i = 9, #ARGV, 9 do
   limiters[#limiters + 1] = {{base = ARGV[i], kind = ARGV[i + 1], conc = tonumber(ARGV[i + 2]),
     rn = tonumber(ARGV[i + 3]), rms = tonumber(ARGV[i + 4]), kconc = tonumber(ARGV[i + 5]),
@@ -82,7 +97,7 @@ end
 local out, wip, cancelled = {{}}, {{}}, {{}}
 local lease = '0'
 if redis.call('ZSCORE', KEYS[7], ARGV[3]) then lease = '1' end
-local paused = redis.call('EXISTS', KEYS[12]) == 1
+local paused = redis.call('EXISTS', KEYS[9]) == 1
 local retry, held, stopped, seq, slot_full = -1, {{}}, false, 0, '0'
 
 local function hold(l, delay, whole, slot)
@@ -95,6 +110,8 @@ end
 
 -- The slot sets and windows a job needs, or nil when a limiter holds it back.
 local function room(l, base, conc, rn, rms, takes, whole)
+  local held_for = redis.call('PTTL', base .. ':held')
+  if held_for > 0 then return hold(l, held_for, whole, false) end
   if conc > 0 then
     local set = base .. ':slots'
     if redis.call('ZCARD', set) >= conc then return hold(l, recheck, whole, true) end
@@ -139,10 +156,10 @@ local function take(token, raw, takes, attempts, err, into)
       sets[#sets + 1] = t[1]
     end
   end
-  if #sets > 0 then redis.call('HSET', KEYS[9], token, table.concat(sets, '\n')) end
+  if #sets > 0 then redis.call('HSET', KEYS[13], token, table.concat(sets, '\n')) end
   wip[#wip + 1] = token; wip[#wip + 1] = raw
   into[#into + 1] = token; into[#into + 1] = raw; into[#into + 1] = attempts; into[#into + 1] = err
-  into[#into + 1] = unique_claim(token, raw, lock_prefix, KEYS[10], unique_now)
+  into[#into + 1] = unique_claim(token, raw, lock_prefix, KEYS[12], unique_now)
   max = max - 1
 end
 
@@ -154,7 +171,7 @@ local function take_cancelled(token, raw)
 end
 
 local function from_cancelled()
-  local tokens = redis.call('RPOP', KEYS[14], max)
+  local tokens = redis.call('RPOP', KEYS[11], max)
   if not tokens then return end
   for _, token in ipairs(tokens) do
     local raw = redis.call('HGET', KEYS[3], token)
@@ -173,7 +190,7 @@ local function scan(list, tokens)
     local entry = entries[i]
     local raw = entry
     if tokens then raw = redis.call('HGET', KEYS[3], entry) end
-    if raw and tokens and redis.call('HEXISTS', KEYS[13], entry) == 1 then
+    if raw and tokens and redis.call('HEXISTS', KEYS[10], entry) == 1 then
       take_cancelled(entry, raw)
     elseif raw then
       local takes = admit(raw)
@@ -216,8 +233,8 @@ redis.call('ZADD', KEYS[7], ARGV[4], ARGV[3])
 local reply = {{lease, paused and '1' or '0', tostring(#cancelled / 5), tostring(retry), slot_full}}
 local pairs_out = {{}}
 for name, n in pairs(held) do pairs_out[#pairs_out + 1] = name; pairs_out[#pairs_out + 1] = tostring(n) end
-redis.call('DEL', KEYS[11])
-if #pairs_out > 0 then redis.call('HSET', KEYS[11], unpack(pairs_out)) end
+redis.call('DEL', KEYS[14])
+if #pairs_out > 0 then redis.call('HSET', KEYS[14], unpack(pairs_out)) end
 reply[#reply + 1] = tostring(#pairs_out / 2)
 for _, v in ipairs(pairs_out) do reply[#reply + 1] = v end
 for _, v in ipairs(cancelled) do reply[#reply + 1] = v end

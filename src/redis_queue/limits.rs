@@ -8,10 +8,10 @@
 
 use std::sync::Arc;
 
-use super::lifecycle::{claim_header, claimed_jobs, utf8};
-use super::limit_scripts::CLAIM_LIMITED;
+use super::lifecycle::{claim_header, claim_nonce, claimed_jobs, utf8};
+use super::limit_scripts::{CLAIM_LIMITED, HOLD};
 use super::{Claimed, QueueError, RedisQueue};
-use crate::limiters::{Limiter, Rate};
+use crate::limiters::{held_by, Limiter, Rate, RateHold};
 
 /// How long a worker waits before it looks again at a queue whose jobs a
 /// full concurrency limit holds back, unless a slot is released sooner (ms).
@@ -45,6 +45,30 @@ impl RedisQueue {
         }
     }
 
+    /// Holds back what a rate-limited job of `queue` names (see
+    /// [`held_by`]) for its delay, for every worker: the limited claim
+    /// admits no job of a held limiter (or key) until the hold ends.
+    pub async fn hold_limiters(
+        &self,
+        queue: &str,
+        limiters: &[Limiter],
+        hold: &RateHold,
+    ) -> Result<(), QueueError> {
+        for (limiter, key) in held_by(limiters, queue, hold) {
+            let base = self.limiter_base(queue, limiter);
+            let held = match key {
+                Some(key) => format!("{base}:key:{key}:held"),
+                None => format!("{base}:held"),
+            };
+            let _: i64 = HOLD
+                .key(held)
+                .arg(hold.delay_ms.max(1))
+                .invoke_async(&mut self.conn.clone())
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Claims up to `max` jobs of `queue` that `limiters` allow (all of
     /// them must cover the queue), renewing the lease.
     pub async fn claim_limited(
@@ -56,31 +80,21 @@ impl RedisQueue {
         limiters: &[&Limiter],
     ) -> Result<Claimed, QueueError> {
         let keys = self.keys(queue);
-        let nonce = format!("{:016x}", rand::random::<u64>());
+        let nonce = claim_nonce();
         let mut invocation = CLAIM_LIMITED.prepare_invoke();
+        self.claim_keys_and_args(
+            &mut invocation,
+            queue,
+            worker,
+            max,
+            &nonce,
+            lease_deadline_ms,
+        );
         invocation
-            .key(&keys.pending)
-            .key(&keys.ready)
-            .key(&keys.jobs)
-            .key(&keys.attempts)
-            .key(&keys.errors)
-            .key(keys.wip(worker))
-            .key(&keys.workers)
-            .key(&keys.ids)
             .key(&keys.slotted)
-            .key(self.unique_registry(queue))
             .key(&keys.limited)
-            .key(&keys.paused)
-            .key(&keys.cancel)
-            .key(&keys.cancelled)
-            .arg(max)
-            .arg(&nonce)
-            .arg(worker)
-            .arg(lease_deadline_ms)
             .arg(LIMIT_RECHECK_MS)
-            .arg(max + LOOK_AHEAD)
-            .arg(self.unique_prefix(queue))
-            .arg(crate::job::now_ms());
+            .arg(max + LOOK_AHEAD);
         for limiter in limiters {
             let (rate_count, rate_ms) = rate_args(limiter.rate);
             let (key_rate_count, key_rate_ms) = rate_args(limiter.per_key_rate);

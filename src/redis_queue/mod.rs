@@ -31,6 +31,7 @@
 //! | `P:{q}:freed` | list | a short signal list: pushed when slots are released, for workers waiting on a full limiter |
 //! | `P:{q}:limiter:<name>:slots` | zset | token → claim time (ms): the concurrency slots of a limiter with `queue = q` |
 //! | `P:{q}:limiter:<name>:window:<n>` | string | starts in the rate window n (expires after two windows) |
+//! | `P:{q}:limiter:<name>:held` | string | present while a rate-limited job holds the limiter back (expires by itself) |
 //! | `P:{q}:limiter:<name>:key:<key>:…` | | the same per job key (`per_key_concurrency`, `per_key_rate`) |
 //! | `P:limiter:{<name>}:…` | | the same for a limiter without a `queue` (its own hash tag; see docs/limiters.md) |
 //!
@@ -157,8 +158,10 @@ pub struct Reschedule {
     /// When it may run again (unix ms).
     pub due_ms: i64,
     /// Attempts made and the error, after a failed attempt; `None` when the
-    /// job did not start (its `run_at` lies ahead).
+    /// job did not start (its `run_at` lies ahead) or reported a rate limit.
     pub failure: Option<(u32, String)>,
+    /// The job reported a rate limit: what it holds back, and how long.
+    pub hold: Option<crate::limiters::RateHold>,
 }
 
 /// Names of one queue's keys.

@@ -13,7 +13,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::error::UiError;
-use super::guard::Viewer;
+use super::guard::{Authorized, CsrfField, Viewer};
 use super::queues::checked_queue;
 use super::view::{html, printable, see_other, shorten, Chrome, Pager, PAGE_SIZE};
 use crate::api::ApiState;
@@ -283,12 +283,14 @@ pub(super) struct BulkForm {
     csrf: String,
 }
 
-pub(super) async fn bulk(
-    state: web::Data<ApiState>,
-    viewer: web::ReqData<Viewer>,
-    form: web::Form<BulkForm>,
-) -> Result<HttpResponse, UiError> {
-    viewer.authorize(&state, &form.csrf)?;
+impl CsrfField for BulkForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+pub(super) async fn bulk(allowed: Authorized<BulkForm>) -> Result<HttpResponse, UiError> {
+    let (state, form) = (&allowed.state, &allowed.form);
     let bulk = Bulk::parse(&form.action)?;
     let mut filter = form.filters.to_filter(now_ms())?;
     let (code, n) = match bulk {

@@ -10,6 +10,8 @@ use askama::Template;
 
 use super::view::Chrome;
 use crate::api::ApiError;
+use crate::control::ControlError;
+use crate::limiters::control::ControlError as LimiterControlError;
 use crate::redact::redact_text;
 use crate::redis_queue::QueueError;
 use crate::requeue::RequeueError;
@@ -28,6 +30,9 @@ pub enum UiError {
     /// read-only dashboard (403); nothing was changed.
     #[error("{0}")]
     Forbidden(String),
+    /// The action no longer applies (409): e.g. the job has finished.
+    #[error("{0}")]
+    Conflict(String),
     /// The request needs a login first: redirect to the login form.
     #[error("log in first")]
     Login {
@@ -62,6 +67,28 @@ impl From<RequeueError> for UiError {
     }
 }
 
+impl From<ControlError> for UiError {
+    fn from(error: ControlError) -> UiError {
+        match error {
+            ControlError::InvalidQueue(_) | ControlError::InvalidId(_) => {
+                UiError::BadRequest(error.to_string())
+            }
+            ControlError::UnknownQueue(_) => UiError::NotFound(error.to_string()),
+            ControlError::Redis(e) => e.into(),
+            ControlError::Mysql(e) => e.into(),
+        }
+    }
+}
+
+impl From<LimiterControlError> for UiError {
+    fn from(error: LimiterControlError) -> UiError {
+        match error {
+            LimiterControlError::Invalid { .. } => UiError::BadRequest(error.to_string()),
+            LimiterControlError::Queue(e) => e.into(),
+        }
+    }
+}
+
 impl From<ApiError> for UiError {
     fn from(error: ApiError) -> UiError {
         match error.status_code() {
@@ -89,6 +116,7 @@ impl ResponseError for UiError {
             UiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             UiError::NotFound(_) => StatusCode::NOT_FOUND,
             UiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            UiError::Conflict(_) => StatusCode::CONFLICT,
             UiError::Login { .. } => StatusCode::SEE_OTHER,
             UiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }

@@ -10,10 +10,13 @@
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{HttpMessage, ResponseError};
+use actix_web::web::{Data, Form};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, ResponseError};
+use futures::future::LocalBoxFuture;
+use serde::de::DeserializeOwned;
 
 use super::error::UiError;
 use super::session::{Session, SessionError};
@@ -79,6 +82,49 @@ impl Viewer {
 pub(super) struct CsrfForm {
     #[serde(default)]
     pub csrf: String,
+}
+
+/// A form that carries the session's CSRF token.
+pub(super) trait CsrfField {
+    /// The token the form sent (empty when it sent none).
+    fn csrf(&self) -> &str;
+}
+
+impl CsrfField for CsrfForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// A state-changing request the dashboard allows: writable, and its form
+/// (`F`) carries this session's CSRF token. Taking it as a handler's
+/// argument authorizes the request before the handler runs, so an action
+/// handler cannot forget the check.
+pub(super) struct Authorized<F = CsrfForm> {
+    pub state: Data<ApiState>,
+    pub form: F,
+}
+
+impl<F> FromRequest for Authorized<F>
+where
+    F: DeserializeOwned + CsrfField + 'static,
+{
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let form = Form::<F>::from_request(req, payload);
+        let state = req.app_data::<Data<ApiState>>().cloned();
+        let viewer = req.extensions().get::<Viewer>().cloned();
+        Box::pin(async move {
+            let (Some(state), Some(viewer)) = (state, viewer) else {
+                return Err(UiError::Unavailable("the dashboard is not configured".into()).into());
+            };
+            let form = form.await?.into_inner();
+            viewer.authorize(&state, form.csrf())?;
+            Ok(Authorized { state, form })
+        })
+    }
 }
 
 /// Pages anyone may fetch: the login form and the static assets.

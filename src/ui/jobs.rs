@@ -14,10 +14,11 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::error::UiError;
-use super::guard::{CsrfForm, Viewer};
+use super::guard::{Authorized, Viewer};
 use super::queues::checked_queue;
 use super::view::{
-    cut_text, escaped_bytes, html, pretty_json, printable, see_other, Chrome, FULL_VIEW_BYTES,
+    cut_text, escaped_bytes, html, pretty_json, printable, see_other, url_part, Chrome,
+    FULL_VIEW_BYTES,
 };
 use crate::api::jobs::{find_job, Found};
 use crate::api::ApiState;
@@ -38,8 +39,7 @@ pub(super) struct FindQuery {
 /// `/ui/jobs?id=...` (the search box): to the job's page.
 pub(super) async fn find(query: web::Query<FindQuery>) -> Result<HttpResponse, UiError> {
     let id = checked_id(query.id.trim())?;
-    let path: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
-    Ok(see_other(&format!("/ui/jobs/{path}")))
+    Ok(see_other(&format!("/ui/jobs/{}", url_part(&id))))
 }
 
 /// A job id from the URL or a form, checked.
@@ -76,11 +76,19 @@ pub(super) struct JobView {
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
     pub worker: Option<String>,
+    /// Its result row is written: nothing about it changes any more.
+    pub settled: bool,
 }
 
 impl JobView {
     pub(super) fn finished(&self) -> bool {
-        !matches!(self.status.as_str(), "queued" | "running" | "retrying")
+        self.settled
+    }
+
+    /// Whether a cancel can still stop it (waiting, scheduled, retrying or
+    /// running, and not being cancelled already).
+    pub(super) fn cancellable(&self) -> bool {
+        !self.settled && matches!(self.status.as_str(), "queued" | "running" | "retrying")
     }
 }
 
@@ -99,7 +107,11 @@ fn readable(raw: &[u8], max: usize) -> (String, bool) {
     }
 }
 
-async fn load(state: &ApiState, id: &str, queue: Option<&str>) -> Result<JobView, UiError> {
+pub(super) async fn load(
+    state: &ApiState,
+    id: &str,
+    queue: Option<&str>,
+) -> Result<JobView, UiError> {
     let Some(found) = find_job(state, id, queue).await? else {
         return Err(UiError::NotFound(format!(
             "no job {id:?} in {}: it may be waiting in a queue without a status index, or its row was deleted",
@@ -125,6 +137,7 @@ async fn load(state: &ApiState, id: &str, queue: Option<&str>) -> Result<JobView
                 started_at: row.started_at,
                 finished_at: row.finished_at,
                 worker: Some(row.worker),
+                settled: true,
             }
         }
         Found::InRedis { queue, state: job } => {
@@ -143,6 +156,7 @@ async fn load(state: &ApiState, id: &str, queue: Option<&str>) -> Result<JobView
                 finished_at: None,
                 worker: held.and_then(|h| h.worker),
                 queue,
+                settled: false,
             }
         }
     })
@@ -153,6 +167,8 @@ fn notice_text(code: &str) -> Option<String> {
     match code {
         "retried" => Some("Enqueued again under the same id; the dead row stays until the new result replaces it.".into()),
         "copied" => Some("A copy was enqueued under a new id.".into()),
+        "cancelled" => Some("Cancelled: it will not start; its row says cancelled.".into()),
+        "cancelling" => Some("Cancelling: its worker was told to stop it; the row says cancelled unless it finished first.".into()),
         _ => None,
     }
 }
@@ -193,20 +209,17 @@ pub(super) async fn message(
 }
 
 fn back_to(id: &str, notice: &str) -> HttpResponse {
-    let path: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
-    see_other(&format!("/ui/jobs/{path}?notice={notice}"))
+    see_other(&format!("/ui/jobs/{}?notice={notice}", url_part(id)))
 }
 
 /// Retry a dead job: its message again, same id.
 pub(super) async fn retry(
-    state: web::Data<ApiState>,
-    viewer: web::ReqData<Viewer>,
+    allowed: Authorized,
     id: web::Path<String>,
-    form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, UiError> {
-    viewer.authorize(&state, &form.csrf)?;
     let id = checked_id(&id)?;
     let filter = DeadFilter::by_ids([id.clone()]);
+    let state = &allowed.state;
     let done = requeue::retry_dead(state.pool(), state.redis(), &filter).await?;
     if let Some((_, why)) = done.skipped.first() {
         return Err(UiError::BadRequest(format!(
@@ -223,14 +236,12 @@ pub(super) async fn retry(
 
 /// Enqueue a copy of a job's message under a new id.
 pub(super) async fn copy(
-    state: web::Data<ApiState>,
-    viewer: web::ReqData<Viewer>,
+    allowed: Authorized,
     id: web::Path<String>,
-    form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, UiError> {
-    viewer.authorize(&state, &form.csrf)?;
     let id = checked_id(&id)?;
-    let job = load(&state, &id, None).await?;
+    let state = &allowed.state;
+    let job = load(state, &id, None).await?;
     let raw = match store::find_message(state.pool(), &id).await? {
         Some(raw) => raw,
         None => state
@@ -260,15 +271,12 @@ pub(super) async fn copy(
 
 /// Delete a dead job's row (never a succeeded one).
 pub(super) async fn delete(
-    state: web::Data<ApiState>,
-    viewer: web::ReqData<Viewer>,
+    allowed: Authorized,
     id: web::Path<String>,
-    form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, UiError> {
-    viewer.authorize(&state, &form.csrf)?;
     let id = checked_id(&id)?;
     let filter = DeadFilter::by_ids([id.clone()]);
-    let deleted = store::purge(state.pool(), &filter, false).await?;
+    let deleted = store::purge(allowed.state.pool(), &filter, false).await?;
     if deleted == 0 {
         return Err(UiError::NotFound(format!(
             "job {id:?} is not dead (any more)"

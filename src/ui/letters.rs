@@ -11,7 +11,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::error::UiError;
-use super::guard::{CsrfForm, Viewer};
+use super::guard::{Authorized, Viewer};
 use super::view::{
     escaped_bytes, html, see_other, Chrome, Pager, FULL_VIEW_BYTES, PAGE_SIZE, PREVIEW_BYTES,
 };
@@ -160,15 +160,12 @@ fn back(notice: &str) -> HttpResponse {
 }
 
 pub(super) async fn delete(
-    state: web::Data<ApiState>,
-    viewer: web::ReqData<Viewer>,
+    allowed: Authorized,
     id: web::Path<String>,
-    form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, UiError> {
-    viewer.authorize(&state, &form.csrf)?;
     let id = letter_id(&id)?;
     let filter = DeadFilter::by_ids([id.to_string()]);
-    if store::purge(state.pool(), &filter, true).await? == 0 {
+    if store::purge(allowed.state.pool(), &filter, true).await? == 0 {
         return Err(UiError::NotFound(format!("no dead letter {id}")));
     }
     Ok(back("deleted"))
@@ -176,14 +173,12 @@ pub(super) async fn delete(
 
 /// Push the raw message onto its queue again (then the letter is deleted).
 pub(super) async fn push(
-    state: web::Data<ApiState>,
-    viewer: web::ReqData<Viewer>,
+    allowed: Authorized,
     id: web::Path<String>,
-    form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, UiError> {
-    viewer.authorize(&state, &form.csrf)?;
     let id = letter_id(&id)?;
     let filter = DeadFilter::by_ids([id.to_string()]);
+    let state = &allowed.state;
     if requeue::retry_letters(state.pool(), state.redis(), &filter)
         .await?
         .is_empty()

@@ -8,25 +8,30 @@
 //!
 //! | page | shows | actions |
 //! |---|---|---|
-//! | `/ui/` | totals, throughput (1 h / 24 h), queues, workers alive | |
-//! | `/ui/queues/{q}` | waiting, due again, scheduled, running jobs, paged | |
-//! | `/ui/jobs/{id}` | envelope, status, attempts, timings, output or error, worker | retry, delete, enqueue a copy |
+//! | `/ui/` | totals, throughput (1 h / 24 h), queues (paused or not), workers alive | pause, resume a queue |
+//! | `/ui/queues/{q}` | waiting, due again, scheduled, running jobs, paged | pause, resume |
+//! | `/ui/jobs/{id}` | envelope, status, attempts, timings, output or error, worker | retry, delete, enqueue a copy, cancel (after a confirmation) |
 //! | `/ui/dead` | dead jobs by queue, kind, error text, age | retry / delete one, or all that match |
 //! | `/ui/dead-letters` | raw bytes (escaped), reason, time | delete, push again |
 //! | `/ui/workers` | beacons and leases | |
 //! | `/ui/schedules` | cron, time zone, next run, state, latest runs | run now, pause, resume |
+//! | `/ui/limiters` | each limiter's selector and limits, slots in use, jobs held back | |
 //!
-//! The pages read and act through the same `redis_queue`, `store` and
-//! [`crate::requeue`] and [`crate::schedules::control`] functions as the JSON API and the CLI: this module
-//! has no queries of its own. It must never change anything on a request
-//! that the `guard` module did not authorize (session, CSRF token, writable).
+//! The pages read and act through the same `redis_queue`, `store`,
+//! [`crate::requeue`], [`crate::control`], [`crate::limiters::control`] and
+//! [`crate::schedules::control`] functions as the JSON API and the CLI: this
+//! module has no queries of its own. It must never change anything on a
+//! request that the `guard` module did not authorize (session, CSRF token,
+//! writable): every action handler takes the guard's `Authorized` extractor.
 
 mod assets;
+mod cancel;
 mod dead;
 mod error;
 mod guard;
 mod jobs;
 mod letters;
+mod limiters;
 mod login;
 mod overview;
 mod queues;
@@ -81,12 +86,15 @@ pub fn routes(config: &mut web::ServiceConfig) {
             .route("/logout", web::post().to(login::logout))
             .route("/queues", web::get().to(queues::list))
             .route("/queues/{name}", web::get().to(queues::show))
+            .route("/queues/{name}/{action}", web::post().to(queues::act))
             .route("/jobs", web::get().to(jobs::find))
             .route("/jobs/{id}", web::get().to(jobs::show))
             .route("/jobs/{id}/message", web::get().to(jobs::message))
             .route("/jobs/{id}/retry", web::post().to(jobs::retry))
             .route("/jobs/{id}/copy", web::post().to(jobs::copy))
             .route("/jobs/{id}/delete", web::post().to(jobs::delete))
+            .route("/jobs/{id}/cancel", web::get().to(cancel::confirm))
+            .route("/jobs/{id}/cancel", web::post().to(cancel::cancel))
             .route("/dead", web::get().to(dead::list))
             .route("/dead/confirm", web::get().to(dead::confirm))
             .route("/dead/bulk", web::post().to(dead::bulk))
@@ -98,6 +106,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
             .route("/workers", web::get().to(workers::page))
             .route("/schedules", web::get().to(schedules::list))
             .route("/schedules/{name}/{action}", web::post().to(schedules::act))
+            .route("/limiters", web::get().to(limiters::list))
             .route("/assets/{name}", web::get().to(assets::serve))
             .default_service(web::to(no_page)),
     );

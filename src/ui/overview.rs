@@ -30,6 +30,14 @@ pub(super) struct QueueLine {
     pub dead: u64,
     /// Age of the oldest waiting job ("-" when none, or it has no enqueue time).
     pub latency: String,
+    /// Whether workers start its jobs: `active` or `paused`.
+    pub state: &'static str,
+}
+
+impl QueueLine {
+    pub(super) fn paused(&self) -> bool {
+        self.state == "paused"
+    }
 }
 
 /// The numbers of the overview, as the page and its JSON show them.
@@ -43,20 +51,20 @@ pub(super) struct Snapshot {
     pub queues: BTreeMap<String, QueueLine>,
 }
 
-/// The queues to show: the configured ones plus every queue with dead jobs.
+/// The queues to show: the configured ones, every queue Redis holds
+/// something of (as `GET /queues` lists them), and every queue with dead jobs.
 pub(super) async fn snapshot(state: &ApiState) -> Result<Snapshot, UiError> {
     let dead_counts: BTreeMap<String, u64> = store::dead_counts(state.pool())
         .await?
         .into_iter()
         .collect();
     let mut names: Vec<String> = state.settings().queues.names.clone();
-    names.extend(
-        dead_counts
-            .keys()
-            .filter(|q| !names.contains(q))
-            .cloned()
-            .collect::<Vec<_>>(),
-    );
+    let others = state.redis().queues_in_redis().await?;
+    for name in others.into_iter().chain(dead_counts.keys().cloned()) {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
     let now = now_ms();
     let mut queues = BTreeMap::new();
     for name in names {
@@ -74,6 +82,7 @@ pub(super) async fn snapshot(state: &ApiState) -> Result<Snapshot, UiError> {
             running: depths.running,
             scheduled: depths.scheduled,
             latency,
+            state: if depths.paused { "paused" } else { "active" },
         };
         queues.insert(name, line);
     }
@@ -102,6 +111,8 @@ struct OverviewPage {
 pub(super) struct RangeQuery {
     #[serde(default)]
     range: String,
+    #[serde(default)]
+    notice: String,
 }
 
 /// `1h` (default) or `24h`, as minutes.
@@ -132,6 +143,7 @@ pub(super) async fn page(
         .map(|(minute, counts)| (rfc3339(minute * 60_000), counts))
         .collect();
     let mut chrome = viewer.chrome("Overview", "overview");
+    chrome.notice = super::queues::notice_text(&query.notice);
     chrome.live_source = Some("/ui/overview.json");
     let page = OverviewPage {
         chrome,

@@ -1,9 +1,12 @@
-//! The queue pages: `/ui/queues` (every queue's depths) and
+//! The queue pages: `/ui/queues` (every queue's depths and pause state) and
 //! `/ui/queues/{q}` (its waiting, due-again, scheduled and running jobs,
-//! paged, newest or oldest first).
+//! paged, newest or oldest first); and pausing or resuming a queue.
 //!
-//! It reads through `redis_queue`'s bounded views only. It must never
-//! change a queue, and never read more than a page of it.
+//! It reads through `redis_queue`'s bounded views only, and pauses or
+//! resumes through the same call as `POST /queues/{q}/pause` (over
+//! [`crate::control::set_paused`], like `conveyor queue pause`). It must
+//! never read more than a page of a queue, and never change a queue on a
+//! form whose CSRF token does not match.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
@@ -11,9 +14,12 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::error::UiError;
-use super::guard::Viewer;
+use super::guard::{Authorized, CsrfField, Viewer};
 use super::overview::{snapshot, Snapshot};
-use super::view::{html, rfc3339, summarize, Chrome, MessageSummary, Pager, PAGE_SIZE};
+use super::view::{
+    html, rfc3339, see_other, summarize, url_part, Chrome, MessageSummary, Pager, PAGE_SIZE,
+};
+use crate::api::control::pause_queue;
 use crate::api::ApiState;
 use crate::job::is_valid_queue_name;
 use crate::redis_queue::{ListedJob, PageRequest, QueueDepths};
@@ -25,11 +31,31 @@ struct QueuesPage {
     snapshot: Snapshot,
 }
 
+/// The `?notice=` of a page a queue action returns to.
+#[derive(Deserialize)]
+pub(super) struct NoticeQuery {
+    #[serde(default)]
+    notice: String,
+}
+
+/// A short fixed message for a queue action's `?notice=` (never echoes it).
+pub(super) fn notice_text(code: &str) -> Option<String> {
+    match code {
+        "paused" => Some(
+            "Paused: every worker stops starting its jobs within a second; running jobs finish, new jobs are still accepted.".into(),
+        ),
+        "resumed" => Some("Resumed: workers start its jobs again.".into()),
+        _ => None,
+    }
+}
+
 pub(super) async fn list(
     state: web::Data<ApiState>,
     viewer: web::ReqData<Viewer>,
+    query: web::Query<NoticeQuery>,
 ) -> Result<HttpResponse, UiError> {
     let mut chrome = viewer.chrome("Queues", "queues");
+    chrome.notice = notice_text(&query.notice);
     chrome.live_source = Some("/ui/overview.json");
     let page = QueuesPage {
         chrome,
@@ -79,6 +105,8 @@ pub(super) struct QueueQuery {
     page: Option<u64>,
     #[serde(default)]
     order: String,
+    #[serde(default)]
+    notice: String,
 }
 
 /// One line of a queue listing.
@@ -175,8 +203,10 @@ pub(super) async fn show(
     } else {
         Pager::new(1, 0, None)
     };
+    let mut chrome = viewer.chrome(&format!("Queue {queue}"), "queues");
+    chrome.notice = notice_text(&query.notice);
     let page = QueuePage {
-        chrome: viewer.chrome(&format!("Queue {queue}"), "queues"),
+        chrome,
         queue,
         depths,
         tab: tab.name(),
@@ -186,6 +216,55 @@ pub(super) async fn show(
         sample: !paged,
     };
     Ok(html(StatusCode::OK, &page))
+}
+
+/// The form of a pause or resume button: the CSRF token, and the page it
+/// came from (`overview`, `queues`, else the queue's own page).
+#[derive(Deserialize)]
+pub(super) struct PauseForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    from: String,
+}
+
+impl CsrfField for PauseForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+/// `pause` or `resume` from the URL: whether the queue ends up paused.
+fn pausing(action: &str) -> Result<bool, UiError> {
+    match action {
+        "pause" => Ok(true),
+        "resume" => Ok(false),
+        _ => Err(UiError::NotFound(
+            "queue actions are pause and resume".into(),
+        )),
+    }
+}
+
+/// Where a pause or resume button returns to (a fixed page, never the form's text).
+fn return_path(from: &str, queue: &str, notice: &str) -> String {
+    match from {
+        "overview" => format!("/ui/?notice={notice}"),
+        "queues" => format!("/ui/queues?notice={notice}"),
+        _ => format!("/ui/queues/{}?notice={notice}", url_part(queue)),
+    }
+}
+
+/// `POST /ui/queues/{q}/pause` and `.../resume`.
+pub(super) async fn act(
+    allowed: Authorized<PauseForm>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, UiError> {
+    let (name, action) = path.into_inner();
+    let queue = checked_queue(&name)?;
+    let paused = pausing(&action)?;
+    pause_queue(&allowed.state, &queue, paused).await?;
+    let notice = if paused { "paused" } else { "resumed" };
+    Ok(see_other(&return_path(&allowed.form.from, &queue, notice)))
 }
 
 #[cfg(test)]
@@ -200,5 +279,27 @@ mod tests {
         assert!(checked_queue("emails.v2").is_ok());
         assert!(checked_queue("bad name").is_err());
         assert!(checked_queue("<script>").is_err());
+    }
+
+    #[test]
+    fn queue_actions_are_pause_and_resume() {
+        assert_eq!(pausing("pause").ok(), Some(true));
+        assert_eq!(pausing("resume").ok(), Some(false));
+        assert!(pausing("delete").is_err());
+    }
+
+    #[test]
+    fn a_queue_action_returns_to_a_fixed_page() {
+        assert_eq!(return_path("overview", "q", "paused"), "/ui/?notice=paused");
+        assert_eq!(
+            return_path("queues", "q", "resumed"),
+            "/ui/queues?notice=resumed"
+        );
+        assert_eq!(
+            return_path("https://evil.example/", "a.b-c", "paused"),
+            "/ui/queues/a.b-c?notice=paused"
+        );
+        assert!(notice_text("paused").is_some());
+        assert!(notice_text("<script>").is_none());
     }
 }

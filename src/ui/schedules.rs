@@ -12,7 +12,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::error::UiError;
-use super::guard::{CsrfForm, Viewer};
+use super::guard::{Authorized, Viewer};
 use super::view::{html, see_other, Chrome};
 use crate::api::ApiState;
 use crate::job::now_ms;
@@ -82,12 +82,10 @@ impl Action {
 }
 
 pub(super) async fn act(
-    state: web::Data<ApiState>,
-    viewer: web::ReqData<Viewer>,
+    allowed: Authorized,
     path: web::Path<(String, String)>,
-    form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, UiError> {
-    viewer.authorize(&state, &form.csrf)?;
+    let state = &allowed.state;
     let (name, action) = path.into_inner();
     let action = Action::parse(&action)?;
     let schedule = control::find(state.schedules(), &name)?;

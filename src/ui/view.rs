@@ -66,6 +66,11 @@ pub(super) fn html(status: StatusCode, page: &impl Template) -> HttpResponse {
     }
 }
 
+/// `text` as one part of a URL path or query (percent-encoded).
+pub(super) fn url_part(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
 /// A redirect after a form (303: the browser follows with a GET).
 pub(super) fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther()

@@ -29,6 +29,7 @@ use mysql_async::prelude::Queryable;
 pub mod cluster;
 pub mod http;
 pub mod tls;
+pub mod ui;
 
 /// How long a server may take to answer after it was started.
 const SERVER_START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -550,6 +551,17 @@ impl TestEnv {
         self.conveyor(&["worker"], extra)
     }
 
+    /// Starts `conveyor --config <config> worker` with this test's settings
+    /// plus `extra`.
+    pub fn worker_with_config(
+        &self,
+        config: &tempfile::NamedTempFile,
+        extra: &[(&str, &str)],
+    ) -> ConveyorProcess {
+        let path = config.path().to_str().expect("utf-8 path");
+        self.conveyor(&["--config", path, "worker"], extra)
+    }
+
     /// Runs the `conveyor` binary with `args` in the background.
     pub fn conveyor(&self, args: &[&str], extra: &[(&str, &str)]) -> ConveyorProcess {
         self.program(Path::new(env!("CARGO_BIN_EXE_conveyor")), args, extra)
@@ -844,4 +856,15 @@ pub fn job(kind: &str, id: Option<&str>, payload: serde_json::Value) -> String {
         envelope["id"] = serde_json::json!(id);
     }
     envelope.to_string()
+}
+
+/// A throw-away TOML configuration file holding `text`.
+pub fn config_file(text: &str) -> tempfile::NamedTempFile {
+    use std::io::Write as _;
+    let mut file = tempfile::Builder::new()
+        .suffix(".toml")
+        .tempfile()
+        .expect("config file");
+    file.write_all(text.as_bytes()).expect("write config");
+    file
 }

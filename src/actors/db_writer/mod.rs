@@ -202,7 +202,9 @@ impl Handler<Record> for DbWriter {
             match outcome {
                 Outcome::Finished(row) => rows.push(row),
                 Outcome::Malformed(letter) => letters.push(letter),
-                Outcome::Retry { handle, .. } | Outcome::Defer { handle, .. } => {
+                Outcome::Retry { handle, .. }
+                | Outcome::Defer { handle, .. }
+                | Outcome::RateLimited { handle, .. } => {
                     log::error!(target: "conveyor::db_writer", "job {} sent for writing without a final outcome; left in Redis", handle.token);
                 }
             }

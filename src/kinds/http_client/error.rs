@@ -6,12 +6,13 @@
 //! credentials or query string into a message (messages end up in the
 //! results table), and never call a refusal by the guard retryable.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 
 use super::guard::{find_refusal, Refusal};
+use crate::config::HttpKindSettings;
 use crate::kinds::JobError;
 
 /// Why a request did not produce a 2xx response with a body under the cap.
@@ -59,12 +60,22 @@ impl HttpError {
     }
 
     /// The failure as a job error, its message prefixed with `context`:
-    /// 5xx, 429 (with `Retry-After` seconds), 408, timeouts and connection
-    /// errors are retryable; refusals, other statuses and oversized bodies are not.
+    /// a 429 is a rate limit (held back for its `Retry-After`, no attempt
+    /// counted); 5xx, 408, timeouts and connection errors are retryable (after
+    /// `Retry-After` when the response names one); refusals, other statuses
+    /// and oversized bodies are not.
     pub(crate) fn to_job_error(&self, context: &str) -> JobError {
         let message = format!("{context}{self}");
         match self {
             _ if self.is_permanent() => JobError::permanent(message),
+            HttpError::Status {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                retry_after,
+                ..
+            } => JobError {
+                message,
+                ..JobError::rate_limited(retry_after.unwrap_or(Duration::ZERO))
+            },
             HttpError::Status {
                 retry_after: Some(delay),
                 ..
@@ -93,21 +104,38 @@ pub(crate) fn display_url(url: &Url) -> String {
     }
 }
 
-/// Longest `Retry-After` taken at its word: one day (`retry.max_ms` caps
-/// it further).
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
-
-/// `Retry-After` in seconds (an HTTP date is ignored: the backoff applies).
-pub(super) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds: u64 = headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
+/// The delay a refused request asks for: its `Retry-After` (seconds or an
+/// HTTP date, measured from `now`), for a 429 without one
+/// `kinds.http.retry_after_default_ms`, never more than
+/// `kinds.http.retry_after_max_ms`.
+pub(super) fn retry_delay(
+    status: StatusCode,
+    headers: &HeaderMap,
+    settings: &HttpKindSettings,
+    now: SystemTime,
+) -> Option<Duration> {
+    let asked = retry_after(headers, now);
+    let asked = if status == StatusCode::TOO_MANY_REQUESTS {
+        Some(asked.unwrap_or(Duration::from_millis(settings.retry_after_default_ms)))
+    } else {
+        asked
+    };
+    asked.map(|delay| delay.min(Duration::from_millis(settings.retry_after_max_ms)))
 }
+
+/// `Retry-After` as a delay: whole seconds, or an HTTP date (a date
+/// already past is no delay). `None` when absent or unreadable.
+fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let text = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Some(Duration::from_secs(seconds.min(MAX_SECONDS)));
+    }
+    let at = httpdate::parse_http_date(text).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// More seconds than any setting allows (keeps the arithmetic in range).
+const MAX_SECONDS: u64 = 100 * 365 * 86_400;
 
 /// Classifies a reqwest error: a refusal by the guard (from the resolver or
 /// the redirect policy) and malformed requests are permanent; connection
@@ -175,27 +203,50 @@ mod tests {
         let limited = error(429, Some(Duration::from_secs(2))).to_job_error("x: ");
         assert_eq!(
             limited,
+            JobError {
+                message: "x: http://h/: HTTP 429 Too Many Requests".into(),
+                ..JobError::rate_limited(Duration::from_secs(2))
+            }
+        );
+        assert_eq!(
+            error(503, Some(Duration::from_secs(3))).to_job_error(""),
             JobError::retry_after(
-                "x: http://h/: HTTP 429 Too Many Requests",
-                Duration::from_secs(2)
+                "http://h/: HTTP 503 Service Unavailable",
+                Duration::from_secs(3)
             )
         );
     }
 
     #[test]
-    fn retry_after_reads_seconds_only() {
-        let mut headers = HeaderMap::new();
-        headers.insert(RETRY_AFTER, HeaderValue::from_static(" 3 "));
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(3)));
-        headers.insert(
-            RETRY_AFTER,
-            HeaderValue::from_static("18446744073709551615"),
+    fn retry_after_reads_seconds_or_a_date_with_a_default_and_a_cap() {
+        let settings = HttpKindSettings {
+            retry_after_default_ms: 1500,
+            retry_after_max_ms: 60_000,
+            ..HttpKindSettings::default()
+        };
+        let now = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").expect("date");
+        let delay = |status: u16, value: Option<&'static str>| {
+            let mut headers = HeaderMap::new();
+            if let Some(value) = value {
+                headers.insert(RETRY_AFTER, HeaderValue::from_static(value));
+            }
+            let status = StatusCode::from_u16(status).expect("status");
+            retry_delay(status, &headers, &settings, now)
+        };
+        let secs = |n: u64| Some(Duration::from_secs(n));
+        assert_eq!(delay(429, Some(" 3 ")), secs(3));
+        assert_eq!(delay(429, Some("Wed, 21 Oct 2015 07:28:20 GMT")), secs(20));
+        // The obsolete HTTP date forms are dates too.
+        assert_eq!(
+            delay(429, Some("Wednesday, 21-Oct-15 07:28:05 GMT")),
+            secs(5)
         );
-        assert_eq!(retry_after(&headers), Some(MAX_RETRY_AFTER));
-        headers.insert(
-            RETRY_AFTER,
-            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
-        );
-        assert_eq!(retry_after(&headers), None);
+        assert_eq!(delay(429, Some("Wed, 21 Oct 2015 07:00:00 GMT")), secs(0));
+        assert_eq!(delay(429, None), Some(Duration::from_millis(1500)));
+        assert_eq!(delay(429, Some("soon")), Some(Duration::from_millis(1500)));
+        assert_eq!(delay(429, Some("18446744073709551615")), secs(60));
+        assert_eq!(delay(429, Some("Fri, 21 Oct 2016 07:28:00 GMT")), secs(60));
+        assert_eq!(delay(503, None), None);
+        assert_eq!(delay(503, Some("2")), secs(2));
     }
 }

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 
 use crate::config::HttpKindSettings;
-use error::{error_chain, retry_after, transport_error};
+use error::{error_chain, retry_delay, transport_error};
 use guard::GuardedResolver;
 use request::RequestBody;
 
@@ -194,7 +194,12 @@ impl HttpKinds {
             return Err(HttpError::Status {
                 url: url.to_string(),
                 status,
-                retry_after: retry_after(response.headers()),
+                retry_after: retry_delay(
+                    status,
+                    response.headers(),
+                    &self.inner.settings,
+                    std::time::SystemTime::now(),
+                ),
             });
         }
         let limit = self.inner.settings.max_body_bytes;
