@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs Schemathesis from PyPI into a virtualenv under target/tools/ for
-# the API schema tests (tests/openapi.rs); does nothing when that version is
-# there already. Installs python3 and its venv module with apt when missing.
+# the API schema tests (tests/openapi.rs), every package at the version
+# pinned in scripts/schemathesis-requirements.txt; does nothing when that
+# set is installed already. Installs python3 and its venv module with apt
+# when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-version=4.32.5
+requirements=scripts/schemathesis-requirements.txt
 venv=target/tools/schemathesis
-if [ -x "$venv/bin/st" ] && "$venv/bin/st" --version 2>/dev/null | grep -q "$version"; then
+stamp="$venv/installed-requirements.txt"
+if [ -x "$venv/bin/st" ] && cmp -s "$requirements" "$stamp"; then
   exit 0
 fi
 sudo=""
@@ -19,5 +22,6 @@ if ! python3 -m venv "$venv" >/dev/null 2>&1; then
   rm -rf "$venv"
   python3 -m venv "$venv"
 fi
-"$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$version"
+"$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+cp "$requirements" "$stamp"
 "$venv/bin/st" --version

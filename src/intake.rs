@@ -45,6 +45,8 @@ pub struct Rejected {
 impl std::fmt::Display for Rejected {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.field {
+            // A key spelled "" would read as nothing at all.
+            Some(field) if field.is_empty() => write!(f, "field \"\": {}", self.reason),
             Some(field) => write!(f, "{field}: {}", self.reason),
             None => f.write_str(&self.reason),
         }
@@ -288,6 +290,16 @@ mod tests {
             assert_eq!(field_of(body.clone()).as_deref(), Some(field), "{body}");
         }
         assert_eq!(field_of(json!([1])), None);
+    }
+
+    /// The API schema fuzz sent a key spelled "": the error names it so
+    /// that a reader sees there is one, and the field says which.
+    #[test]
+    fn an_empty_key_is_named_as_such() {
+        let queues = vec!["default".to_string()];
+        let err = parse_one(br#"{"kind":"noop","":1}"#, &rules(&queues)).expect_err("bad");
+        assert_eq!(err.field.as_deref(), Some(""));
+        assert_eq!(err.to_string(), r#"field "": unknown field"#);
     }
 
     #[test]

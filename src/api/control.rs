@@ -10,9 +10,24 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::jobs::queue_param;
+#[allow(unused_imports)] // Named in the OpenAPI annotations only.
+use super::schemas::{CancelReceipt, ErrorBody, FinishedError, JobPath, QueueFilter, Refused};
 use super::{ApiError, ApiState};
 use crate::control::{self, CancelAnswer};
 
+/// Stop starting the queue's jobs until it is resumed (every worker).
+#[utoipa::path(
+    post,
+    path = "/queues/{queue}/pause",
+    tag = "queues",
+    params(("queue" = String, Path, description = "The queue's name", pattern = "^[A-Za-z0-9_.-]{1,64}$")),
+    responses(
+        (status = 204, description = "No worker starts the queue's jobs"),
+        (status = 400, description = "The name breaks the naming rule (`field` is `queue`)", body = ErrorBody),
+        (status = 404, description = "Not in `queues.names` and Redis holds nothing of it", body = ErrorBody),
+        Refused,
+    ),
+)]
 pub(super) async fn pause(
     state: web::Data<ApiState>,
     queue: web::Path<String>,
@@ -20,6 +35,19 @@ pub(super) async fn pause(
     set_paused(&state, &queue, true).await
 }
 
+/// Start the queue's jobs again.
+#[utoipa::path(
+    post,
+    path = "/queues/{queue}/resume",
+    tag = "queues",
+    params(("queue" = String, Path, description = "The queue's name", pattern = "^[A-Za-z0-9_.-]{1,64}$")),
+    responses(
+        (status = 204, description = "The queue's jobs start again"),
+        (status = 400, description = "The name breaks the naming rule (`field` is `queue`)", body = ErrorBody),
+        (status = 404, description = "Not in `queues.names` and Redis holds nothing of it", body = ErrorBody),
+        Refused,
+    ),
+)]
 pub(super) async fn resume(
     state: web::Data<ApiState>,
     queue: web::Path<String>,
@@ -66,8 +94,21 @@ pub(crate) async fn cancel_job(
     Ok(answer)
 }
 
-/// `202 {"id", "queue", "status": "cancelled" | "cancelling"}`; a finished
-/// job answers 409 with its status, an unknown one 404.
+/// Cancel a job: `cancelled` if it was waiting, `cancelling` while a worker
+/// runs it; a finished job answers 409 with its status, an unknown one 404.
+#[utoipa::path(
+    delete,
+    path = "/jobs/{id}",
+    tag = "jobs",
+    params(JobPath, QueueFilter),
+    responses(
+        (status = 202, description = "Cancelled, or its worker told to stop it", body = CancelReceipt),
+        (status = 400, description = "The id or queue is not a valid name (named in `field`)", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "The job has finished already", body = FinishedError),
+        Refused,
+    ),
+)]
 pub(super) async fn cancel(
     state: web::Data<ApiState>,
     req: HttpRequest,

@@ -51,6 +51,9 @@ pub enum ApiError {
     /// No such route (404).
     #[error("no route {0}")]
     NoRoute(String),
+    /// The path exists, not with this method (405); the methods it has.
+    #[error("no route {0}: this path takes {1}")]
+    MethodNotAllowed(String, String),
     /// `api.token` is set and the request did not carry it (401).
     #[error("missing or wrong bearer token (Authorization: Bearer <api.token>)")]
     Unauthorized,
@@ -134,6 +137,7 @@ impl ResponseError for ApiError {
             | ApiError::NoSchedule(_)
             | ApiError::NoRoute(_)
             | ApiError::UnknownQueue(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(..) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Finished { .. } => StatusCode::CONFLICT,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Redis(_) | ApiError::Mysql(_) | ApiError::Partial { .. } => {
@@ -145,8 +149,14 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(self, ApiError::Unauthorized) {
-            response.insert_header(("WWW-Authenticate", "Bearer"));
+        match self {
+            ApiError::Unauthorized => {
+                response.insert_header(("WWW-Authenticate", "Bearer"));
+            }
+            ApiError::MethodNotAllowed(_, allow) => {
+                response.insert_header((actix_web::http::header::ALLOW, allow.as_str()));
+            }
+            _ => {}
         }
         let mut body = json!({
             "error": redact_text(&self.to_string()),

@@ -9,6 +9,10 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
+#[allow(unused_imports)] // Named in the OpenAPI annotations only.
+use super::schemas::{
+    BodyRefused, ErrorBody, JobPath, JobReceipt, JobStatus, JobSubmission, QueueFilter, Refused,
+};
 use super::{read_body, ApiError, ApiState};
 use crate::enqueue::enqueue;
 use crate::intake::{self, Rejected, Submission};
@@ -16,6 +20,20 @@ use crate::job::{is_valid_job_id, is_valid_queue_name};
 use crate::redis_queue::JobState;
 use crate::store::{self, JobRecord};
 
+/// Accept one job.
+#[utoipa::path(
+    post,
+    path = "/jobs",
+    tag = "jobs",
+    request_body(content = JobSubmission, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Accepted into its queue", body = JobReceipt),
+        (status = 200, description = "Not created: another job holds its `unique_key`; `id` is that job's", body = JobReceipt),
+        (status = 400, description = "A field breaks a rule (named in `field`), or the body is not a JSON object", body = ErrorBody),
+        Refused,
+        BodyRefused,
+    ),
+)]
 pub(super) async fn submit(
     state: web::Data<ApiState>,
     req: HttpRequest,
@@ -46,6 +64,21 @@ async fn accept_one(state: &ApiState, job: Submission) -> Result<Value, ApiError
     })
 }
 
+/// Accept jobs in order, all or nothing: the first bad element refuses the
+/// lot. Should Redis fail between the queues of a batch, the 503 says which
+/// queues took their part.
+#[utoipa::path(
+    post,
+    path = "/jobs/batch",
+    tag = "jobs",
+    request_body(content = Vec<JobSubmission>, content_type = "application/json"),
+    responses(
+        (status = 202, description = "All accepted (or refused by their `unique_key`), receipts in order", body = Vec<JobReceipt>),
+        (status = 400, description = "An element breaks a rule (`field` is `[i].name`), or the body is not a JSON array", body = ErrorBody),
+        Refused,
+        BodyRefused,
+    ),
+)]
 pub(super) async fn submit_batch(
     state: web::Data<ApiState>,
     req: HttpRequest,
@@ -112,6 +145,19 @@ async fn accept_by_queue(state: &ApiState, jobs: Vec<Submission>) -> Result<(), 
     Ok(())
 }
 
+/// A job's status.
+#[utoipa::path(
+    get,
+    path = "/jobs/{id}",
+    tag = "jobs",
+    params(JobPath, QueueFilter),
+    responses(
+        (status = 200, description = "Where the job is", body = JobStatus),
+        (status = 400, description = "The id or queue is not a valid name (named in `field`)", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        Refused,
+    ),
+)]
 pub(super) async fn status(
     state: web::Data<ApiState>,
     req: HttpRequest,

@@ -8,11 +8,25 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{Map, Value};
 
+#[allow(unused_imports)] // Named in the OpenAPI annotations only.
+use super::schemas::{BodyRefused, ErrorBody, LimiterInForce, Refused};
 use super::{read_body, ApiError, ApiState};
 use crate::intake::Rejected;
 use crate::limiters::control::{self, ControlError};
 use crate::limiters::LimiterConfig;
 
+/// The limiters in force (configured, with definitions set at run time laid
+/// over them by name), each with its running and waiting jobs.
+#[utoipa::path(
+    get,
+    path = "/limiters",
+    tag = "limiters",
+    responses(
+        (status = 200, description = "The limiters", body = Vec<LimiterInForce>),
+        (status = 400, description = "The configured limiters do not compile", body = ErrorBody),
+        Refused,
+    ),
+)]
 pub(super) async fn list(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let settings = state.settings();
     let configured = settings
@@ -22,6 +36,20 @@ pub(super) async fn list(state: web::Data<ApiState>) -> Result<HttpResponse, Api
     Ok(HttpResponse::Ok().json(views))
 }
 
+/// Replace or add a limiter for every worker, from their next claim on.
+#[utoipa::path(
+    put,
+    path = "/limiters/{name}",
+    tag = "limiters",
+    params(("name" = String, Path, description = "The limiter's name", pattern = "^[A-Za-z0-9_.-]{1,64}$")),
+    request_body(content = LimiterConfig, content_type = "application/json", description = "`name` may be left out; when given it must be the path's"),
+    responses(
+        (status = 200, description = "Stored; the definition as stored", body = LimiterConfig),
+        (status = 400, description = "A field cannot work (named in `field`), or the body is not a JSON object", body = ErrorBody),
+        Refused,
+        BodyRefused,
+    ),
+)]
 pub(super) async fn put(
     state: web::Data<ApiState>,
     name: web::Path<String>,
@@ -73,5 +101,36 @@ impl From<ControlError> for ApiError {
             }
             ControlError::Queue(e) => ApiError::Redis(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_and_text(body: &str) -> (Option<String>, String) {
+        match definition_from(body.as_bytes()) {
+            Err(ApiError::Invalid(rejected)) => (rejected.field.clone(), rejected.to_string()),
+            other => panic!("{body}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let (field, text) = field_and_text(r#"{"concurrency":"three"}"#);
+        assert_eq!(field.as_deref(), Some("concurrency"), "{text}");
+        let (field, text) = field_and_text(r#"{"rates":"1/1s"}"#);
+        assert_eq!(field.as_deref(), Some("rates"), "{text}");
+        let (field, _) = field_and_text("[1]");
+        assert_eq!(field, None);
+    }
+
+    /// Found by the API schema fuzz: a key spelled "" was named so that the
+    /// error read ": unknown field ``".
+    #[test]
+    fn an_empty_key_is_named_as_such() {
+        let (field, text) = field_and_text(r#"{"":1,"concurrency":2}"#);
+        assert_eq!(field.as_deref(), Some(""));
+        assert!(text.starts_with(r#"field "": unknown field"#), "{text}");
     }
 }

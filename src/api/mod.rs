@@ -24,6 +24,7 @@
 //! | `GET /health` | 200 while the process runs (never needs the token) |
 //! | `GET /ready` | 200 when Redis and MySQL answer, else 503 |
 //! | `GET /metrics` | Prometheus text format |
+//! | `GET /openapi.json` | the OpenAPI 3.1 document of these routes ([`openapi`]) |
 //! | `/ui/...` | the dashboard ([`crate::ui`]), with its own login |
 
 pub(crate) mod control;
@@ -32,8 +33,10 @@ pub(crate) mod jobs;
 mod limiters;
 mod limits;
 mod metrics;
+pub mod openapi;
 mod ops;
 mod schedules;
+mod schemas;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -297,15 +300,18 @@ fn routes(config: &mut web::ServiceConfig) {
         .route("/limiters/{name}", web::put().to(limiters::put))
         .route("/health", web::get().to(ops::health))
         .route("/ready", web::get().to(ops::ready))
-        .route("/metrics", web::get().to(ops::metrics));
+        .route("/metrics", web::get().to(ops::metrics))
+        .route("/openapi.json", web::get().to(openapi::openapi_json));
 }
 
+/// A documented path asked with a method it does not have: 405 with
+/// `Allow`; anything else: 404.
 async fn no_route(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::NoRoute(format!(
-        "{} {}",
-        req.method(),
-        req.path()
-    )))
+    let request = format!("{} {}", req.method(), req.path());
+    Err(match openapi::allowed_methods(req.path()) {
+        Some(methods) => ApiError::MethodNotAllowed(request, openapi::allow_value(methods)),
+        None => ApiError::NoRoute(request),
+    })
 }
 
 fn state_of(req: &ServiceRequest) -> Option<ApiState> {

@@ -13,6 +13,8 @@ use actix_web::{web, HttpResponse};
 use prometheus::{Encoder, TextEncoder};
 use serde_json::{json, Map, Value};
 
+#[allow(unused_imports)] // Named in the OpenAPI annotations only.
+use super::schemas::{ErrorBody, Health, QueueDepths, Readiness, Refused};
 use super::{ApiError, ApiState};
 use crate::redact::redact_text;
 use crate::store;
@@ -20,7 +22,17 @@ use crate::store;
 /// Longest a readiness check waits for Redis or MySQL.
 pub(super) const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The configured queues, then every other queue Redis holds something of.
+/// Depths, dead count and pause flag of the configured queues, then of every
+/// other queue Redis holds something of.
+#[utoipa::path(
+    get,
+    path = "/queues",
+    tag = "queues",
+    responses(
+        (status = 200, description = "By queue name", body = QueueDepths),
+        Refused,
+    ),
+)]
 pub(super) async fn queues(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let mut out = Map::new();
     let mut names = state.settings().queues.names.clone();
@@ -54,10 +66,30 @@ pub(super) async fn queues(state: web::Data<ApiState>) -> Result<HttpResponse, A
     Ok(HttpResponse::Ok().json(Value::Object(out)))
 }
 
+/// Liveness: 200 while the process serves requests; never needs the token.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    responses((status = 200, description = "The process answers", body = Health)),
+    security(()),
+)]
 pub(super) async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
+/// Readiness: Redis and MySQL answer, and no MySQL problem that needs a
+/// person blocks the worker.
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 401, description = "`api.token` is set and the request lacks it", body = ErrorBody),
+        (status = 503, description = "Not ready; `error` says why", body = Readiness),
+    ),
+)]
 pub(super) async fn ready(state: web::Data<ApiState>) -> HttpResponse {
     let redis = within(READY_TIMEOUT, async {
         state.redis().ping().await.map_err(|e| e.to_string())
@@ -100,6 +132,17 @@ async fn within(
         .unwrap_or_else(|_| Err(format!("no answer within {} ms", limit.as_millis())))
 }
 
+/// Prometheus metrics in the text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        (status = 401, description = "`api.token` is set and the request lacks it", body = ErrorBody),
+        (status = 500, description = "The metrics could not be encoded", body = ErrorBody),
+    ),
+)]
 pub(super) async fn metrics(state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     let refresh = async {
         for queue in &state.settings().queues.names {

@@ -26,26 +26,31 @@ use crate::job::{is_valid_queue_name, MAX_NAME_LEN};
 pub const MAX_LIMITER_NAME_LEN: usize = 64;
 
 /// One limiter as written in the configuration or sent to `PUT /limiters/{name}`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimiterConfig {
     #[serde(default)]
-    /// The limiter's name (unique).
+    /// The limiter's name (unique); in a `PUT`, empty or the path's.
+    #[schema(pattern = "^[A-Za-z0-9_.-]{0,64}$")]
     pub name: String,
     /// Only jobs of this queue (all queues when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[A-Za-z0-9_.-]{1,64}$")]
     pub queue: Option<String>,
     /// Only jobs of this kind (all kinds when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 64)]
     pub kind: Option<String>,
     /// Jobs it matches running at once, across all workers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 4_294_967_295_i64)]
     pub concurrency: Option<i64>,
     /// `"N/DURATION"`: at most N starts per window of DURATION.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<String>,
     /// Like `concurrency`, for each job `key` on its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 4_294_967_295_i64)]
     pub per_key_concurrency: Option<i64>,
     /// Like `rate`, for each job `key` on its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]

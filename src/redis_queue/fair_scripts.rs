@@ -92,7 +92,9 @@ end
 
 /// Lua for the plain claim: `take_keyed()` takes jobs round-robin from the
 /// key lists, one per key per turn, until `max` is reached or no key has
-/// work. Needs `take`, `cancelled`, `out` and `max` of the plain claim.
+/// work, appending them to the reply. Needs `take`, `reply` and `max` of
+/// the plain claim. (A cancel takes a job out of its key's list, so no job
+/// there carries a cancel mark.)
 pub(super) const TAKE_KEYED_LUA: &str = r"
 local function take_keyed()
   while max > 0 do
@@ -104,11 +106,7 @@ local function take_keyed()
       local raw = redis.call('HGET', KEYS[3], token)
       if raw then
         redis.call('HDEL', KEYS[3], token)
-        if redis.call('HEXISTS', KEYS[10], token) == 1 then
-          take(token, raw, cancelled)
-        else
-          take(token, raw, out)
-        end
+        take(token, raw, reply)
         max = max - 1
       end
     end

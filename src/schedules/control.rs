@@ -30,7 +30,7 @@ pub enum ControlError {
 }
 
 /// One schedule as `GET /schedules` and `conveyor schedules list` show it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct ScheduleView {
     /// The schedule's name.
     pub name: String,

@@ -178,7 +178,7 @@ pub async fn delete_queue_rows(pool: &Pool, queue: &str) -> Result<u64, StoreErr
 }
 
 /// One finished run of a schedule, as `GET /schedules` lists it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct RunRecord {
     /// The job id (`sched:<name>:<tick ms>` for ticks).
     pub id: String,

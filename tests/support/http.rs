@@ -13,9 +13,17 @@ use super::TestEnv;
 pub struct Response {
     pub status: u16,
     pub text: String,
+    pub headers: reqwest::header::HeaderMap,
 }
 
 impl Response {
+    /// The header `name` as text, when present.
+    #[allow(dead_code)] // Not every test binary reads headers.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let value = self.headers.get(name)?;
+        Some(value.to_str().ok()?.to_string())
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
     }
@@ -59,6 +67,18 @@ impl Http {
         self.send(request)
     }
 
+    /// Any method, with a JSON body.
+    #[allow(dead_code)] // Not every test binary uses other methods.
+    pub fn request(&self, method: &str, path: &str, body: &str) -> Response {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        self.send(request)
+    }
+
     pub fn delete(&self, path: &str) -> Response {
         self.send(self.client.delete(format!("{}{path}", self.base)))
     }
@@ -70,8 +90,13 @@ impl Http {
         self.runtime.block_on(async {
             let response = request.send().await.expect("request sent");
             let status = response.status().as_u16();
+            let headers = response.headers().clone();
             let text = response.text().await.expect("body read");
-            Response { status, text }
+            Response {
+                status,
+                text,
+                headers,
+            }
         })
     }
 
