@@ -46,16 +46,23 @@ pub(super) static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r"{LEAD_ID_LUA}{UNIQUE_CLAIM_LUA}
 local max = tonumber(ARGV[1])
-local cancelled, out, wip = {{}}, {{}}, {{}}
+local lock_prefix, registry, now_ms = ARGV[5], KEYS[12], tonumber(ARGV[6])
 local lease = '0'
 if redis.call('ZSCORE', KEYS[7], ARGV[3]) then lease = '1' end
 local paused = redis.call('EXISTS', KEYS[9]) == 1
+local any_cancel = redis.call('EXISTS', KEYS[10]) == 1
+-- The reply is built in place (no copy per job): the header, the cancelled
+-- jobs' groups, then the others'. Jobs from `ready` that were not cancelled
+-- wait in `later` (retries and handed-back jobs: few).
+local reply, wip, later = {{lease, paused and '1' or '0', '0'}}, {{}}, {{}}
+local ncancelled = 0
 local function take(token, raw, into)
-  wip[#wip + 1] = token; wip[#wip + 1] = raw
-  into[#into + 1] = token; into[#into + 1] = raw
-  into[#into + 1] = redis.call('HGET', KEYS[4], token) or '0'
-  into[#into + 1] = redis.call('HGET', KEYS[5], token) or ''
-  into[#into + 1] = unique_claim(token, raw, ARGV[5], KEYS[12], tonumber(ARGV[6]))
+  local w, n = #wip, #into
+  wip[w + 1] = token; wip[w + 2] = raw
+  into[n + 1] = token; into[n + 2] = raw
+  into[n + 3] = redis.call('HGET', KEYS[4], token) or '0'
+  into[n + 4] = redis.call('HGET', KEYS[5], token) or ''
+  into[n + 5] = unique_claim(token, raw, lock_prefix, registry, now_ms)
 end
 local function from_jobs(list, flagged_only)
   local tokens = redis.call('RPOP', list, max)
@@ -64,10 +71,11 @@ local function from_jobs(list, flagged_only)
     local raw = redis.call('HGET', KEYS[3], token)
     if raw then
       redis.call('HDEL', KEYS[3], token)
-      if flagged_only or redis.call('HEXISTS', KEYS[10], token) == 1 then
-        take(token, raw, cancelled)
+      if flagged_only or (any_cancel and redis.call('HEXISTS', KEYS[10], token) == 1) then
+        take(token, raw, reply)
+        ncancelled = ncancelled + 1
       else
-        take(token, raw, out)
+        take(token, raw, later)
       end
     end
   end
@@ -75,14 +83,18 @@ local function from_jobs(list, flagged_only)
 end
 from_jobs(KEYS[11], true)
 if not paused and max > 0 then from_jobs(KEYS[2], false) end
+reply[3] = tostring(ncancelled)
+for _, v in ipairs(later) do reply[#reply + 1] = v end
 if not paused and max > 0 then
   local messages = redis.call('RPOP', KEYS[1], max)
   if messages then
+    local w, n = #wip, #reply
     for i, raw in ipairs(messages) do
       local token = ARGV[2] .. '-' .. i
-      wip[#wip + 1] = token; wip[#wip + 1] = raw
-      out[#out + 1] = token; out[#out + 1] = raw; out[#out + 1] = '0'; out[#out + 1] = ''
-      out[#out + 1] = unique_claim(token, raw, ARGV[5], KEYS[12], tonumber(ARGV[6]))
+      wip[w + 1] = token; wip[w + 2] = raw
+      reply[n + 1] = token; reply[n + 2] = raw; reply[n + 3] = '0'; reply[n + 4] = ''
+      reply[n + 5] = unique_claim(token, raw, lock_prefix, registry, now_ms)
+      w = w + 2; n = n + 5
     end
   end
 end
@@ -94,9 +106,6 @@ end
 if #wip > 0 then redis.call('HSET', KEYS[6], unpack(wip)) end
 if #ids > 0 then redis.call('HSET', KEYS[8], unpack(ids)) end
 redis.call('ZADD', KEYS[7], ARGV[4], ARGV[3])
-local reply = {{lease, paused and '1' or '0', tostring(#cancelled / 5)}}
-for _, v in ipairs(cancelled) do reply[#reply + 1] = v end
-for _, v in ipairs(out) do reply[#reply + 1] = v end
 return reply
 "
     ))
@@ -122,17 +131,22 @@ for i = 1, #ARGV do
     if id then ids[#ids + 1] = id end
   end
 end
+-- Attempt counts, errors, cancel marks, signals and API receipts exist only
+-- for some jobs: a key that is absent costs one EXISTS, not a bulk delete.
+local function forget(command, key, members)
+  if redis.call('EXISTS', key) == 1 then redis.call(command, key, unpack(members)) end
+end
 if #held > 0 then
   redis.call('HDEL', KEYS[1], unpack(held))
-  redis.call('HDEL', KEYS[2], unpack(held))
-  redis.call('HDEL', KEYS[3], unpack(held))
-  redis.call('HDEL', KEYS[6], unpack(held))
-  redis.call('SREM', KEYS[7], unpack(held))
+  forget('HDEL', KEYS[2], held)
+  forget('HDEL', KEYS[3], held)
+  forget('HDEL', KEYS[6], held)
+  forget('SREM', KEYS[7], held)
   free_slots(KEYS[9], KEYS[10], held)
 end
 if #ids > 0 then
   redis.call('HDEL', KEYS[4], unpack(ids))
-  redis.call('HDEL', KEYS[5], unpack(ids))
+  forget('HDEL', KEYS[5], ids)
 end
 unique_release(KEYS[8], held)
 return #held
