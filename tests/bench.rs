@@ -5,7 +5,7 @@ mod support;
 
 use support::TestEnv;
 
-/// All four workloads report their numbers as JSON and leave nothing behind.
+/// All five workloads report their numbers as JSON and leave nothing behind.
 #[test]
 fn bench_runs_every_workload_and_cleans_up() {
     let env = TestEnv::new();
@@ -28,6 +28,10 @@ fn bench_runs_every_workload_and_cleans_up() {
         "1",
         "--idle-seconds",
         "1",
+        "--w5-heavy",
+        "400",
+        "--w5-light",
+        "20",
     ];
     let mut bench = env.conveyor(&args, &[]);
     let code = bench.wait_exit(std::time::Duration::from_secs(180));
@@ -46,7 +50,7 @@ fn bench_runs_every_workload_and_cleans_up() {
         .iter()
         .map(|r| r["jobs"].as_u64().unwrap_or(0))
         .collect();
-    assert_eq!(jobs, vec![300, 200, 100, 500]);
+    assert_eq!(jobs, vec![300, 200, 100, 500, 420]);
     for report in &reports {
         assert!(
             report["jobs_per_s"].as_f64().unwrap_or(0.0) > 0.0,
@@ -59,6 +63,7 @@ fn bench_runs_every_workload_and_cleans_up() {
     }
     assert!(reports[2]["latency_ms"]["p99"].as_f64().is_some());
     assert!(reports[3]["idle_cpu_percent"].as_f64().is_some());
+    assert!(reports[4]["latency_ms"]["p99"].as_f64().is_some());
     assert_eq!(env.count_rows(), 0, "bench rows were not cleaned up");
     assert!(env.leftover_keys().is_empty(), "{:?}", env.leftover_keys());
 }

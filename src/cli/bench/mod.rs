@@ -6,6 +6,8 @@
 //! - W2 I/O concurrency: N `sleep` jobs with `processors × concurrency` slots.
 //! - W3 latency: a steady rate of jobs; enqueue → committed-row latency.
 //! - W4 memory: a million jobs waiting → worker RSS while it runs; then idle CPU.
+//! - W5 fairness: one key with many jobs waiting, many keys with one job
+//!   pushed behind it → how long the light keys wait.
 //!
 //! The worker runs as a separate `conveyor worker` process (so its RSS and
 //! CPU are its own), configured like this process plus the bench's overrides.
@@ -14,12 +16,14 @@
 //!
 //! - this file: the arguments, the run, and the reports and their printing;
 //! - `workloads`: W1–W4, preloading, producing, and polling for completion;
+//! - `fairness`: W5;
 //! - `process`: the worker under test as a child process, and its /proc readings;
 //! - `delay_proxy`: Redis and MySQL a round trip away (`--delay-us`);
 //! - `pruning`: old rows for W1 to prune while it runs (`--w1-old-rows`);
 //! - `steady`: W3's producer at a fixed rate and its watcher of commits.
 
 mod delay_proxy;
+mod fairness;
 mod process;
 mod pruning;
 mod steady;
@@ -42,8 +46,8 @@ use conveyor::store;
     after_help = "Examples:\n  conveyor bench\n  conveyor bench --workloads w1 --w1-jobs 200000 --json\n  conveyor bench --workloads w1 --workers 4 --processors 1\n  conveyor bench --workloads w1 --delay-us 500        # Redis and MySQL 1 ms away\n  CONVEYOR__REDIS__URL=redis://127.0.0.1:6390 conveyor bench --workloads w2,w3"
 )]
 pub(super) struct BenchArgs {
-    /// Workloads to run, comma separated: w1, w2, w3, w4.
-    #[arg(long, default_value = "w1,w2,w3,w4")]
+    /// Workloads to run, comma separated: w1, w2, w3, w4, w5.
+    #[arg(long, default_value = "w1,w2,w3,w4,w5")]
     workloads: String,
     /// W1: no-op jobs preloaded.
     #[arg(long, default_value_t = 100_000)]
@@ -77,6 +81,12 @@ pub(super) struct BenchArgs {
     /// W4: seconds of running before RSS is read.
     #[arg(long, default_value_t = 60)]
     w4_seconds: u64,
+    /// W5: jobs of the one heavy key, pushed first.
+    #[arg(long, default_value_t = 50_000)]
+    w5_heavy: usize,
+    /// W5: light keys with one job each, pushed after the heavy key's jobs.
+    #[arg(long, default_value_t = 200)]
+    w5_light: usize,
     /// W4: seconds of idle time over which idle CPU is measured.
     #[arg(long, default_value_t = 10)]
     idle_seconds: u64,
@@ -173,7 +183,10 @@ pub(super) async fn run(
             "w2" => bench.io_concurrency().await?,
             "w3" => bench.latency().await?,
             "w4" => bench.memory().await?,
-            other => anyhow::bail!("--workloads: unknown workload {other:?} (w1, w2, w3, w4)"),
+            "w5" => bench.fairness().await?,
+            other => {
+                anyhow::bail!("--workloads: unknown workload {other:?} (w1, w2, w3, w4, w5)")
+            }
         };
         if args.delay_us > 0 {
             report.config = format!(
