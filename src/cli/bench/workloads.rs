@@ -40,6 +40,10 @@ impl Bench {
             0 => None,
             count => Some(self.seed_old_rows(count).await?),
         };
+        let prefilled = match self.args.prefill_rows {
+            0 => None,
+            count => Some(self.prefill_rows(count).await?),
+        };
         let mut overrides = self.overrides(None);
         overrides.extend(old.iter().flat_map(|old| old.overrides()));
         let mut report = self
@@ -48,6 +52,9 @@ impl Bench {
         report.workload = "W1 throughput";
         if let Some(old) = old {
             report.config = format!("{}; {}", old.finish(self).await?, report.config);
+        }
+        if let Some(prefilled) = prefilled {
+            report.config = format!("{}; {}", prefilled.remove(self).await?, report.config);
         }
         self.cleanup(&queue).await?;
         Ok(report)
