@@ -30,13 +30,17 @@ fn bench_runs_every_workload_and_cleans_up() {
         "1",
         "--idle-seconds",
         "1",
+        "--w5-heavy",
+        "400",
+        "--w5-light",
+        "20",
     ];
     let reports = run_bench(&env, &args);
     let jobs: Vec<u64> = reports
         .iter()
         .map(|r| r["jobs"].as_u64().unwrap_or(0))
         .collect();
-    assert_eq!(jobs, vec![1500, 300, 200, 100, 500]);
+    assert_eq!(jobs, vec![1500, 300, 200, 100, 500, 420]);
     // The ceiling starts no worker, so it has no RSS of its own.
     for report in &reports[1..] {
         assert!(
@@ -52,6 +56,7 @@ fn bench_runs_every_workload_and_cleans_up() {
     assert!(reports[1]["fraction_of_mariadb_ceiling"].as_f64() > Some(0.0));
     assert!(reports[3]["latency_ms"]["p99"].as_f64().is_some());
     assert!(reports[4]["idle_cpu_percent"].as_f64().is_some());
+    assert!(reports[5]["latency_ms"]["p99"].as_f64().is_some());
     assert_eq!(env.count_rows(), 0, "bench rows were not cleaned up");
     assert!(env.leftover_keys().is_empty(), "{:?}", env.leftover_keys());
 }

@@ -272,3 +272,44 @@ async fn unique_locks_are_released_only_by_their_holder() {
     redis.ack("default", "w1", &tokens).await.expect("ack");
     assert_nothing_left(&env);
 }
+
+/// Keyed messages are claimed round-robin by key, oldest first within a
+/// key; jobs without a key share one key; the claim sorts the backlog, so a
+/// key pushed last gets its turn at once.
+#[tokio::test]
+async fn keyed_jobs_are_claimed_round_robin_by_key() {
+    let (env, redis, q) = setup();
+    let keyed = |id: String, key: Option<&str>| {
+        let mut envelope: serde_json::Value =
+            serde_json::from_str(&job("noop", Some(&id), json!(1))).expect("json");
+        if let Some(key) = key {
+            envelope["key"] = json!(key);
+        }
+        envelope.to_string()
+    };
+    let mut messages: Vec<String> = (0..6).map(|i| keyed(format!("a{i}"), Some("a"))).collect();
+    messages.extend((0..2).map(|i| keyed(format!("b{i}"), Some("b"))));
+    messages.push(keyed("u0".into(), None));
+    messages.push(keyed("c0".into(), Some("c")));
+    env.push("default", &messages);
+    let ids = |jobs: Vec<ClaimedJob>| -> Vec<String> {
+        jobs.iter()
+            .map(|j| {
+                let v: serde_json::Value = serde_json::from_slice(&j.raw).expect("json");
+                v["id"].as_str().expect("id").to_string()
+            })
+            .collect()
+    };
+    // The first keyed message makes the claim sort the backlog; every key
+    // then gets its turn, in the order keys first had work.
+    let first = ids(claim(&redis, &q, "w1", 3, far_future()).await);
+    assert_eq!(first, ["a0", "b0", "u0"]);
+    let second = ids(claim(&redis, &q, "w1", 6, far_future()).await);
+    assert_eq!(second, ["c0", "a1", "b1", "a2", "a3", "a4"]);
+    assert_eq!(redis.depths("default").await.expect("depths").pending, 1);
+    let state = known_state(&redis, "a5").await;
+    assert_eq!(state.state, "queued");
+    let last = ids(claim(&redis, &q, "w1", 6, far_future()).await);
+    assert_eq!(last, ["a5"]);
+    assert_eq!(redis.depths("default").await.expect("depths").pending, 0);
+}

@@ -13,6 +13,7 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
+use super::fair_scripts::KEY_OF_LUA;
 use super::scripts::LEAD_ID_LUA;
 use super::{QueueError, QueueKeys, RedisQueue};
 
@@ -47,14 +48,15 @@ pub struct QueueControl {
 }
 
 /// Cancels job ARGV[1]. KEYS: ids, jobs, scheduled, ready, pending, cancel,
-/// cancelled, workers. ARGV: id, now (ms), a fresh token for a job found in
-/// `pending`, the `wip:` prefix, the `signal:` prefix, how many `pending`
-/// entries to read per step. Returns 'cancelled', 'cancelling' or false
+/// cancelled, workers, keyed count. ARGV: id, now (ms), a fresh token for a
+/// job found in `pending`, the `wip:` prefix, the `signal:` prefix, how many
+/// `pending` entries to read per step, the key list prefix. A job waiting in
+/// its key's list is found by its token (the list is its key's). Returns 'cancelled', 'cancelling' or false
 /// (Redis holds no such job). A job found in `pending` (never claimed) is
 /// looked for by its leading id, reading the list in steps: O(pending).
 static CANCEL: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        r"{LEAD_ID_LUA}
+        r"{LEAD_ID_LUA}{KEY_OF_LUA}
 local id, now = ARGV[1], ARGV[2]
 local function finish_waiting(token)
   redis.call('HSET', KEYS[6], token, now)
@@ -69,6 +71,11 @@ if token then
   end
   if redis.call('ZREM', KEYS[3], token) == 1 then return finish_waiting(token) end
   if redis.call('LREM', KEYS[4], 1, token) == 1 then return finish_waiting(token) end
+  local waiting = redis.call('HGET', KEYS[2], token)
+  if waiting and redis.call('LREM', ARGV[7] .. (key_of(waiting) or ''), -1, token) == 1 then
+    if redis.call('DECR', KEYS[9]) <= 0 then redis.call('DEL', KEYS[9]) end
+    return finish_waiting(token)
+  end
   for _, worker in ipairs(redis.call('ZRANGE', KEYS[8], 0, -1)) do
     if redis.call('HEXISTS', ARGV[4] .. worker, token) == 1 then
       redis.call('HSET', KEYS[6], token, now)
@@ -152,6 +159,7 @@ impl RedisQueue {
             .arg(&keys.workers)
             .arg(&keys.paused)
             .arg(&keys.cancelled)
+            .arg(&keys.ring)
             .query_async(&mut self.conn.clone())
             .await?;
         Ok(count > 0)
@@ -207,12 +215,14 @@ impl RedisQueue {
             .key(&keys.cancel)
             .key(&keys.cancelled)
             .key(&keys.workers)
+            .key(&keys.keyed)
             .arg(id)
             .arg(crate::job::now_ms())
             .arg(token)
             .arg(&keys.wip_prefix)
             .arg(&keys.signal_prefix)
             .arg(PENDING_SCAN_STEP)
+            .arg(&keys.key_prefix)
             .invoke_async(&mut self.conn.clone())
             .await?;
         match reply.as_deref() {

@@ -40,6 +40,7 @@ impl RedisQueue {
             .key(&keys.workers)
             .key(&keys.cancelled)
             .key(&keys.paused)
+            .key(&keys.keyed)
             .arg(&keys.wip_prefix)
             .invoke_async(&mut self.conn.clone())
             .await?;

@@ -133,12 +133,16 @@ impl RedisQueue {
             .key(&keys.cancel)
             .key(&keys.cancelled)
             .key(self.unique_registry(queue))
+            .key(&keys.ring)
+            .key(&keys.keyed)
             .arg(max)
             .arg(nonce)
             .arg(worker)
             .arg(lease_deadline_ms)
             .arg(self.unique_prefix(queue))
-            .arg(crate::job::now_ms());
+            .arg(crate::job::now_ms())
+            .arg(&keys.key_prefix)
+            .arg(SORT_BATCH);
     }
 
     /// Removes committed jobs from `worker`'s hold. Returns how many were
@@ -366,6 +370,11 @@ impl RedisQueue {
         Ok(())
     }
 }
+
+/// Most `pending` messages one claim sorts into key lists: a light key's
+/// job pushed behind this many messages of a heavy key starts within one
+/// claim round (behind more, within one round per this many).
+const SORT_BATCH: usize = 5000;
 
 /// Names the messages one claim takes from `pending` (`<nonce>-<i>`).
 pub(super) fn claim_nonce() -> String {

@@ -9,8 +9,12 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
+use super::fair_scripts::{KEY_OF_LUA, SORT_LUA};
 use super::scripts::LEAD_ID_LUA;
 use super::unique::UNIQUE_CLAIM_LUA;
+
+/// Jobs of one key the limited claim looks at per turn of the key ring.
+const KEY_LOOK: usize = 20;
 
 /// Lua: `free_slots(slotted, tokens)` releases every limiter slot the given
 /// tokens hold (the `slotted` hash maps a token to its slot sets, one per
@@ -54,19 +58,21 @@ return 1
 /// holding one) and room in the current fixed window of its rate (a counter
 /// that expires), for the limiter as a whole and for the job's `key`.
 /// Admitted jobs take their slots and count in their windows; held-back jobs
-/// stay in their list in their place. It looks at most ARGV[8] jobs ahead, and
+/// stay in their list in their place. It looks at most ARGV[10] jobs ahead, and
 /// stops at the first job held back by a limiter that covers the whole queue.
 ///
 /// Takes unique locks, honours a pause and takes cancelled jobs (which never
-/// run, so no limiter holds them) as the plain claim does.
+/// run, so no limiter holds them) as the plain claim does; sorts pending
+/// messages into key lists as the plain claim does and takes from them
+/// round-robin by key, passing over a key whose oldest jobs are held back.
 ///
 /// KEYS: those of the plain claim (pending, ready, jobs, attempts, errors,
-/// wip, workers, ids, paused, cancel, cancelled, unique token registry), then
-/// slotted and limited (limiter → jobs held back, rewritten by each call for
-/// `GET /limiters`).
+/// wip, workers, ids, paused, cancel, cancelled, unique token registry, key
+/// ring, keyed count), then slotted and limited (limiter → jobs held back,
+/// rewritten by each call for `GET /limiters`).
 /// ARGV: those of the plain claim (max, nonce, worker, lease deadline, unique
-/// lock prefix, now), then the delay reported for a full concurrency limit
-/// (ms), the look-ahead, then
+/// lock prefix, now, key list prefix, sort batch), then the delay reported
+/// for a full concurrency limit (ms), the look-ahead, then
 /// nine values per limiter: state key base, kind ('' = any), concurrency,
 /// rate count, rate window ms, per-key concurrency, per-key rate count,
 /// per-key rate window ms (0 = no such limit), name.
@@ -81,15 +87,15 @@ return 1
 /// cancelled jobs first.
 pub(super) static CLAIM_LIMITED: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        r"{LEAD_ID_LUA}{UNIQUE_CLAIM_LUA}
+        r"{LEAD_ID_LUA}{UNIQUE_CLAIM_LUA}{KEY_OF_LUA}{SORT_LUA}
 local max = tonumber(ARGV[1])
-local look = tonumber(ARGV[8])
-local recheck = tonumber(ARGV[7])
+local look = tonumber(ARGV[10])
+local recheck = tonumber(ARGV[9])
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local limiters = {{}}
 local lock_prefix, unique_now = ARGV[5], tonumber(ARGV[6])
-for i = 9, #ARGV, 9 do
+for i = 11, #ARGV, 9 do
   limiters[#limiters + 1] = {{base = ARGV[i], kind = ARGV[i + 1], conc = tonumber(ARGV[i + 2]),
     rn = tonumber(ARGV[i + 3]), rms = tonumber(ARGV[i + 4]), kconc = tonumber(ARGV[i + 5]),
     krn = tonumber(ARGV[i + 6]), krms = tonumber(ARGV[i + 7]), name = ARGV[i + 8]}}
@@ -100,10 +106,11 @@ if redis.call('ZSCORE', KEYS[7], ARGV[3]) then lease = '1' end
 local paused = redis.call('EXISTS', KEYS[9]) == 1
 local retry, held, stopped, seq, slot_full = -1, {{}}, false, 0, '0'
 
+local counting_held = true
 local function hold(l, delay, whole, slot)
   if retry < 0 or delay < retry then retry = delay end
   if slot then slot_full = '1' end
-  held[l.name] = (held[l.name] or 0) + 1
+  if counting_held then held[l.name] = (held[l.name] or 0) + 1 end
   if whole then stopped = l.name end
   return nil
 end
@@ -128,7 +135,8 @@ local function room(l, base, conc, rn, rms, takes, whole)
   return takes
 end
 
-local function admit(raw)
+local function admit(raw, counting)
+  counting_held = counting ~= false
   local ok, env = pcall(cjson.decode, raw)
   -- Not a job envelope: no limiter applies; the worker keeps it as a dead letter.
   if not ok or type(env) ~= 'table' or type(env.kind) ~= 'string' then return {{}} end
@@ -156,7 +164,7 @@ local function take(token, raw, takes, attempts, err, into)
       sets[#sets + 1] = t[1]
     end
   end
-  if #sets > 0 then redis.call('HSET', KEYS[13], token, table.concat(sets, '\n')) end
+  if #sets > 0 then redis.call('HSET', KEYS[15], token, table.concat(sets, '\n')) end
   wip[#wip + 1] = token; wip[#wip + 1] = raw
   into[#into + 1] = token; into[#into + 1] = raw; into[#into + 1] = attempts; into[#into + 1] = err
   into[#into + 1] = unique_claim(token, raw, lock_prefix, KEYS[12], unique_now)
@@ -215,13 +223,56 @@ local function scan(list, tokens)
   end
 end
 
+-- Round-robin over the key lists: per turn one job of each key, the first
+-- of its oldest {KEY_LOOK} that may start; a key none of them may start is
+-- passed over. Turns go on while one of them took a job.
+local function scan_keys()
+  local progress, counting = true, true
+  while progress and max > 0 and look > 0 and not stopped do
+    progress = false
+    for _ = 1, redis.call('LLEN', KEYS[13]) do
+      if max <= 0 or look <= 0 or stopped then break end
+      local key, list = next_key()
+      if not key then break end
+      local entries = redis.call('LRANGE', list, -{KEY_LOOK}, -1)
+      for j = #entries, 1, -1 do
+        if look <= 0 or stopped then break end
+        look = look - 1
+        local token = entries[j]
+        local raw = redis.call('HGET', KEYS[3], token)
+        local takes = raw and admit(raw, counting)
+        if not raw or takes then
+          redis.call('LREM', list, -1, token)
+          count_out()
+        end
+        if takes then
+          redis.call('HDEL', KEYS[3], token)
+          take(token, raw, takes, '0', '')
+          progress = true
+          break
+        end
+      end
+      requeue_key(key, list)
+    end
+    counting = false
+  end
+end
+
 from_cancelled()
 if not paused then
   scan(KEYS[2], true)
-  scan(KEYS[1], false)
+  if max > 0 and look > 0 and not stopped then
+    if redis.call('LLEN', KEYS[13]) > 0 or any_keyed(redis.call('LRANGE', KEYS[1], -look, -1)) then
+      sort_pending()
+    end
+    if redis.call('LLEN', KEYS[13]) > 0 then scan_keys() else scan(KEYS[1], false) end
+  end
 end
 -- A limiter that covers the whole queue holds back every job still waiting.
-if stopped then held[stopped] = redis.call('LLEN', KEYS[1]) + redis.call('LLEN', KEYS[2]) end
+if stopped then
+  held[stopped] = redis.call('LLEN', KEYS[1]) + redis.call('LLEN', KEYS[2])
+    + tonumber(redis.call('GET', KEYS[14]) or '0')
+end
 local ids = {{}}
 for i = 1, #wip, 2 do
   local id = lead_id(wip[i + 1])
@@ -233,8 +284,8 @@ redis.call('ZADD', KEYS[7], ARGV[4], ARGV[3])
 local reply = {{lease, paused and '1' or '0', tostring(#cancelled / 5), tostring(retry), slot_full}}
 local pairs_out = {{}}
 for name, n in pairs(held) do pairs_out[#pairs_out + 1] = name; pairs_out[#pairs_out + 1] = tostring(n) end
-redis.call('DEL', KEYS[14])
-if #pairs_out > 0 then redis.call('HSET', KEYS[14], unpack(pairs_out)) end
+redis.call('DEL', KEYS[16])
+if #pairs_out > 0 then redis.call('HSET', KEYS[16], unpack(pairs_out)) end
 reply[#reply + 1] = tostring(#pairs_out / 2)
 for _, v in ipairs(pairs_out) do reply[#reply + 1] = v end
 for _, v in ipairs(cancelled) do reply[#reply + 1] = v end

@@ -25,6 +25,9 @@
 //! | `P:{q}:unique:<key>` | string | the id of the job holding `unique_key` `<key>` |
 //! | `P:{q}:unique_tokens` | hash | claim token → (job id, hold-until, lock key) of jobs holding a unique lock |
 //! | `P:{q}:schedule:<name>` | hash | a schedule's state: last tick handled, fingerprint, pause, latest tick's id |
+//! | `P:{q}:keys` | list | the ring of job keys whose lists hold waiting jobs (front at the right) |
+//! | `P:{q}:key:<key>` | list | claim tokens of one job key's waiting jobs, oldest at the right (message in `jobs`) |
+//! | `P:{q}:keyed` | string | how many jobs wait in key lists |
 //! | `P:{q}:slotted` | hash | token → the limiter slot sets it holds (one per line), for running jobs that hold a slot |
 //! | `P:{q}:limited` | hash | limiter → jobs it held back at the latest limited claim (for `GET /limiters`) |
 //! | `P:limiters` | hash | limiter name → its definition (JSON) set at run time by `PUT /limiters/{name}` |
@@ -35,7 +38,7 @@
 //! | `P:{q}:limiter:<name>:key:<key>:…` | | the same per job key (`per_key_concurrency`, `per_key_rate`) |
 //! | `P:limiter:{<name>}:…` | | the same for a limiter without a `queue` (its own hash tag; see docs/limiters.md) |
 //!
-//! A job lives in exactly one of `pending`, `ready`+`jobs`, `scheduled`+`jobs`,
+//! A job lives in exactly one of `pending`, `ready`+`jobs`, a key list+`jobs`, `scheduled`+`jobs`,
 //! `cancelled`+`jobs` or one worker's `wip`; every move between them is one atomic script. A job
 //! leaves Redis only through [`RedisQueue::ack`], after its row is committed.
 //!
@@ -61,6 +64,7 @@
 mod browse;
 mod connection;
 mod control;
+mod fair_scripts;
 mod inspect;
 mod lifecycle;
 mod limit_scripts;
@@ -183,6 +187,12 @@ pub struct QueueKeys {
     slotted: String,
     freed: String,
     limited: String,
+    /// `P:{q}:keys`: the ring of job keys with jobs waiting in their lists.
+    ring: String,
+    /// `P:{q}:keyed`: how many jobs wait in key lists.
+    keyed: String,
+    /// `P:{q}:key:`; a job key completes it (the list of that key's jobs).
+    key_prefix: String,
     /// `P:{q}:limiter:`; a limiter's name completes it.
     limiter_prefix: String,
     /// `P:{q}:wip:`; a worker's id completes it.
@@ -211,6 +221,9 @@ impl QueueKeys {
             slotted: format!("{base}:slotted"),
             freed: format!("{base}:freed"),
             limited: format!("{base}:limited"),
+            ring: format!("{base}:keys"),
+            keyed: format!("{base}:keyed"),
+            key_prefix: format!("{base}:key:"),
             limiter_prefix: format!("{base}:limiter:"),
             wip_prefix: format!("{base}:wip:"),
             signal_prefix: format!("{base}:signal:"),
@@ -301,6 +314,13 @@ impl RedisQueue {
             .iter()
             .flat_map(|(w, _)| [keys.wip(w), keys.signal(w)])
             .collect();
+        let job_keys: Vec<String> = redis::cmd("LRANGE")
+            .arg(&keys.ring)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        doomed.extend(job_keys.iter().map(|k| format!("{}{k}", keys.key_prefix)));
         doomed.extend(control::control_keys(&keys));
         doomed.extend([
             keys.pending.clone(),
@@ -316,6 +336,8 @@ impl RedisQueue {
             keys.slotted.clone(),
             keys.freed.clone(),
             keys.limited.clone(),
+            keys.ring.clone(),
+            keys.keyed.clone(),
         ]);
         let _: () = redis::cmd("DEL")
             .arg(doomed)

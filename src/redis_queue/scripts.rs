@@ -13,6 +13,7 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
+use super::fair_scripts::{KEY_OF_LUA, SORT_LUA, TAKE_KEYED_LUA};
 use super::limit_scripts::FREE_SLOTS_LUA;
 use super::unique::{UNIQUE_CLAIM_LUA, UNIQUE_RELEASE_LUA};
 
@@ -31,12 +32,15 @@ end
 
 /// Moves up to ARGV[1] jobs into this worker's `wip`: first cancelled jobs
 /// waiting for their `cancelled` row (even in a paused queue: they never
-/// start), then, unless the queue is paused, jobs from `ready` and `pending`,
-/// naming new messages `<nonce>-<i>`; renews the worker's lease. Takes the
-/// unique lock of each job with a `unique_key`.
+/// start), then, unless the queue is paused, jobs from `ready`, then from
+/// `pending` — as they are (naming them `<nonce>-<i>`) while no job key is
+/// in play, else round-robin by key from the key lists, into which it
+/// first sorts up to ARGV[8] pending messages. Renews the worker's lease.
+/// Takes the unique lock of each job with a `unique_key`.
 /// KEYS: pending, ready, jobs, attempts, errors, wip, workers, ids, paused,
-/// cancel, cancelled, unique token registry. ARGV: max, nonce, worker, lease
-/// deadline, unique lock prefix, now.
+/// cancel, cancelled, unique token registry, key ring, keyed count. ARGV:
+/// max, nonce, worker, lease deadline, unique lock prefix, now, key list
+/// prefix, most messages sorted per call.
 /// Returns '1' if the worker held a lease before this call ('0' if it had
 /// been presumed dead, or is new), '1' if the queue is paused, the number of
 /// cancelled jobs, then a flat list of (token, message, attempts, last
@@ -44,7 +48,7 @@ end
 /// first.
 pub(super) static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        r"{LEAD_ID_LUA}{UNIQUE_CLAIM_LUA}
+        r"{LEAD_ID_LUA}{UNIQUE_CLAIM_LUA}{KEY_OF_LUA}{SORT_LUA}
 local max = tonumber(ARGV[1])
 local lock_prefix, registry, now_ms = ARGV[5], KEYS[12], tonumber(ARGV[6])
 local lease = '0'
@@ -85,19 +89,31 @@ from_jobs(KEYS[11], true)
 if not paused and max > 0 then from_jobs(KEYS[2], false) end
 reply[3] = tostring(ncancelled)
 for _, v in ipairs(later) do reply[#reply + 1] = v end
-if not paused and max > 0 then
-  local messages = redis.call('RPOP', KEYS[1], max)
-  if messages then
-    local w, n = #wip, #reply
-    for i, raw in ipairs(messages) do
-      local token = ARGV[2] .. '-' .. i
-      wip[w + 1] = token; wip[w + 2] = raw
-      reply[n + 1] = token; reply[n + 2] = raw; reply[n + 3] = '0'; reply[n + 4] = ''
-      reply[n + 5] = unique_claim(token, raw, lock_prefix, registry, now_ms)
-      w = w + 2; n = n + 5
+{TAKE_KEYED_LUA}
+-- While no key list holds jobs and the batch has no keyed message, pending
+-- messages are taken as they are; otherwise the backlog is sorted into the
+-- keys' lists first and taken round-robin by key.
+local function from_pending()
+  if redis.call('LLEN', KEYS[13]) == 0 then
+    local messages = redis.call('RPOP', KEYS[1], max)
+    if not messages then return end
+    if not any_keyed(messages) then
+      local w, n = #wip, #reply
+      for i, raw in ipairs(messages) do
+        local token = ARGV[2] .. '-' .. i
+        wip[w + 1] = token; wip[w + 2] = raw
+        reply[n + 1] = token; reply[n + 2] = raw; reply[n + 3] = '0'; reply[n + 4] = ''
+        reply[n + 5] = unique_claim(token, raw, lock_prefix, registry, now_ms)
+        w = w + 2; n = n + 5
+      end
+      return
     end
+    sort_messages(messages)
   end
+  sort_pending()
+  take_keyed()
 end
+if not paused and max > 0 then from_pending() end
 local ids = {{}}
 for i = 1, #wip, 2 do
   local id = lead_id(wip[i + 1])
@@ -348,9 +364,10 @@ if had then return 1 else return 0 end
     )
 });
 
-/// Depths: pending+ready+cancelled, scheduled, jobs held by all workers,
-/// and the pause flag (1 or 0). KEYS: pending, ready, scheduled, workers,
-/// cancelled, paused. ARGV: the `wip:` prefix (a worker id completes it).
+/// Depths: pending+ready+cancelled+the jobs in key lists, scheduled, jobs
+/// held by all workers, and the pause flag (1 or 0). KEYS: pending, ready,
+/// scheduled, workers, cancelled, paused, keyed count. ARGV: the `wip:`
+/// prefix (a worker id completes it).
 pub(super) static DEPTHS: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -359,6 +376,7 @@ for _, worker in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
   running = running + redis.call('HLEN', ARGV[1] .. worker)
 end
 local waiting = redis.call('LLEN', KEYS[1]) + redis.call('LLEN', KEYS[2]) + redis.call('LLEN', KEYS[5])
+  + tonumber(redis.call('GET', KEYS[7]) or '0')
 return {waiting, redis.call('ZCARD', KEYS[3]), running, redis.call('EXISTS', KEYS[6])}
 ",
     )

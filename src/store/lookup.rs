@@ -140,6 +140,19 @@ pub async fn count_queue_rows(pool: &Pool, queue: &str) -> Result<u64, StoreErro
     Ok(count.unwrap_or(0))
 }
 
+/// (id, started_at as unix ms) of the started rows of `queue`
+/// (benchmarks and tools).
+pub async fn start_times(pool: &Pool, queue: &str) -> Result<Vec<(String, i64)>, StoreError> {
+    let mut conn = pool.get_conn().await?;
+    Ok(conn
+        .exec(
+            "SELECT id, TIMESTAMPDIFF(MICROSECOND, '1970-01-01', started_at) DIV 1000
+             FROM job_results WHERE queue = ? AND started_at IS NOT NULL",
+            (queue,),
+        )
+        .await?)
+}
+
 /// Which of `ids` have a `job_results` row.
 pub async fn existing_ids(pool: &Pool, ids: &[String]) -> Result<Vec<String>, StoreError> {
     if ids.is_empty() {

@@ -33,7 +33,7 @@ pub use dead::{
 pub use health::{address, describe, remedy, repair, Remedy};
 pub use lookup::{
     count_queue_rows, delete_queue_rows, existing_ids, find_message, find_result,
-    runs_by_id_prefix, JobRecord, RunRecord,
+    runs_by_id_prefix, start_times, JobRecord, RunRecord,
 };
 pub use prune::{count_prunable, prune_batch, PruneClass};
 

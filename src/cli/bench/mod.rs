@@ -6,6 +6,8 @@
 //! - W2 I/O concurrency: N `sleep` jobs with `processors × concurrency` slots.
 //! - W3 latency: a steady rate of jobs; enqueue → committed-row latency.
 //! - W4 memory: a million jobs waiting → worker RSS while it runs; then idle CPU.
+//! - W5 fairness: one key with many jobs waiting, many keys with one job
+//!   pushed behind it → how long the light keys wait.
 //! - ceiling: what MariaDB and Redis alone take (bare multi-row INSERTs,
 //!   pipelined LPUSH/RPOP); W1 then reports its fraction of MariaDB's rate.
 //!
@@ -16,6 +18,7 @@
 //!
 //! - this file: the arguments, the run, and the reports and their printing;
 //! - `workloads`: W1–W4, preloading, producing, and polling for completion;
+//! - `fairness`: W5;
 //! - `process`: the worker under test as a child process, and its /proc readings;
 //! - `delay_proxy`: Redis and MySQL a round trip away (`--delay-us`);
 //! - `ceiling`: the servers' bare rates, and W1's fraction of them;
@@ -24,6 +27,7 @@
 
 mod ceiling;
 mod delay_proxy;
+mod fairness;
 mod process;
 mod pruning;
 mod steady;
@@ -46,8 +50,8 @@ use conveyor::store;
     after_help = "Examples:\n  conveyor bench\n  conveyor bench --workloads w1 --w1-jobs 200000 --json\n  conveyor bench --workloads w1 --workers 4 --processors 1\n  conveyor bench --workloads ceiling,w1       # W1 as a fraction of the MariaDB ceiling\n  conveyor bench --workloads ceiling,w1 --prefill-rows 10000000\n  conveyor bench --workloads w1 --delay-us 500        # Redis and MySQL 1 ms away\n  CONVEYOR__REDIS__URL=redis://127.0.0.1:6390 conveyor bench --workloads w2,w3"
 )]
 pub(super) struct BenchArgs {
-    /// Workloads to run, comma separated: ceiling, w1, w2, w3, w4.
-    #[arg(long, default_value = "ceiling,w1,w2,w3,w4")]
+    /// Workloads to run, comma separated: ceiling, w1, w2, w3, w4, w5.
+    #[arg(long, default_value = "ceiling,w1,w2,w3,w4,w5")]
     workloads: String,
     /// Ceiling: rows inserted into MariaDB, and commands of each kind sent to Redis.
     #[arg(long, default_value_t = 100_000)]
@@ -84,6 +88,12 @@ pub(super) struct BenchArgs {
     /// W4: seconds of running before RSS is read.
     #[arg(long, default_value_t = 60)]
     w4_seconds: u64,
+    /// W5: jobs of the one heavy key, pushed first.
+    #[arg(long, default_value_t = 50_000)]
+    w5_heavy: usize,
+    /// W5: light keys with one job each, pushed after the heavy key's jobs.
+    #[arg(long, default_value_t = 200)]
+    w5_light: usize,
     /// W4: seconds of idle time over which idle CPU is measured.
     #[arg(long, default_value_t = 10)]
     idle_seconds: u64,
@@ -186,9 +196,12 @@ pub(super) async fn run(
             "w2" => bench.io_concurrency().await?,
             "w3" => bench.latency().await?,
             "w4" => bench.memory().await?,
+            "w5" => bench.fairness().await?,
             "ceiling" => bench.ceiling().await?,
             other => {
-                anyhow::bail!("--workloads: unknown workload {other:?} (ceiling, w1, w2, w3, w4)")
+                anyhow::bail!(
+                    "--workloads: unknown workload {other:?} (ceiling, w1, w2, w3, w4, w5)"
+                )
             }
         };
         if args.delay_us > 0 {

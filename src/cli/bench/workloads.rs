@@ -196,7 +196,7 @@ impl Bench {
     }
 
     /// Environment overrides for the worker under test.
-    fn overrides(&self, concurrency: Option<usize>) -> Vec<(String, String)> {
+    pub(super) fn overrides(&self, concurrency: Option<usize>) -> Vec<(String, String)> {
         let mut out = self.proxied.clone();
         if let Some(count) = self.args.processors {
             out.push(("CONVEYOR__PROCESSORS__COUNT".to_string(), count.to_string()));
@@ -214,7 +214,7 @@ impl Bench {
     }
 
     /// Pushes `n` envelopes (untimed), in pipelined chunks.
-    async fn preload(
+    pub(super) async fn preload(
         &self,
         queue: &str,
         n: usize,
@@ -236,7 +236,7 @@ impl Bench {
 
     /// Starts `--workers` worker processes on the preloaded queue and times
     /// them to the last row.
-    async fn run_until_done(
+    pub(super) async fn run_until_done(
         &self,
         queue: &str,
         n: usize,
@@ -314,7 +314,7 @@ impl Bench {
 
     /// Deletes the workload's queue and rows, then lets MySQL purge the
     /// deleted rows before the next workload starts timing.
-    async fn cleanup(&self, queue: &str) -> anyhow::Result<()> {
+    pub(super) async fn cleanup(&self, queue: &str) -> anyhow::Result<()> {
         self.redis.delete_queue(queue).await?;
         store::delete_queue_rows(&self.pool, queue).await?;
         tokio::time::sleep(SETTLE).await;
