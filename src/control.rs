@@ -5,9 +5,9 @@
 //! a cancel found), over [`RedisQueue`] and [`store`]. It must never move a
 //! job itself (the Redis scripts do) and never write a row (the worker does).
 
-use crate::job::{is_valid_job_id, is_valid_queue_name};
+use crate::job::{is_valid_job_id, is_valid_queue_name, FinalStatus};
 use crate::redis_queue::{CancelState, QueueError, RedisQueue};
-use crate::store::{self, StoreError};
+use crate::store::{self, JobRecord, StoreError};
 
 /// Why an action could not be taken.
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +87,17 @@ pub async fn set_paused(
 /// Cancels job `id` of `queue`, or of any of `configured` when no queue is
 /// given. Redis first: a job leaves Redis only after its row is committed,
 /// so a job not found there that has finished is found in MySQL.
+///
+/// A job Redis still holds may have finished already: its row commits
+/// before the acknowledgement removes it from Redis. So whatever Redis
+/// answers, the row is read next, and a `succeeded` row answers "finished"
+/// (the cancel mark Redis took is dropped by that acknowledgement). A row
+/// committed just after that read is safe too: a `succeeded` row is never
+/// turned into `cancelled`, so the job reads `succeeded`, which a
+/// `cancelling` answer allows ("cancelled unless it finished first").
+/// A `dead` or `duplicate` row is not taken as final while Redis holds the
+/// job: it may be the row of an earlier run of a job enqueued again under
+/// its id, which the cancel's `cancelled` row replaces.
 pub async fn cancel_job(
     redis: &RedisQueue,
     pool: &mysql_async::Pool,
@@ -106,10 +117,8 @@ pub async fn cancel_job(
     };
     for queue in &queues {
         if let Some(state) = redis.cancel(queue, id).await? {
-            return Ok(CancelAnswer::Accepted {
-                queue: queue.clone(),
-                state,
-            });
+            let row = store::find_result(pool, id, Some(queue)).await?;
+            return Ok(while_in_redis(queue, state, row));
         }
     }
     Ok(match store::find_result(pool, id, queue).await? {
@@ -123,4 +132,80 @@ pub async fn cancel_job(
         },
         None => CancelAnswer::Unknown,
     })
+}
+
+/// The answer for a job Redis still held (and marked cancelled), given the
+/// row MySQL holds for its id, if any.
+fn while_in_redis(queue: &str, state: CancelState, row: Option<JobRecord>) -> CancelAnswer {
+    let queue = queue.to_string();
+    match row.map(|row| row.status) {
+        Some(status) if status == FinalStatus::Succeeded.as_str() => {
+            CancelAnswer::Finished { queue, status }
+        }
+        Some(status) if status == FinalStatus::Cancelled.as_str() => CancelAnswer::Accepted {
+            queue,
+            state: CancelState::Cancelled,
+        },
+        _ => CancelAnswer::Accepted { queue, state },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(status: &str) -> JobRecord {
+        JobRecord {
+            id: "j1".into(),
+            queue: "default".into(),
+            kind: "noop".into(),
+            status: status.into(),
+            attempts: 1,
+            output: None,
+            error: None,
+            enqueued_at: None,
+            started_at: None,
+            finished_at: None,
+            worker: "w".into(),
+        }
+    }
+
+    fn accepted(state: CancelState) -> CancelAnswer {
+        CancelAnswer::Accepted {
+            queue: "default".into(),
+            state,
+        }
+    }
+
+    #[test]
+    fn a_succeeded_row_wins_over_what_redis_still_holds() {
+        for state in [CancelState::Cancelled, CancelState::Cancelling] {
+            assert_eq!(
+                while_in_redis("default", state, Some(row("succeeded"))),
+                CancelAnswer::Finished {
+                    queue: "default".into(),
+                    status: "succeeded".into()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn a_cancelled_row_reads_cancelled_and_other_rows_leave_the_cancel_standing() {
+        let signalled = CancelState::Cancelling;
+        assert_eq!(
+            while_in_redis("default", signalled, Some(row("cancelled"))),
+            accepted(CancelState::Cancelled)
+        );
+        for earlier in ["dead", "duplicate"] {
+            assert_eq!(
+                while_in_redis("default", signalled, Some(row(earlier))),
+                accepted(signalled)
+            );
+        }
+        assert_eq!(
+            while_in_redis("default", signalled, None),
+            accepted(signalled)
+        );
+    }
 }

@@ -254,3 +254,95 @@ fn a_cancel_survives_a_kill_9_of_the_worker() {
     assert_eq!(env.rows().len(), 1);
     assert_nothing_left(&env);
 }
+
+/// A `succeeded` row for `claimed`, as a worker's DbWriter commits it.
+fn succeeded_row(claimed: &conveyor::job::ClaimedJob, id: &str) -> conveyor::job::ResultRow {
+    let now = conveyor::job::now_ms();
+    conveyor::job::ResultRow {
+        handle: claimed.handle.clone(),
+        id: id.to_string(),
+        kind: "noop".into(),
+        status: conveyor::job::FinalStatus::Succeeded,
+        attempts: 1,
+        output: Some("1".into()),
+        error: None,
+        enqueued_at_ms: None,
+        started_at_ms: Some(now),
+        finished_at_ms: now,
+        message: None,
+    }
+}
+
+/// The window between a job's row committing and its acknowledgement in
+/// Redis, held open by claiming, writing and acknowledging through the
+/// library by hand: a cancel in that window answers "finished" (409), and a
+/// cancel that was answered `cancelling` just before the row committed
+/// leaves the job `succeeded`.
+#[test]
+fn a_cancel_between_commit_and_ack_finds_the_job_finished() {
+    use conveyor::control::{cancel_job, CancelAnswer};
+    use conveyor::redis_queue::CancelState;
+    use conveyor::store::write_batch;
+
+    let env = TestEnv::new();
+    env.push(
+        "default",
+        &[
+            job("noop", Some("done-early"), json!(1)),
+            job("noop", Some("done-late"), json!(2)),
+        ],
+    );
+    let configured = vec!["default".to_string()];
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let redis = env.queue_client();
+        let pool = mysql_async::Pool::new(env.mysql_url.as_str());
+        conveyor::store::migrate(&pool).await.expect("migrate");
+        let queue: std::sync::Arc<str> = "default".into();
+        let lease = conveyor::job::now_ms() + 600_000;
+        let claimed = redis
+            .claim(&queue, "w-race", 2, lease)
+            .await
+            .expect("claim");
+        let [early, late] = &claimed.jobs[..] else {
+            panic!("claimed {:?}", claimed.jobs)
+        };
+        let cancel = |id: &'static str| cancel_job(&redis, &pool, &configured, None, id);
+        let finished = CancelAnswer::Finished {
+            queue: "default".into(),
+            status: "succeeded".into(),
+        };
+
+        write_batch(&pool, "w-race", &[succeeded_row(early, "done-early")], &[])
+            .await
+            .expect("commit");
+        assert_eq!(cancel("done-early").await.expect("cancel"), finished);
+
+        let signalled = cancel("done-late").await.expect("cancel");
+        assert_eq!(
+            signalled,
+            CancelAnswer::Accepted {
+                queue: "default".into(),
+                state: CancelState::Cancelling
+            }
+        );
+        write_batch(&pool, "w-race", &[succeeded_row(late, "done-late")], &[])
+            .await
+            .expect("commit");
+        let tokens = [early.handle.token.clone(), late.handle.token.clone()];
+        let acked = redis.ack("default", "w-race", &tokens).await.expect("ack");
+        assert_eq!(acked, 2);
+        for id in ["done-early", "done-late"] {
+            assert_eq!(cancel(id).await.expect("cancel"), finished, "{id}");
+        }
+        pool.disconnect().await.expect("disconnect");
+    });
+    for id in ["done-early", "done-late"] {
+        assert_eq!(env.row(id).status, "succeeded", "{id}");
+    }
+    assert_eq!(env.rows().len(), 2, "one row per job");
+    assert_nothing_left(&env);
+}

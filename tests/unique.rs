@@ -2,14 +2,17 @@
 //! job with the same queue and `unique_key` is refused over HTTP while the
 //! first is unfinished (or within `unique_for_ms`), ends as a `duplicate` row
 //! when pushed with LPUSH, and the lock is released when the job ends —
-//! also after its worker was killed with `kill -9`.
+//! also after its worker was killed with `kill -9`. The dashboard's "enqueue
+//! a copy" follows the same rule as any submission.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
+use reqwest::header::LOCATION;
 use serde_json::{json, Value};
 use support::http::{ApiServer, Http};
+use support::ui::{assert_page, csrf_of, pending, Visitor, TOKEN};
 use support::{job, wait_until, TestEnv};
 
 const LONG: Duration = Duration::from_secs(60);
@@ -295,4 +298,72 @@ fn cancelling_a_unique_job_releases_its_key() {
     });
     assert_eq!(worker.stop(), 0, "{}", worker.log());
     assert!(env.leftover_keys().is_empty(), "{:?}", env.leftover_keys());
+}
+
+/// A dead row of job `id` whose kept message carries `unique_key`.
+fn dead_unique_job(env: &TestEnv, id: &str, unique_key: &str) {
+    let (code, log) = env.conveyor_output(&["migrate"], &[]);
+    assert_eq!(code, 0, "{log}");
+    let message = json!({ "id": id, "kind": "noop", "payload": 1, "unique_key": unique_key });
+    let sql = format!(
+        "INSERT INTO job_results (id, queue, kind, status, attempts, error, finished_at, worker, message)
+         VALUES ('{id}', 'default', 'noop', 'dead', 3, 'boom', UTC_TIMESTAMP(6), 'w1', '{message}')"
+    );
+    let _: Vec<(i64,)> = env.query(&sql);
+}
+
+/// The dashboard's "enqueue a copy" is a submission like any other: while
+/// another job holds the copied job's `unique_key` no copy is created and
+/// the holder's page is shown; once the key is free the copy takes it at
+/// once, so a submission with that key meets the copy as its holder.
+#[test]
+fn a_dashboard_copy_honours_the_unique_key() {
+    let env = TestEnv::new();
+    dead_unique_job(&env, "mail-old", "mail-42");
+    let api = ApiServer::start(&env, &[("CONVEYOR__API__TOKEN", TOKEN)]);
+    let http = api.http().with_token(TOKEN);
+    let mut visitor = Visitor::new(&api.base);
+    assert_eq!(visitor.login(TOKEN).status, 303);
+    let first = json!({ "id": "mail-new", "kind": "noop", "unique_key": "mail-42" });
+    let (status, answer) = submit(&http, first);
+    assert_eq!(status, 202, "{answer}");
+
+    let csrf = csrf_of(&visitor.get("/ui/jobs/mail-old").body);
+    let refused = visitor.post("/ui/jobs/mail-old/copy", &[("csrf", &csrf)]);
+    assert_eq!(refused.status, 303, "{}", refused.body);
+    assert_eq!(
+        refused.headers[LOCATION],
+        "/ui/jobs/mail-new?notice=duplicate"
+    );
+    let holder = visitor.get("/ui/jobs/mail-new?notice=duplicate");
+    assert_page(&holder, 200, "No copy was enqueued");
+    assert_eq!(pending(&env).len(), 1, "no copy was pushed");
+
+    let mut worker = env.worker(&[]);
+    wait_until("mail-new to succeed", LONG, || {
+        status_of(&http, "mail-new") == "succeeded"
+    });
+    wait_until("the key to be free", LONG, || {
+        lock_holder(&env, "mail-42").is_none()
+    });
+    assert_eq!(worker.stop(), 0, "{}", worker.log());
+    let copied = visitor.post("/ui/jobs/mail-old/copy", &[("csrf", &csrf)]);
+    assert_eq!(copied.status, 303, "{}", copied.body);
+    let location = copied.headers[LOCATION].to_str().expect("ascii");
+    let copy = location
+        .strip_prefix("/ui/jobs/")
+        .and_then(|rest| rest.strip_suffix("?notice=copied"))
+        .unwrap_or_else(|| panic!("not a copy's page: {location}"));
+    assert_ne!(copy, "mail-old");
+    assert_eq!(lock_holder(&env, "mail-42").as_deref(), Some(copy));
+    let (status, answer) = submit(&http, json!({ "kind": "noop", "unique_key": "mail-42" }));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["id"], copy);
+    assert_eq!(answer["duplicate"], true);
+
+    let _worker = env.worker(&[]);
+    env.wait_for_rows(3, LONG);
+    assert_eq!(env.row(copy).status, "succeeded");
+    assert_eq!(env.row("mail-old").status, "dead", "the original row stays");
+    assert_eq!(env.rows().len(), 3, "one row per job, none for the refused");
 }

@@ -14,7 +14,7 @@ use super::schemas::{
     BodyRefused, ErrorBody, JobPath, JobReceipt, JobStatus, JobSubmission, QueueFilter, Refused,
 };
 use super::{read_body, ApiError, ApiState};
-use crate::enqueue::enqueue;
+use crate::enqueue::{enqueue, EnqueueError};
 use crate::intake::{self, Rejected, Submission};
 use crate::job::{is_valid_job_id, is_valid_queue_name};
 use crate::redis_queue::JobState;
@@ -51,17 +51,25 @@ pub(super) async fn submit(
 /// Enqueues one job; a job whose `unique_key` another job holds is not
 /// created, and the receipt names the holder: `{"id", "queue", "duplicate": true}`.
 async fn accept_one(state: &ApiState, job: Submission) -> Result<Value, ApiError> {
-    let holder = enqueue(state.redis(), state.pool(), &job).await?;
-    Ok(match holder {
-        Some(holder) => {
-            state.metrics().duplicate_refused(&job.queue);
-            json!({ "id": holder, "queue": job.queue, "duplicate": true })
-        }
-        None => {
-            state.metrics().accepted(&job.queue, 1);
-            json!({ "id": job.id, "queue": job.queue })
-        }
+    Ok(match enqueue_counted(state, &job).await? {
+        Some(holder) => json!({ "id": holder, "queue": job.queue, "duplicate": true }),
+        None => json!({ "id": job.id, "queue": job.queue }),
     })
+}
+
+/// Enqueues one job as `POST /jobs` does (the dashboard's "enqueue a copy"
+/// too), honouring its `unique_key`, and counts it: `Some(holder)` when it
+/// was not created because job `holder` holds its key.
+pub(crate) async fn enqueue_counted(
+    state: &ApiState,
+    job: &Submission,
+) -> Result<Option<String>, EnqueueError> {
+    let holder = enqueue(state.redis(), state.pool(), job).await?;
+    match &holder {
+        Some(_) => state.metrics().duplicate_refused(&job.queue),
+        None => state.metrics().accepted(&job.queue, 1),
+    }
+    Ok(holder)
 }
 
 /// Accept jobs in order, all or nothing: the first bad element refuses the

@@ -11,6 +11,7 @@ use askama::Template;
 use super::view::Chrome;
 use crate::api::ApiError;
 use crate::control::ControlError;
+use crate::enqueue::EnqueueError;
 use crate::limiters::control::ControlError as LimiterControlError;
 use crate::redact::redact_text;
 use crate::redis_queue::QueueError;
@@ -63,6 +64,15 @@ impl From<RequeueError> for UiError {
         match error {
             RequeueError::Store(e) => e.into(),
             RequeueError::Queue(e) => e.into(),
+        }
+    }
+}
+
+impl From<EnqueueError> for UiError {
+    fn from(error: EnqueueError) -> UiError {
+        match error {
+            EnqueueError::Store(e) => e.into(),
+            EnqueueError::Queue(e) => e.into(),
         }
     }
 }

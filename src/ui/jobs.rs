@@ -1,11 +1,13 @@
 //! The job page (`/ui/jobs/{id}`): envelope, status, attempts, timings,
 //! output or error, the worker that ran it; and its actions: retry a dead
-//! job, delete a dead row, enqueue a copy under a new id.
+//! job, delete a dead row, enqueue a copy under a new id (refused, like any
+//! submission, while another job holds its `unique_key`).
 //!
 //! It finds a job with the same lookup as `GET /jobs/{id}` (Redis first,
 //! then MySQL, a final row wins) and changes jobs only through
-//! [`crate::requeue`], [`crate::store::purge`] and the intake path of
-//! `POST /jobs`. It must never act on a form whose CSRF token does not match.
+//! [`crate::requeue`], [`crate::store::purge`] and the intake and enqueue
+//! path of `POST /jobs`. It must never act on a form whose CSRF token does
+//! not match.
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpResponse};
@@ -20,7 +22,7 @@ use super::view::{
     cut_text, escaped_bytes, html, pretty_json, printable, see_other, url_part, Chrome,
     FULL_VIEW_BYTES,
 };
-use crate::api::jobs::{find_job, Found};
+use crate::api::jobs::{enqueue_counted, find_job, Found};
 use crate::api::ApiState;
 use crate::intake;
 use crate::job::is_valid_job_id;
@@ -167,6 +169,7 @@ fn notice_text(code: &str) -> Option<String> {
     match code {
         "retried" => Some("Enqueued again under the same id; the dead row stays until the new result replaces it.".into()),
         "copied" => Some("A copy was enqueued under a new id.".into()),
+        "duplicate" => Some("No copy was enqueued: this job holds the same unique key in its queue until it ends.".into()),
         "cancelled" => Some("Cancelled: it will not start; its row says cancelled.".into()),
         "cancelling" => Some("Cancelling: its worker was told to stop it; the row says cancelled unless it finished first.".into()),
         _ => None,
@@ -234,7 +237,9 @@ pub(super) async fn retry(
     Ok(back_to(&id, "retried"))
 }
 
-/// Enqueue a copy of a job's message under a new id.
+/// Enqueue a copy of a job's message under a new id, exactly as `POST /jobs`
+/// would: a copy whose `unique_key` another unfinished job of its queue
+/// holds is not created, and the page of that job is shown instead.
 pub(super) async fn copy(
     allowed: Authorized,
     id: web::Path<String>,
@@ -262,11 +267,10 @@ pub(super) async fn copy(
     let body = serde_json::to_vec(&envelope).map_err(|e| UiError::BadRequest(e.to_string()))?;
     let copy = intake::parse_one(&body, &state.rules())
         .map_err(|rejected| UiError::BadRequest(format!("the copy was refused: {rejected}")))?;
-    state
-        .redis()
-        .accept(&copy.queue, &[(copy.id.clone(), copy.message)])
-        .await?;
-    Ok(back_to(&copy.id, "copied"))
+    Ok(match enqueue_counted(state, &copy).await? {
+        Some(holder) => back_to(&holder, "duplicate"),
+        None => back_to(&copy.id, "copied"),
+    })
 }
 
 /// Delete a dead job's row (never a succeeded one).
