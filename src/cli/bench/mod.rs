@@ -8,6 +8,8 @@
 //! - W4 memory: a million jobs waiting → worker RSS while it runs; then idle CPU.
 //! - W5 fairness: one key with many jobs waiting, many keys with one job
 //!   pushed behind it → how long the light keys wait.
+//! - ceiling: what MariaDB and Redis alone take (bare multi-row INSERTs,
+//!   pipelined LPUSH/RPOP); W1 then reports its fraction of MariaDB's rate.
 //!
 //! The worker runs as a separate `conveyor worker` process (so its RSS and
 //! CPU are its own), configured like this process plus the bench's overrides.
@@ -19,9 +21,11 @@
 //! - `fairness`: W5;
 //! - `process`: the worker under test as a child process, and its /proc readings;
 //! - `delay_proxy`: Redis and MySQL a round trip away (`--delay-us`);
-//! - `pruning`: old rows for W1 to prune while it runs (`--w1-old-rows`);
+//! - `ceiling`: the servers' bare rates, and W1's fraction of them;
+//! - `pruning`: rows in job_results before W1 (`--w1-old-rows`, `--prefill-rows`);
 //! - `steady`: W3's producer at a fixed rate and its watcher of commits.
 
+mod ceiling;
 mod delay_proxy;
 mod fairness;
 mod process;
@@ -43,12 +47,15 @@ use conveyor::store;
 
 #[derive(Args, Debug, Clone)]
 #[command(
-    after_help = "Examples:\n  conveyor bench\n  conveyor bench --workloads w1 --w1-jobs 200000 --json\n  conveyor bench --workloads w1 --workers 4 --processors 1\n  conveyor bench --workloads w1 --delay-us 500        # Redis and MySQL 1 ms away\n  CONVEYOR__REDIS__URL=redis://127.0.0.1:6390 conveyor bench --workloads w2,w3"
+    after_help = "Examples:\n  conveyor bench\n  conveyor bench --workloads w1 --w1-jobs 200000 --json\n  conveyor bench --workloads w1 --workers 4 --processors 1\n  conveyor bench --workloads ceiling,w1       # W1 as a fraction of the MariaDB ceiling\n  conveyor bench --workloads ceiling,w1 --prefill-rows 10000000\n  conveyor bench --workloads w1 --delay-us 500        # Redis and MySQL 1 ms away\n  CONVEYOR__REDIS__URL=redis://127.0.0.1:6390 conveyor bench --workloads w2,w3"
 )]
 pub(super) struct BenchArgs {
-    /// Workloads to run, comma separated: w1, w2, w3, w4, w5.
-    #[arg(long, default_value = "w1,w2,w3,w4,w5")]
+    /// Workloads to run, comma separated: ceiling, w1, w2, w3, w4, w5.
+    #[arg(long, default_value = "ceiling,w1,w2,w3,w4,w5")]
     workloads: String,
+    /// Ceiling: rows inserted into MariaDB, and commands of each kind sent to Redis.
+    #[arg(long, default_value_t = 100_000)]
+    ceiling_rows: usize,
     /// W1: no-op jobs preloaded.
     #[arg(long, default_value_t = 100_000)]
     w1_jobs: usize,
@@ -56,10 +63,10 @@ pub(super) struct BenchArgs {
     /// worker runs with a 30-day retention and prunes them during W1.
     #[arg(long, default_value_t = 0)]
     w1_old_rows: usize,
-    /// W1: seed the `--w1-old-rows` but run without a retention, so nothing
-    /// is pruned: the comparison run that has the same old rows.
-    #[arg(long)]
-    w1_keep_old_rows: bool,
+    /// W1: rows put into job_results first (untimed, kept during W1, removed
+    /// after), to measure W1 into a table that already holds that many.
+    #[arg(long, default_value_t = 0)]
+    prefill_rows: usize,
     /// W2: sleep jobs.
     #[arg(long, default_value_t = 20_000)]
     w2_jobs: usize,
@@ -124,6 +131,12 @@ struct Report {
     jobs: usize,
     seconds: f64,
     jobs_per_s: f64,
+    /// W1's jobs/s over the ceiling's MariaDB rows/s, when both ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fraction_of_mariadb_ceiling: Option<f64>,
+    /// The servers' bare rates (the ceiling workload only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ceiling: Option<ceiling::Ceiling>,
     peak_rss_mb: f64,
     cpu_s_per_1000_jobs: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -184,8 +197,11 @@ pub(super) async fn run(
             "w3" => bench.latency().await?,
             "w4" => bench.memory().await?,
             "w5" => bench.fairness().await?,
+            "ceiling" => bench.ceiling().await?,
             other => {
-                anyhow::bail!("--workloads: unknown workload {other:?} (w1, w2, w3, w4, w5)")
+                anyhow::bail!(
+                    "--workloads: unknown workload {other:?} (ceiling, w1, w2, w3, w4, w5)"
+                )
             }
         };
         if args.delay_us > 0 {
@@ -199,6 +215,7 @@ pub(super) async fn run(
         }
         reports.push(report);
     }
+    ceiling::apply_fraction(&mut reports);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
     } else {
@@ -299,8 +316,8 @@ fn summary_line(report: &Report) -> String {
 }
 
 fn print_table(reports: &[Report]) {
-    println!("| workload | jobs | seconds | jobs/s | peak RSS MB | CPU s / 1000 jobs | latency p50/p90/p99/max ms | configuration |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| workload | jobs | seconds | jobs/s | of MariaDB ceiling | peak RSS MB | CPU s / 1000 jobs | latency p50/p90/p99/max ms | configuration |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for r in reports {
         let latency = r.latency_ms.as_ref().map_or("-".to_string(), |l| {
             format!("{:.1} / {:.1} / {:.1} / {:.1}", l.p50, l.p90, l.p99, l.max)
@@ -309,12 +326,16 @@ fn print_table(reports: &[Report]) {
         if let (Some(rss), Some(idle)) = (r.rss_after_run_mb, r.idle_cpu_percent) {
             config = format!("RSS while running {rss:.1} MB, idle CPU {idle:.2} %; {config}");
         }
+        let fraction = r
+            .fraction_of_mariadb_ceiling
+            .map_or("-".to_string(), |f| format!("{:.0} %", f * 100.0));
         println!(
-            "| {} | {} | {:.2} | {:.0} | {:.1} | {:.3} | {} | {} |",
+            "| {} | {} | {:.2} | {:.0} | {} | {:.1} | {:.3} | {} | {} |",
             r.workload,
             r.jobs,
             r.seconds,
             r.jobs_per_s,
+            fraction,
             r.peak_rss_mb,
             r.cpu_s_per_1000_jobs,
             latency,

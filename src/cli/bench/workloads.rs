@@ -38,10 +38,11 @@ impl Bench {
         .await?;
         let old = match self.args.w1_old_rows {
             0 => None,
-            count => Some(
-                self.seed_old_rows(count, !self.args.w1_keep_old_rows)
-                    .await?,
-            ),
+            count => Some(self.seed_old_rows(count).await?),
+        };
+        let prefilled = match self.args.prefill_rows {
+            0 => None,
+            count => Some(self.prefill_rows(count).await?),
         };
         let mut overrides = self.overrides(None);
         overrides.extend(old.iter().flat_map(|old| old.overrides()));
@@ -51,6 +52,9 @@ impl Bench {
         report.workload = "W1 throughput";
         if let Some(old) = old {
             report.config = format!("{}; {}", old.finish(self).await?, report.config);
+        }
+        if let Some(prefilled) = prefilled {
+            report.config = format!("{}; {}", prefilled.remove(self).await?, report.config);
         }
         self.cleanup(&queue).await?;
         Ok(report)
