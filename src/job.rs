@@ -322,6 +322,12 @@ fn check_unique(key: Option<&str>, for_ms: Option<u64>) -> Result<(), Malformed>
     }
     match (key, for_ms) {
         (_, Some(0)) => Err(bad("unique_for_ms", "must be positive".to_string())),
+        // The lock's expiry is enqueued_at + unique_for_ms: past a year it
+        // would overflow what Redis can take as an expiry time.
+        (_, Some(ms)) if ms > MAX_TIMEOUT_MS => Err(bad(
+            "unique_for_ms",
+            format!("must be 1-{MAX_TIMEOUT_MS} (one year), got {ms}"),
+        )),
         (None, Some(_)) => Err(bad(
             "unique_for_ms",
             "needs a unique_key to hold".to_string(),
@@ -571,6 +577,10 @@ mod tests {
             ),
             (
                 r#"{"kind":"noop","unique_for_ms":5}"#,
+                "field unique_for_ms",
+            ),
+            (
+                r#"{"kind":"noop","unique_key":"k","unique_for_ms":9223372036854775808}"#,
                 "field unique_for_ms",
             ),
         ];

@@ -52,8 +52,8 @@ pub(super) struct JobSubmission {
     #[schema(min_length = 1, max_length = 128)]
     unique_key: Option<String>,
     /// Also hold the key this long after the first job was enqueued (ms);
-    /// needs `unique_key`.
-    #[schema(minimum = 1)]
+    /// needs `unique_key`; at most a year.
+    #[schema(minimum = 1, maximum = 31_536_000_000_u64)]
     unique_for_ms: Option<u64>,
 }
 
