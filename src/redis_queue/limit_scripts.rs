@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use redis::Script;
 
 use super::fair_scripts::{KEY_OF_LUA, SORT_LUA};
-use super::scripts::LEAD_ID_LUA;
+use super::scripts::{LEAD_ID_LUA, RECORD_CLAIM_LUA};
 use super::unique::UNIQUE_CLAIM_LUA;
 
 /// Jobs of one key the limited claim looks at per turn of the key ring.
@@ -87,7 +87,7 @@ return 1
 /// cancelled jobs first.
 pub(super) static CLAIM_LIMITED: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        r"{LEAD_ID_LUA}{UNIQUE_CLAIM_LUA}{KEY_OF_LUA}{SORT_LUA}
+        r"{LEAD_ID_LUA}{RECORD_CLAIM_LUA}{UNIQUE_CLAIM_LUA}{KEY_OF_LUA}{SORT_LUA}
 local max = tonumber(ARGV[1])
 local look = tonumber(ARGV[10])
 local recheck = tonumber(ARGV[9])
@@ -273,14 +273,7 @@ if stopped then
   held[stopped] = redis.call('LLEN', KEYS[1]) + redis.call('LLEN', KEYS[2])
     + tonumber(redis.call('GET', KEYS[14]) or '0')
 end
-local ids = {{}}
-for i = 1, #wip, 2 do
-  local id = lead_id(wip[i + 1])
-  if id then ids[#ids + 1] = id; ids[#ids + 1] = wip[i] end
-end
-if #wip > 0 then redis.call('HSET', KEYS[6], unpack(wip)) end
-if #ids > 0 then redis.call('HSET', KEYS[8], unpack(ids)) end
-redis.call('ZADD', KEYS[7], ARGV[4], ARGV[3])
+record_claim(wip)
 local reply = {{lease, paused and '1' or '0', tostring(#cancelled / 5), tostring(retry), slot_full}}
 local pairs_out = {{}}
 for name, n in pairs(held) do pairs_out[#pairs_out + 1] = name; pairs_out[#pairs_out + 1] = tostring(n) end

@@ -30,6 +30,24 @@ local function lead_id(raw)
 end
 "#;
 
+/// Lua: `record_claim(wip)` for both claim scripts (plain and limited),
+/// which share these KEYS/ARGV positions: stores the claimed (token,
+/// message) pairs in this worker's `wip` (KEYS[6]), maps job ids to their
+/// tokens (KEYS[8]) and renews the worker's lease (KEYS[7]; ARGV[3] worker,
+/// ARGV[4] deadline). Needs [`LEAD_ID_LUA`] before it.
+pub(super) const RECORD_CLAIM_LUA: &str = r"
+local function record_claim(wip)
+  local ids = {}
+  for i = 1, #wip, 2 do
+    local id = lead_id(wip[i + 1])
+    if id then ids[#ids + 1] = id; ids[#ids + 1] = wip[i] end
+  end
+  if #wip > 0 then redis.call('HSET', KEYS[6], unpack(wip)) end
+  if #ids > 0 then redis.call('HSET', KEYS[8], unpack(ids)) end
+  redis.call('ZADD', KEYS[7], ARGV[4], ARGV[3])
+end
+";
+
 /// Moves up to ARGV[1] jobs into this worker's `wip`: first cancelled jobs
 /// waiting for their `cancelled` row (even in a paused queue: they never
 /// start), then, unless the queue is paused, jobs from `ready`, then from
@@ -48,7 +66,7 @@ end
 /// first.
 pub(super) static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        r"{LEAD_ID_LUA}{UNIQUE_CLAIM_LUA}{KEY_OF_LUA}{SORT_LUA}
+        r"{LEAD_ID_LUA}{RECORD_CLAIM_LUA}{UNIQUE_CLAIM_LUA}{KEY_OF_LUA}{SORT_LUA}
 local max = tonumber(ARGV[1])
 local lock_prefix, registry, now_ms = ARGV[5], KEYS[12], tonumber(ARGV[6])
 local lease = '0'
@@ -114,14 +132,7 @@ local function from_pending()
   take_keyed()
 end
 if not paused and max > 0 then from_pending() end
-local ids = {{}}
-for i = 1, #wip, 2 do
-  local id = lead_id(wip[i + 1])
-  if id then ids[#ids + 1] = id; ids[#ids + 1] = wip[i] end
-end
-if #wip > 0 then redis.call('HSET', KEYS[6], unpack(wip)) end
-if #ids > 0 then redis.call('HSET', KEYS[8], unpack(ids)) end
-redis.call('ZADD', KEYS[7], ARGV[4], ARGV[3])
+record_claim(wip)
 return reply
 "
     ))
