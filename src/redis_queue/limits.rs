@@ -111,7 +111,7 @@ impl RedisQueue {
         }
         let reply: Vec<Vec<u8>> = invocation.invoke_async(&mut self.conn.clone()).await?;
         let mut fields = reply.into_iter();
-        let (lease_was_held, paused, cancelled) = claim_header(&mut fields)?;
+        let header = claim_header(&mut fields)?;
         let retry_in_ms: i64 = number(fields.next())?;
         let slot_full = fields.next().is_some_and(|flag| flag == b"1");
         let pairs: usize = number(fields.next())?;
@@ -126,9 +126,10 @@ impl RedisQueue {
             by,
         });
         Ok(Claimed {
-            jobs: claimed_jobs(queue, cancelled, fields)?,
-            lease_was_held,
-            paused,
+            jobs: claimed_jobs(queue, header.cancelled, fields)?,
+            lease_was_held: header.lease_was_held,
+            paused: header.paused,
+            unsorted_backlog: header.unsorted_backlog,
             held_back,
         })
     }
