@@ -211,6 +211,20 @@ impl RedisQueue {
         }
     }
 
+    /// How long `limiter` (as a whole, not per key) stays held back by a
+    /// job that reported a rate limit (ms); `None` when it is not held.
+    pub async fn limiter_hold_ms(
+        &self,
+        queue: &str,
+        limiter: &Limiter,
+    ) -> Result<Option<u64>, QueueError> {
+        let left: i64 = redis::cmd("PTTL")
+            .arg(format!("{}:held", self.limiter_base(queue, limiter)))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(u64::try_from(left).ok())
+    }
+
     /// (limiter, jobs held back) as the latest limited claim of `queue` saw them.
     pub async fn held_back(&self, queue: &str) -> Result<Vec<(String, u64)>, QueueError> {
         Ok(redis::cmd("HGETALL")
