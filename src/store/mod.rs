@@ -2,7 +2,8 @@
 //!
 //! This module owns the MySQL/MariaDB schema and the idempotent writes that
 //! turn at-least-once delivery into exactly one row per job. It must never
-//! know about actors or Redis, and never build SQL from values (placeholders only).
+//! know about actors or Redis, and never build SQL from values but through
+//! `literal` (the result batch) or placeholders (everything else).
 //!
 //! # Layout
 //!
@@ -11,10 +12,12 @@
 //! - `lookup`: reading `job_results` rows (a job by id, a schedule's runs), and the helpers of
 //!   benchmarks and tools;
 //! - `dead`: dead jobs and dead letters, listed and purged by filter;
-//! - `prune`: deleting results past their retention, in small batches.
+//! - `prune`: deleting results past their retention, in small batches;
+//! - `literal`: values as SQL literals, for the one text statement per result batch.
 
 mod dead;
 mod health;
+mod literal;
 mod lookup;
 mod prune;
 
@@ -252,15 +255,25 @@ async fn upsert_results(
     worker: &str,
     rows: &[ResultRow],
 ) -> Result<(), StoreError> {
-    let sql = format!(
-        "INSERT INTO job_results ({RESULT_COLUMNS}) VALUES {}{RESULT_UPSERT_TAIL}",
-        placeholders(rows.len(), RESULT_PARAMS)
-    );
-    let mut params = Vec::with_capacity(rows.len() * RESULT_PARAMS);
-    for row in rows {
+    let mut sql = String::with_capacity(256 + rows.len() * 256);
+    sql.push_str("INSERT INTO job_results (");
+    sql.push_str(RESULT_COLUMNS);
+    sql.push_str(") VALUES ");
+    let mut params = Vec::with_capacity(RESULT_PARAMS);
+    for (i, row) in rows.iter().enumerate() {
+        params.clear();
         push_result_params(&mut params, row, worker);
+        sql.push_str(if i == 0 { "(" } else { ", (" });
+        for (j, value) in params.iter().enumerate() {
+            if j > 0 {
+                sql.push_str(", ");
+            }
+            literal::push_literal(&mut sql, value);
+        }
+        sql.push(')');
     }
-    conn.exec_drop(sql, Params::Positional(params)).await?;
+    sql.push_str(RESULT_UPSERT_TAIL);
+    conn.query_drop(sql).await?;
     Ok(())
 }
 
