@@ -66,7 +66,11 @@ fn awkward_text_round_trips_through_the_result_table() {
         .enumerate()
         .map(|(i, text)| job("noop", Some(&format!("awkward-{i}")), json!({ "s": text })))
         .collect();
-    let dead = job("no-such-kind", Some("awkward-dead"), json!({ "s": awkward }));
+    let dead = job(
+        "no-such-kind",
+        Some("awkward-dead"),
+        json!({ "s": awkward }),
+    );
     messages.push(dead.clone());
     env.push("default", &messages);
     let _worker = env.worker(&[]);
@@ -75,8 +79,7 @@ fn awkward_text_round_trips_through_the_result_table() {
         let row = env.row(&format!("awkward-{i}"));
         assert_eq!(row.output, Some(json!({ "s": text })), "{row:?}");
     }
-    let kept: Vec<Vec<u8>> =
-        env.query("SELECT message FROM job_results WHERE id = 'awkward-dead'");
+    let kept: Vec<Vec<u8>> = env.query("SELECT message FROM job_results WHERE id = 'awkward-dead'");
     assert_eq!(kept, vec![dead.into_bytes()]);
 }
 

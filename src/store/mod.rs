@@ -203,8 +203,6 @@ async fn apply_migrations(conn: &mut mysql_async::Conn) -> Result<usize, StoreEr
 
 const RESULT_COLUMNS: &str = "id, queue, kind, status, attempts, output, error, enqueued_at, \
      started_at, finished_at, worker, message";
-/// Placeholders per `job_results` row: one per column above.
-const RESULT_PARAMS: usize = 12;
 
 /// On a duplicate id the newer result wins, except that a `succeeded` row is
 /// never turned into `dead` or `cancelled` (a stale redelivery, or a cancel
@@ -259,18 +257,11 @@ async fn upsert_results(
     sql.push_str("INSERT INTO job_results (");
     sql.push_str(RESULT_COLUMNS);
     sql.push_str(") VALUES ");
-    let mut params = Vec::with_capacity(RESULT_PARAMS);
     for (i, row) in rows.iter().enumerate() {
-        params.clear();
-        push_result_params(&mut params, row, worker);
-        sql.push_str(if i == 0 { "(" } else { ", (" });
-        for (j, value) in params.iter().enumerate() {
-            if j > 0 {
-                sql.push_str(", ");
-            }
-            literal::push_literal(&mut sql, value);
+        if i > 0 {
+            sql.push_str(", ");
         }
-        sql.push(')');
+        push_result_row(&mut sql, row, worker);
     }
     sql.push_str(RESULT_UPSERT_TAIL);
     conn.query_drop(sql).await?;
@@ -298,19 +289,23 @@ async fn insert_dead_letters(
     Ok(())
 }
 
-fn push_result_params(params: &mut Vec<Value>, row: &ResultRow, worker: &str) {
-    params.push(Value::from(row.id.as_str()));
-    params.push(Value::from(&*row.handle.queue));
-    params.push(Value::from(row.kind.as_str()));
-    params.push(Value::from(row.status.as_str()));
-    params.push(Value::from(row.attempts));
-    params.push(row.output.as_deref().map_or(Value::NULL, Value::from));
-    params.push(row.error.as_deref().map_or(Value::NULL, Value::from));
-    params.push(datetime(row.enqueued_at_ms));
-    params.push(datetime(row.started_at_ms));
-    params.push(datetime(Some(row.finished_at_ms)));
-    params.push(Value::from(worker));
-    params.push(row.message.clone().map_or(Value::NULL, Value::Bytes));
+/// One `job_results` row's values, in the order of [`RESULT_COLUMNS`].
+fn push_result_row(sql: &mut String, row: &ResultRow, worker: &str) {
+    let mut values = literal::RowLiterals::open(sql);
+    values
+        .text(&row.id)
+        .text(&row.handle.queue)
+        .text(&row.kind)
+        .text(row.status.as_str())
+        .int(i64::from(row.attempts))
+        .opt_text(row.output.as_deref())
+        .opt_text(row.error.as_deref())
+        .value(&datetime(row.enqueued_at_ms))
+        .value(&datetime(row.started_at_ms))
+        .value(&datetime(Some(row.finished_at_ms)))
+        .text(worker)
+        .opt_bytes(row.message.as_deref());
+    values.close();
 }
 
 /// `(?, ?, ?), (?, ?, ?)` for `rows` rows of `columns` columns.
