@@ -1111,7 +1111,10 @@ mod tests {
         );
         for bad in ["0", "1.5", "-0.1", "a tenth"] {
             let err = load(&[("CONVEYOR__RESULTS__PRUNE_DUTY", bad)]).unwrap_err();
-            assert!(err.to_string().contains("results.prune_duty"), "{bad}: {err}");
+            assert!(
+                err.to_string().contains("results.prune_duty"),
+                "{bad}: {err}"
+            );
         }
     }
 

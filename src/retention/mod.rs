@@ -242,7 +242,11 @@ struct Pass<'a> {
 }
 
 impl Pass<'_> {
-    async fn delete_due(&self, policy: &RetentionPolicy, now_ms: i64) -> Result<PruneReport, PruneError> {
+    async fn delete_due(
+        &self,
+        policy: &RetentionPolicy,
+        now_ms: i64,
+    ) -> Result<PruneReport, PruneError> {
         let mut report = PruneReport::default();
         for (class, cutoff) in policy.cutoffs(now_ms).classes() {
             loop {
@@ -251,14 +255,22 @@ impl Pass<'_> {
                     return Ok(report);
                 }
                 let started = Instant::now();
-                let deleted = store::prune_batch(self.pool, class, cutoff, self.options.batch).await?;
+                let deleted =
+                    store::prune_batch(self.pool, class, cutoff, self.options.batch).await?;
                 let took = started.elapsed();
                 report.add(class, deleted);
                 self.renew().await?;
                 if deleted < self.options.batch as u64 {
                     break;
                 }
-                self.rest(self.options.pacing.rest_after(took)).await?;
+                let rest = self.options.pacing.rest_after(took);
+                log::debug!(
+                    target: "conveyor::retention",
+                    "deleted {deleted} rows in {} ms; resting {} ms",
+                    took.as_millis(),
+                    rest.as_millis()
+                );
+                self.rest(rest).await?;
             }
         }
         Ok(report)
