@@ -443,8 +443,8 @@ pub(super) fn claim_header(
     })
 }
 
-/// The (token, message, attempts, last error, unique holder) groups of a
-/// claim's reply, the first `cancelled` of them cancelled jobs.
+/// The (token, message, meta) groups of a claim's reply, the first
+/// `cancelled` of them cancelled jobs.
 pub(super) fn claimed_jobs(
     queue: &Arc<str>,
     mut cancelled: usize,
@@ -452,30 +452,78 @@ pub(super) fn claimed_jobs(
 ) -> Result<Vec<ClaimedJob>, QueueError> {
     let claimed_at_ms = crate::job::now_ms();
     let mut jobs = Vec::new();
-    while let (Some(token), Some(raw), Some(attempts), Some(error), Some(holder)) = (
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-    ) {
+    while let (Some(token), Some(raw), Some(meta)) = (fields.next(), fields.next(), fields.next()) {
+        let meta = JobMeta::parse(&utf8(meta)?);
         jobs.push(ClaimedJob {
             handle: JobHandle {
                 queue: queue.clone(),
                 token: utf8(token)?,
             },
             raw,
-            attempts_made: utf8(attempts)?.parse().unwrap_or(0),
-            last_error: Some(utf8(error)?).filter(|e| !e.is_empty()),
+            attempts_made: meta.attempts,
+            last_error: meta.error,
             claimed_at_ms,
             cancelled: cancelled > 0,
-            duplicate_of: Some(utf8(holder)?).filter(|h| !h.is_empty()),
+            duplicate_of: meta.holder,
         });
         cancelled = cancelled.saturating_sub(1);
     }
     Ok(jobs)
 }
 
+/// A claimed job's third reply field: '' for a first attempt with no
+/// unique-key holder, else `attempts\nholder\nerror` (the claim scripts'
+/// `job_meta`).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct JobMeta {
+    attempts: u32,
+    holder: Option<String>,
+    error: Option<String>,
+}
+
+impl JobMeta {
+    fn parse(meta: &str) -> JobMeta {
+        let mut parts = meta.splitn(3, '\n');
+        let mut text = || {
+            parts
+                .next()
+                .filter(|part| !part.is_empty())
+                .map(str::to_string)
+        };
+        JobMeta {
+            attempts: text().and_then(|n| n.parse().ok()).unwrap_or(0),
+            holder: text(),
+            error: text(),
+        }
+    }
+}
+
 pub(super) fn utf8(bytes: Vec<u8>) -> Result<String, QueueError> {
     String::from_utf8(bytes).map_err(|e| QueueError::Protocol(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::JobMeta;
+
+    #[test]
+    fn job_meta_reads_the_claim_scripts_third_field() {
+        assert_eq!(JobMeta::parse(""), JobMeta::default());
+        assert_eq!(
+            JobMeta::parse("2\n\nboom\nsecond line"),
+            JobMeta {
+                attempts: 2,
+                holder: None,
+                error: Some("boom\nsecond line".to_string()),
+            }
+        );
+        assert_eq!(
+            JobMeta::parse("0\njob-7\n"),
+            JobMeta {
+                attempts: 0,
+                holder: Some("job-7".to_string()),
+                error: None,
+            }
+        );
+    }
 }

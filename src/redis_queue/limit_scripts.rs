@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use redis::Script;
 
 use super::fair_scripts::{KEY_OF_LUA, SORT_LUA};
-use super::scripts::{LEAD_ID_LUA, RECORD_CLAIM_LUA};
+use super::scripts::{JOB_META_LUA, LEAD_ID_LUA, RECORD_CLAIM_LUA};
 use super::unique::UNIQUE_CLAIM_LUA;
 
 /// Jobs of one key the limited claim looks at per turn of the key ring.
@@ -84,11 +84,10 @@ return 1
 /// one back (a released slot may let it pass sooner), the number of
 /// (limiter, jobs held back) pairs and those pairs (every waiting job for a
 /// limiter that covers the whole queue, else those looked at), then (token,
-/// message, attempts, last error, unique holder or '') per job, the
-/// cancelled jobs first.
+/// message, meta) per job as the plain claim, the cancelled jobs first.
 pub(super) static CLAIM_LIMITED: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        r"{LEAD_ID_LUA}{RECORD_CLAIM_LUA}{UNIQUE_CLAIM_LUA}{KEY_OF_LUA}{SORT_LUA}
+        r"{LEAD_ID_LUA}{JOB_META_LUA}{RECORD_CLAIM_LUA}{UNIQUE_CLAIM_LUA}{KEY_OF_LUA}{SORT_LUA}
 local max = tonumber(ARGV[1])
 local look = tonumber(ARGV[10])
 local recheck = tonumber(ARGV[9])
@@ -167,8 +166,8 @@ local function take(token, raw, takes, attempts, err, into)
   end
   if #sets > 0 then redis.call('HSET', KEYS[15], token, table.concat(sets, '\n')) end
   wip[#wip + 1] = token; wip[#wip + 1] = raw
-  into[#into + 1] = token; into[#into + 1] = raw; into[#into + 1] = attempts; into[#into + 1] = err
-  into[#into + 1] = unique_claim(token, raw, lock_prefix, KEYS[12], unique_now)
+  into[#into + 1] = token; into[#into + 1] = raw
+  into[#into + 1] = job_meta(attempts, err, unique_claim(token, raw, lock_prefix, KEYS[12], unique_now))
   max = max - 1
 end
 
@@ -277,7 +276,7 @@ end
 record_claim(wip)
 local unsorted = '0'
 if not paused then unsorted = unsorted_flag() end
-local reply = {{lease, paused and '1' or '0', tostring(#cancelled / 5), unsorted, tostring(retry), slot_full}}
+local reply = {{lease, paused and '1' or '0', tostring(#cancelled / 3), unsorted, tostring(retry), slot_full}}
 local pairs_out = {{}}
 for name, n in pairs(held) do pairs_out[#pairs_out + 1] = name; pairs_out[#pairs_out + 1] = tostring(n) end
 redis.call('DEL', KEYS[16])

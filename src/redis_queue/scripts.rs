@@ -30,6 +30,17 @@ local function lead_id(raw)
 end
 "#;
 
+/// Lua: `job_meta(attempts, err, holder)`, the third field of each claimed
+/// job's group in both claim scripts: '' for a job on its first attempt
+/// with no unique-key holder (nearly every job), else
+/// `attempts\nholder\nerror` (the error last: it may hold newlines).
+pub(super) const JOB_META_LUA: &str = r"
+local function job_meta(attempts, err, holder)
+  if attempts == '0' and err == '' and holder == '' then return '' end
+  return attempts .. '\n' .. holder .. '\n' .. err
+end
+";
+
 /// Lua: `record_claim(wip)` for both claim scripts (plain and limited),
 /// which share these KEYS/ARGV positions: stores the claimed (token,
 /// message) pairs in this worker's `wip` (KEYS[6]), maps job ids to their
@@ -61,12 +72,12 @@ end
 /// prefix, most messages sorted per call.
 /// Returns '1' if the worker held a lease before this call ('0' if it had
 /// been presumed dead, or is new), '1' if the queue is paused, the number of
-/// cancelled jobs, '1' if `pending` holds messages left to sort, then a flat list of (token, message, attempts, last
-/// error, id of the job holding its unique key or ''), the cancelled jobs
-/// first.
+/// cancelled jobs, '1' if `pending` holds messages left to sort, then a
+/// flat list of (token, message, meta) per job, the cancelled jobs first
+/// (meta: see `job_meta`).
 pub(super) static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        r"{LEAD_ID_LUA}{RECORD_CLAIM_LUA}{UNIQUE_CLAIM_LUA}{KEY_OF_LUA}{SORT_LUA}
+        r"{LEAD_ID_LUA}{JOB_META_LUA}{RECORD_CLAIM_LUA}{UNIQUE_CLAIM_LUA}{KEY_OF_LUA}{SORT_LUA}
 local max = tonumber(ARGV[1])
 local lock_prefix, registry, now_ms = ARGV[5], KEYS[12], tonumber(ARGV[6])
 local lease = '0'
@@ -82,9 +93,8 @@ local function take(token, raw, into)
   local w, n = #wip, #into
   wip[w + 1] = token; wip[w + 2] = raw
   into[n + 1] = token; into[n + 2] = raw
-  into[n + 3] = redis.call('HGET', KEYS[4], token) or '0'
-  into[n + 4] = redis.call('HGET', KEYS[5], token) or ''
-  into[n + 5] = unique_claim(token, raw, lock_prefix, registry, now_ms)
+  into[n + 3] = job_meta(redis.call('HGET', KEYS[4], token) or '0',
+    redis.call('HGET', KEYS[5], token) or '', unique_claim(token, raw, lock_prefix, registry, now_ms))
 end
 local function from_jobs(list, flagged_only)
   local tokens = redis.call('RPOP', list, max)
@@ -120,9 +130,9 @@ local function from_pending()
       for i, raw in ipairs(messages) do
         local token = ARGV[2] .. '-' .. i
         wip[w + 1] = token; wip[w + 2] = raw
-        reply[n + 1] = token; reply[n + 2] = raw; reply[n + 3] = '0'; reply[n + 4] = ''
-        reply[n + 5] = unique_claim(token, raw, lock_prefix, registry, now_ms)
-        w = w + 2; n = n + 5
+        reply[n + 1] = token; reply[n + 2] = raw
+        reply[n + 3] = job_meta('0', '', unique_claim(token, raw, lock_prefix, registry, now_ms))
+        w = w + 2; n = n + 3
       end
       return
     end
