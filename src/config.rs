@@ -523,24 +523,14 @@ impl Settings {
                 format!("must be at most {MAX_DB_BATCH}, got {}", self.db.batch_size),
             ));
         }
-        if self.db.eager_flushes > self.db.max_concurrent_flushes {
-            return Err(invalid(
-                "db.eager_flushes",
-                format!(
-                    "must not exceed db.max_concurrent_flushes ({}), got {}",
-                    self.db.max_concurrent_flushes, self.db.eager_flushes
-                ),
-            ));
-        }
-        if self.db.max_concurrent_flushes > self.mysql.pool_max {
-            return Err(invalid(
-                "db.max_concurrent_flushes",
-                format!(
-                    "must not exceed mysql.pool_max ({}), got {}",
-                    self.mysql.pool_max, self.db.max_concurrent_flushes
-                ),
-            ));
-        }
+        not_above(
+            ("db.eager_flushes", self.db.eager_flushes),
+            ("db.max_concurrent_flushes", self.db.max_concurrent_flushes),
+        )?;
+        not_above(
+            ("db.max_concurrent_flushes", self.db.max_concurrent_flushes),
+            ("mysql.pool_max", self.mysql.pool_max),
+        )?;
         self.recovery.validate()?;
         positive(
             "kinds.http.max_body_bytes",
@@ -839,6 +829,20 @@ pub const MAX_DURATION_MS: u64 = crate::job::MAX_TIMEOUT_MS;
 fn positive(key: &str, value: u64) -> Result<(), ConfigError> {
     if value == 0 {
         return Err(invalid(key, "must be a positive integer, got 0"));
+    }
+    Ok(())
+}
+
+/// A setting that must not exceed another: each given as (key, value).
+fn not_above(
+    (key, value): (&str, usize),
+    (limit_key, limit): (&str, usize),
+) -> Result<(), ConfigError> {
+    if value > limit {
+        return Err(invalid(
+            key,
+            format!("must not exceed {limit_key} ({limit}), got {value}"),
+        ));
     }
     Ok(())
 }
