@@ -15,7 +15,7 @@ use crate::job::is_valid_queue_name;
 use crate::limiters::{Limiter, LimiterConfig};
 use crate::limits::{MAX_DB_BATCH, MAX_SCRIPT_BATCH};
 use crate::redact::{redact_secrets_in, redact_url};
-use crate::retention::{parse_duration, PruneOptions, RetentionPolicy};
+use crate::retention::{parse_duration, Pacing, PruneOptions, RetentionPolicy};
 use crate::schedules::{compile_all, Schedule, ScheduleConfig};
 
 /// The documented defaults, compiled in so the binary runs without the file.
@@ -351,8 +351,11 @@ pub struct ResultSettings {
     pub prune_interval: String,
     /// `results.prune_batch`: rows per DELETE.
     pub prune_batch: usize,
-    /// `results.prune_pause_ms`: pause between two DELETEs (ms).
+    /// `results.prune_pause_ms`: shortest pause between two DELETEs (ms).
     pub prune_pause_ms: u64,
+    /// `results.prune_duty`: share of the time a pass spends deleting; after
+    /// a DELETE that took d it rests d × (1 − duty) / duty.
+    pub prune_duty: f64,
 }
 
 impl ResultSettings {
@@ -370,14 +373,17 @@ impl ResultSettings {
         Ok(self.policy()?.interval(configured))
     }
 
-    /// How one pass deletes: batch size, pause, and a lock that outlives a
-    /// slow batch many times over.
-    pub fn prune_options(&self) -> PruneOptions {
-        PruneOptions {
+    /// How one pass deletes: batch size, pacing, and a lock that outlives a
+    /// slow batch many times over; the error names the key at fault.
+    pub fn prune_options(&self) -> Result<PruneOptions, ConfigError> {
+        let floor = Duration::from_millis(self.prune_pause_ms);
+        let pacing = Pacing::new(self.prune_duty, floor)
+            .map_err(|e| invalid("results.prune_duty", e.to_string()))?;
+        Ok(PruneOptions {
             batch: self.prune_batch,
-            pause: Duration::from_millis(self.prune_pause_ms),
+            pacing,
             lock_ttl: PRUNE_LOCK_TTL,
-        }
+        })
     }
 }
 
@@ -583,6 +589,7 @@ impl Settings {
             ));
         }
         self.results.interval()?;
+        self.results.prune_options()?;
         self.validate_names()?;
         self.schedules()?;
         self.limiters()?;
@@ -1119,6 +1126,23 @@ mod tests {
         }
         let err = load(&[("CONVEYOR__RESULTS__PRUNE_BATCH", "100000")]).unwrap_err();
         assert!(err.to_string().starts_with("results.prune_batch"), "{err}");
+    }
+
+    #[test]
+    fn prune_duty_is_a_fraction_and_a_bad_one_names_the_key() {
+        let settings = load(&[("CONVEYOR__RESULTS__PRUNE_DUTY", "0.25")]).expect("valid");
+        let options = settings.results.prune_options().expect("valid");
+        assert_eq!(
+            options.pacing.rest_after(Duration::from_millis(100)),
+            Duration::from_millis(300)
+        );
+        for bad in ["0", "1.5", "-0.1", "a tenth"] {
+            let err = load(&[("CONVEYOR__RESULTS__PRUNE_DUTY", bad)]).unwrap_err();
+            assert!(
+                err.to_string().contains("results.prune_duty"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

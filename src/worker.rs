@@ -18,7 +18,7 @@ use crate::actors::job_feed::JobFeed;
 use crate::actors::limiter_watch::LimiterWatch;
 use crate::actors::monitor::Monitor;
 use crate::actors::processor::{Processor, ProcessorEnv, ProcessorPool};
-use crate::actors::pruner::Pruner;
+use crate::actors::pruner::{Pruner, StopPruning};
 use crate::actors::queue_reader::{QueueReader, Shutdown};
 use crate::actors::queue_watch::QueueWatch;
 use crate::actors::reaper::Reaper;
@@ -206,7 +206,7 @@ pub async fn run(
     }
     let redis = RedisQueue::connect(&settings.redis)?;
     actix_rt::spawn(probe_redis(redis.clone(), settings.clone()));
-    start_pruner(&settings, pool.clone(), redis.clone(), worker.clone())?;
+    let pruner = start_pruner(&settings, pool.clone(), redis.clone(), worker.clone())?;
     let reader = start_actors(
         &settings,
         registry,
@@ -222,7 +222,11 @@ pub async fn run(
     log::info!(target: "conveyor::worker", "shutdown requested");
     let timeout = Duration::from_millis(settings.shutdown.timeout_ms);
     metrics.reader_mailbox.on_send();
-    let (handed_back, ()) = futures::join!(reader.send(Shutdown { timeout }), stop_api(api));
+    let (handed_back, (), ()) = futures::join!(
+        reader.send(Shutdown { timeout }),
+        stop_api(api),
+        stop_pruner(pruner, timeout)
+    );
     let handed_back = handed_back.map_err(|_| WorkerError::ReaderGone)?;
     pool.disconnect().await.ok();
     log::info!(target: "conveyor::worker", "worker {worker} stopped ({handed_back} jobs handed back)");
@@ -357,7 +361,7 @@ fn start_pruner(
     pool: mysql_async::Pool,
     redis: RedisQueue,
     worker: Arc<str>,
-) -> Result<(), crate::config::ConfigError> {
+) -> Result<Option<Addr<Pruner>>, crate::config::ConfigError> {
     let policy = settings.results.policy()?;
     if policy.is_active() {
         let interval = settings.results.interval()?;
@@ -368,10 +372,25 @@ fn start_pruner(
             settings.results.retention,
             settings.results.dead_retention,
         );
-        let options = settings.results.prune_options();
-        Pruner::new(pool, redis, policy, options, interval, worker).start();
+        let options = settings.results.prune_options()?;
+        return Ok(Some(
+            Pruner::new(pool, redis, policy, options, interval, worker).start(),
+        ));
     }
-    Ok(())
+    Ok(None)
+}
+
+/// Ends pruning after the batch under way and releases the prune lock, so
+/// another worker may prune at once; gives up waiting after `timeout` (the
+/// lock then expires by itself).
+async fn stop_pruner(pruner: Option<Addr<Pruner>>, timeout: Duration) {
+    let Some(pruner) = pruner else { return };
+    if tokio::time::timeout(timeout, pruner.send(StopPruning))
+        .await
+        .is_err()
+    {
+        log::warn!(target: "conveyor::worker", "the prune batch under way did not end within shutdown.timeout_ms; the prune lock expires by itself");
+    }
 }
 
 /// Starts the schedule Ticker when there are schedules.

@@ -86,6 +86,47 @@ fn stats(env: &TestEnv) -> Value {
     serde_json::from_str(line).expect("stats JSON")
 }
 
+/// 50 000 raw pushes of one key, then one job of another key: the claims
+/// take 500 jobs each, and each sorts only a part of the backlog, so without
+/// the worker sorting the rest at once beside them the light job would wait
+/// for about ten claims (some 5 000 heavy jobs). It starts within two.
+#[test]
+fn a_light_key_behind_a_long_raw_backlog_starts_within_two_claims() {
+    let env = TestEnv::new();
+    let mut messages: Vec<String> = (0..50_000)
+        .map(|i| {
+            keyed(
+                "noop",
+                &format!("heavy-{i:05}"),
+                Some("big-tenant"),
+                json!(1),
+            )
+        })
+        .collect();
+    messages.push(keyed("noop", "light", Some("small"), json!(1)));
+    env.push("default", &messages);
+    let worker = env.worker(&one_at_a_time("500"));
+    env.wait_for_rows(1, LONG);
+    wait_until("the light job's row", LONG, || {
+        !env.query::<String>("SELECT id FROM job_results WHERE id = 'light'")
+            .is_empty()
+    });
+    drop(worker);
+    // One job at a time: every job that started before the light one had
+    // finished, and its row was committed with the light one's or before.
+    // Start times are in ms: jobs started in the light one's millisecond
+    // count as before it.
+    let before: Vec<u64> = env.query(
+        "SELECT COUNT(*) FROM job_results WHERE id <> 'light' AND started_at <= \
+         (SELECT started_at FROM job_results WHERE id = 'light')",
+    );
+    assert!(
+        before[0] <= 1000,
+        "{} heavy jobs started before the light one",
+        before[0]
+    );
+}
+
 /// 3000 jobs of one key are pushed, then 40 of another, then one job of a
 /// third key and 20 without a key: the lone job starts within two claim
 /// batches (100 jobs each), the 40 are served round-robin beside the heavy

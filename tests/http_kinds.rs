@@ -453,6 +453,15 @@ fn too_many_requests_hold_back_the_limiter_on_every_worker() {
             .iter()
             .any(|(key, _)| key.contains("partner") && key.ends_with(":held"))
     });
+    let path = config.path().to_str().expect("utf-8 path");
+    let (code, out) = env.conveyor_output(&["--config", path, "limiters", "--json"], &[]);
+    assert_eq!(code, 0, "{out}");
+    let listed: Value = serde_json::from_str(&out).expect("JSON list");
+    let held = listed[0]["held_for_ms"].as_u64();
+    assert!(
+        held.is_some_and(|ms| ms > 0 && ms <= 2000),
+        "the hold is shown: {out}"
+    );
     let later: Vec<String> = (0..6).map(|i| busy(&format!("later-{i}"))).collect();
     env.push("default", &later);
     env.wait_for_rows(7, WAIT);

@@ -346,3 +346,48 @@ fn a_cancel_between_commit_and_ack_finds_the_job_finished() {
     assert_eq!(env.rows().len(), 2, "one row per job");
     assert_nothing_left(&env);
 }
+
+/// A job cancelled while its queue is paused gets its `cancelled` row at
+/// once, from a worker that keeps the queue paused: the other jobs, sorted
+/// by key or raw, stay queued until the resume, then run once each.
+#[test]
+fn a_job_cancelled_in_a_paused_queue_gets_its_row_while_the_queue_stays_paused() {
+    let env = TestEnv::new();
+    let api = ApiServer::start(&env, &[]);
+    let http = api.http();
+    let _worker = env.worker(&[("CONVEYOR__QUEUES__CONTROL_POLL_MS", "100")]);
+    let submit = |body: Value| {
+        let response = http.post("/jobs", body.to_string());
+        assert_eq!(response.status, 202, "{}", response.text);
+    };
+    submit(json!({"id": "first", "kind": "noop", "key": "tenant-a"}));
+    wait_for_status(&http, "first", "succeeded");
+    let response = http.post("/queues/default/pause", "");
+    assert_eq!(response.status, 204, "{}", response.text);
+    // The worker has seen the pause once a job pushed now stays queued.
+    std::thread::sleep(Duration::from_millis(500));
+    submit(json!({"id": "keyed-1", "kind": "noop", "key": "tenant-a"}));
+    submit(json!({"id": "keyed-2", "kind": "noop", "key": "tenant-b"}));
+    env.push("default", &[job("noop", Some("raw-1"), json!({}))]);
+    for id in ["keyed-2", "raw-1"] {
+        let response = http.delete(&format!("/jobs/{id}"));
+        assert_eq!(response.status, 202, "{}", response.text);
+    }
+    // Their rows, not only their state in Redis (which reads `cancelled`
+    // from the moment of the cancel).
+    env.wait_for_rows(3, WAIT);
+    for id in ["keyed-2", "raw-1"] {
+        let row = env.row(id);
+        assert_eq!(row.status, "cancelled", "{row:?}");
+        assert_eq!(row.attempts, 0, "never ran: {row:?}");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(http.get("/jobs/keyed-1").json()["status"], "queued");
+    assert_eq!(http.get("/queues").json()["default"]["paused"], true);
+    let response = http.post("/queues/default/resume", "");
+    assert_eq!(response.status, 204, "{}", response.text);
+    wait_for_status(&http, "keyed-1", "succeeded");
+    env.wait_for_rows(4, WAIT);
+    assert_eq!(env.rows().len(), 4, "one row per job");
+    assert_nothing_left(&env);
+}

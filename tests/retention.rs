@@ -168,6 +168,99 @@ fn workers_prune_old_rows_while_writing_new_ones() {
     assert_eq!(second.stop(), 0, "{}", second.log());
 }
 
+/// A slow pass: 10 rows per batch, at least 200 ms apart (50 rows/s).
+const SLOW_PRUNING: [(&str, &str); 4] = [
+    ("CONVEYOR__RESULTS__RETENTION", "1h"),
+    ("CONVEYOR__RESULTS__PRUNE_INTERVAL", "1s"),
+    ("CONVEYOR__RESULTS__PRUNE_BATCH", "10"),
+    ("CONVEYOR__RESULTS__PRUNE_PAUSE_MS", "200"),
+];
+
+/// Who holds the prune lock, if anyone.
+fn prune_lock_holder(env: &TestEnv) -> Option<String> {
+    redis::cmd("GET")
+        .arg(format!("{}:lock:prune", env.prefix))
+        .query(&mut env.redis())
+        .expect("GET")
+}
+
+fn old_rows(env: &TestEnv) -> i64 {
+    env.query::<i64>("SELECT COUNT(*) FROM job_results WHERE id LIKE 'old-%'")[0]
+}
+
+fn new_rows(env: &TestEnv) -> i64 {
+    env.query::<i64>("SELECT COUNT(*) FROM job_results WHERE id LIKE 'new-%'")[0]
+}
+
+/// Starts a worker on `jobs` new jobs and 3000 old rows, and waits until
+/// it is in the middle of a pass (holding the lock, some rows deleted) and
+/// has written every new row.
+fn worker_in_the_middle_of_a_pass(env: &TestEnv, jobs: usize) -> support::ConveyorProcess {
+    migrate(env);
+    insert_rows(env, "old", "succeeded", 3000, 3);
+    let jobs: Vec<String> = (0..jobs)
+        .map(|i| job("noop", Some(&format!("new-{i:04}")), json!(i)))
+        .collect();
+    env.push("default", &jobs);
+    let worker = env.worker(&SLOW_PRUNING);
+    support::wait_until("the worker prunes", WAIT, || {
+        prune_lock_holder(env).is_some() && old_rows(env) < 3000
+    });
+    support::wait_until("the new rows are written", WAIT, || {
+        new_rows(env) == jobs.len() as i64
+    });
+    worker
+}
+
+/// A worker stopped with SIGTERM in the middle of a pass ends it after the
+/// batch under way and releases the prune lock, so `conveyor prune` right
+/// after (well within the lock's 60 s TTL) finds it free and deletes the
+/// rest; every new job keeps its one row.
+#[test]
+fn a_stopping_worker_releases_the_prune_lock() {
+    let env = TestEnv::new();
+    let mut worker = worker_in_the_middle_of_a_pass(&env, 200);
+    assert_eq!(worker.stop(), 0, "{}", worker.log());
+    let log = worker.log();
+    assert!(log.contains("pruning stopped for shutdown after"), "{log}");
+    assert_eq!(prune_lock_holder(&env), None, "{log}");
+    let left = old_rows(&env);
+    assert!(
+        left > 0,
+        "the pass ended before the stop; nothing was tested"
+    );
+
+    let (code, output) = env.conveyor_output(&["prune"], &SLOW_PRUNING[..1]);
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains(&format!("deleted {left} rows")), "{output}");
+    assert_eq!(counts(&env), vec![("new".to_string(), 200)]);
+    assert!(env.rows().iter().all(|r| r.status == "succeeded"));
+}
+
+/// The release checks the holder: when the lock passed to another process
+/// during the pass (it expired, say), the stopping worker leaves that
+/// process's lock alone.
+#[test]
+fn a_stopping_worker_leaves_a_lock_it_no_longer_holds() {
+    let env = TestEnv::new();
+    let mut worker = worker_in_the_middle_of_a_pass(&env, 50);
+    let _: () = redis::cmd("SET")
+        .arg(format!("{}:lock:prune", env.prefix))
+        .arg("worker-elsewhere")
+        .arg("PX")
+        .arg(60_000)
+        .query(&mut env.redis())
+        .expect("SET");
+    assert_eq!(worker.stop(), 0, "{}", worker.log());
+    assert_eq!(
+        prune_lock_holder(&env).as_deref(),
+        Some("worker-elsewhere"),
+        "{}",
+        worker.log()
+    );
+    assert_eq!(new_rows(&env), 50);
+}
+
 /// A retention that is not a duration stops the worker at start, naming
 /// the key; `conveyor prune` without any retention says so.
 #[test]

@@ -92,13 +92,15 @@ impl JobFeed {
         jobs
     }
 
-    /// Takes every waiting job of `queue` (the queue was paused: they must not start).
+    /// Takes every waiting job of `queue` (the queue was paused: they must
+    /// not start). Cancelled jobs stay: they never start, they only get
+    /// their `cancelled` row, paused queue or not.
     pub(crate) fn take_queue(&self, queue: &str) -> Vec<ClaimedJob> {
         let mut state = self.lock();
         let (taken, kept): (VecDeque<ClaimedJob>, VecDeque<ClaimedJob>) =
             std::mem::take(&mut state.jobs)
                 .into_iter()
-                .partition(|job| &*job.handle.queue == queue);
+                .partition(|job| &*job.handle.queue == queue && !job.cancelled);
         state.jobs = kept;
         self.publish(&state);
         taken.into_iter().collect()

@@ -5,7 +5,9 @@
 //! Cancel signals go straight to the processors ([`CancelSignals`]); a change
 //! in the set of paused queues goes to the QueueReader ([`PausedQueues`]),
 //! which stops claiming from them and hands back their jobs that have not
-//! started. It must never claim, run or move a job itself.
+//! started. A paused queue whose cancelled jobs wait for their row is left
+//! out of that set until they are claimed, so their `cancelled` rows are
+//! written while the queue stays paused. It must never claim, run or move a job itself.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -26,8 +28,10 @@ pub(crate) struct QueueWatch {
     reader: Recipient<PausedQueues>,
     cancels: Arc<CancelSignals>,
     metrics: Arc<Metrics>,
-    /// What the reader was last told; `None` before the first read.
+    /// The queues seen paused at the last read; `None` before the first.
     paused: Option<HashSet<Arc<str>>>,
+    /// The queues the reader was last told to hold; `None` before the first.
+    told: Option<HashSet<Arc<str>>>,
     /// A read is under way (slow Redis must not pile reads up).
     busy: bool,
 }
@@ -51,6 +55,7 @@ impl QueueWatch {
             cancels,
             metrics,
             paused: None,
+            told: None,
             busy: false,
         }
     }
@@ -77,12 +82,32 @@ impl QueueWatch {
 
     fn apply(&mut self, states: Vec<crate::redis_queue::QueueControl>) {
         let mut paused = HashSet::new();
+        let mut held = HashSet::new();
         for (queue, state) in self.queues.iter().zip(states) {
             self.cancels.set_signalled(queue, state.cancelled_tokens);
             if state.paused {
                 paused.insert(queue.clone());
+                // A paused queue with cancelled jobs waiting for their row is
+                // let through: the claim script takes nothing else from a
+                // paused queue, and its reply pauses the queue again in the
+                // reader.
+                if state.cancelled_waiting == 0 {
+                    held.insert(queue.clone());
+                }
             }
         }
+        self.log_changes(paused);
+        if self.told.as_ref() == Some(&held) {
+            return;
+        }
+        if self.reader.try_send(PausedQueues(held.clone())).is_ok() {
+            self.metrics.reader_mailbox.on_send();
+            self.told = Some(held);
+        }
+        // Else told at the next look.
+    }
+
+    fn log_changes(&mut self, paused: HashSet<Arc<str>>) {
         if self.paused.as_ref() == Some(&paused) {
             return;
         }
@@ -92,12 +117,6 @@ impl QueueWatch {
         }
         for queue in before.difference(&paused) {
             log::info!(target: "conveyor::queue_watch", "queue {queue} resumed");
-        }
-        if self.reader.try_send(PausedQueues(paused)).is_ok() {
-            self.metrics.reader_mailbox.on_send();
-        } else {
-            // Told again at the next look.
-            self.paused = Some(before);
         }
     }
 }

@@ -274,6 +274,10 @@ pub(super) struct LimiterInForce {
     /// Jobs it holds back, as the latest claims saw them.
     #[schema(minimum = 0)]
     waiting: u64,
+    /// How long it stays held back because a job reported a rate limit
+    /// (ms); null when it is not held.
+    #[schema(minimum = 0)]
+    held_for_ms: Option<u64>,
 }
 
 /// The limits of a limiter definition: at least one must be set.

@@ -62,7 +62,7 @@ fn print_list(views: &[LimiterView], json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<24} {:<12} {:<12} {:>11} {:>10} {:>8} {:>10} {:>8} {:>8}",
+        "{:<24} {:<12} {:<12} {:>11} {:>10} {:>8} {:>10} {:>8} {:>8} {:>8}",
         "NAME",
         "QUEUE",
         "KIND",
@@ -71,13 +71,14 @@ fn print_list(views: &[LimiterView], json: bool) -> anyhow::Result<()> {
         "KEY_CONC",
         "KEY_RATE",
         "RUNNING",
-        "WAITING"
+        "WAITING",
+        "HELD_MS"
     );
     let dash = || "-".to_string();
     for view in views {
         let d = &view.definition;
         println!(
-            "{:<24} {:<12} {:<12} {:>11} {:>10} {:>8} {:>10} {:>8} {:>8}",
+            "{:<24} {:<12} {:<12} {:>11} {:>10} {:>8} {:>10} {:>8} {:>8} {:>8}",
             d.name,
             d.queue.clone().unwrap_or_else(|| "*".into()),
             d.kind.clone().unwrap_or_else(|| "*".into()),
@@ -87,6 +88,7 @@ fn print_list(views: &[LimiterView], json: bool) -> anyhow::Result<()> {
             d.per_key_rate.clone().unwrap_or_else(dash),
             view.running.map_or_else(dash, |n| n.to_string()),
             view.waiting,
+            view.held_for_ms.map_or_else(dash, |n| n.to_string()),
         );
     }
     Ok(())

@@ -33,8 +33,16 @@ pub(super) async fn run(settings: Settings, args: PruneArgs) -> anyhow::Result<(
     } else {
         let redis = super::connect_redis(&settings)?;
         let owner = format!("prune-command-{}", conveyor::worker::worker_id());
-        let options = settings.results.prune_options();
-        prune(&pool, &redis, &policy, &options, &owner, now).await
+        let options = settings.results.prune_options()?;
+        let stop = tokio_util::sync::CancellationToken::new();
+        let on_signal = stop.clone();
+        let signals = actix_rt::spawn(async move {
+            conveyor::worker::shutdown_signal().await;
+            on_signal.cancel();
+        });
+        let result = prune(&pool, &redis, &policy, &options, &owner, now, &stop).await;
+        signals.abort();
+        result
     };
     pool.disconnect().await.ok();
     let report = result.with_context(|| format!("pruning {}", redact_url(&settings.mysql.url)))?;
@@ -43,7 +51,11 @@ pub(super) async fn run(settings: Settings, args: PruneArgs) -> anyhow::Result<(
 }
 
 fn describe(report: &PruneReport, dry_run: bool) -> String {
-    let verb = if dry_run { "would delete" } else { "deleted" };
+    let verb = match (dry_run, report.stopped) {
+        (true, _) => "would delete",
+        (false, true) => "stopped by a signal, the rest is left for the next pass; deleted",
+        (false, false) => "deleted",
+    };
     format!(
         "{verb} {} rows: {} job_results, {} dead_letters",
         report.total(),

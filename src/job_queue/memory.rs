@@ -38,6 +38,14 @@ pub(crate) struct MemoryState {
     pub(crate) fail_next: usize,
     /// The next this many claims move jobs and then fail (the reply is lost).
     pub(crate) lose_next_claim_replies: usize,
+    /// Batches of messages "left to sort" per queue, as the Redis claim
+    /// reports them while per-key lists are in use; each `sort_pending`
+    /// call sorts one.
+    pub(crate) unsorted_batches: HashMap<String, u64>,
+    /// `sort_pending` calls made (failed ones too), per queue.
+    pub(crate) sort_calls: HashMap<String, u64>,
+    /// The next this many `sort_pending` calls fail.
+    pub(crate) fail_next_sorts: usize,
     next_token: u64,
 }
 
@@ -139,6 +147,7 @@ impl MemoryQueue {
             lease_was_held,
             paused: false,
             held_back: None,
+            unsorted_backlog: state.unsorted_batches.get(&**queue).is_some_and(|n| *n > 0),
         })
     }
 
@@ -247,6 +256,18 @@ impl JobQueue for MemoryQueue {
         let moved = self.release(queue, &tokens).await?;
         self.lock().leases.remove(queue);
         Ok(moved)
+    }
+
+    async fn sort_pending(&self, queue: &Arc<str>) -> Result<u64, QueueError> {
+        let mut state = self.lock();
+        *state.sort_calls.entry(queue.to_string()).or_default() += 1;
+        if state.fail_next_sorts > 0 {
+            state.fail_next_sorts -= 1;
+            return Err(QueueError::Protocol("injected sort fault".to_string()));
+        }
+        let left = state.unsorted_batches.entry(queue.to_string()).or_default();
+        *left = left.saturating_sub(1);
+        Ok(*left)
     }
 
     async fn renew_lease(&self, queue: &str, lease_deadline_ms: i64) -> Result<bool, QueueError> {

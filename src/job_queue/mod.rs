@@ -62,6 +62,11 @@ pub(crate) trait JobQueue: Clone + Unpin + 'static {
     /// Returns every held job of `queue` to its front and gives up the lease.
     fn hand_back(&self, queue: &str) -> impl Future<Output = Result<usize, QueueError>>;
 
+    /// Sorts one more batch of `queue`'s waiting messages into its per-key
+    /// lists (asked for by a claim's [`Claimed::unsorted_backlog`]); returns
+    /// how many are still left to sort.
+    fn sort_pending(&self, queue: &Arc<str>) -> impl Future<Output = Result<u64, QueueError>>;
+
     /// Renews the lease; `Ok(false)` when it had expired meanwhile.
     fn renew_lease(
         &self,
@@ -211,6 +216,10 @@ impl JobQueue for RedisJobQueue {
 
     async fn hand_back(&self, queue: &str) -> Result<usize, QueueError> {
         self.redis.hand_back(queue, &self.worker).await
+    }
+
+    async fn sort_pending(&self, queue: &Arc<str>) -> Result<u64, QueueError> {
+        self.redis.sort_pending(queue, &self.worker).await
     }
 
     async fn renew_lease(&self, queue: &str, lease_deadline_ms: i64) -> Result<bool, QueueError> {

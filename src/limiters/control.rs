@@ -47,6 +47,10 @@ pub struct LimiterView {
     pub running: Option<u64>,
     /// Jobs it holds back, as the latest claims of the configured queues saw them.
     pub waiting: u64,
+    /// How long it stays held back because a job reported a rate limit
+    /// (`JobError::rate_limited`, an HTTP 429), in ms; `null` when it is not.
+    /// Holds of single keys are not shown.
+    pub held_for_ms: Option<u64>,
 }
 
 /// The configuration's limiters with the stored definitions laid over them
@@ -94,6 +98,7 @@ pub async fn list(
     for limiter in limiters {
         views.push(LimiterView {
             running: running(&limiter, redis, queues).await?,
+            held_for_ms: held_for_ms(&limiter, redis, queues).await?,
             waiting: held_back
                 .iter()
                 .filter(|(name, _)| *name == limiter.name)
@@ -113,16 +118,33 @@ async fn running(
     if limiter.concurrency.is_none() && limiter.per_key_concurrency.is_none() {
         return Ok(None);
     }
-    let queues: Vec<&str> = match &limiter.queue {
-        Some(queue) => vec![queue.as_str()],
-        // Its slots are shared by every queue: count them once.
-        None => queues.iter().take(1).map(String::as_str).collect(),
-    };
     let mut total = 0;
-    for queue in queues {
+    for queue in state_queues(limiter, queues) {
         total += redis.limiter_running(queue, limiter).await?;
     }
     Ok(Some(total))
+}
+
+/// The queues whose keys hold `limiter`'s state: its own queue, or for a
+/// limiter of every queue (whose state is shared) any one of them.
+fn state_queues<'a>(limiter: &'a Limiter, queues: &'a [String]) -> Vec<&'a str> {
+    match &limiter.queue {
+        Some(queue) => vec![queue.as_str()],
+        None => queues.iter().take(1).map(String::as_str).collect(),
+    }
+}
+
+/// The longest rate hold on `limiter` over the queues it covers.
+async fn held_for_ms(
+    limiter: &Limiter,
+    redis: &RedisQueue,
+    queues: &[String],
+) -> Result<Option<u64>, ControlError> {
+    let mut longest = None;
+    for queue in state_queues(limiter, queues) {
+        longest = longest.max(redis.limiter_hold_ms(queue, limiter).await?);
+    }
+    Ok(longest)
 }
 
 /// Checks `definition` as the limiter `name` (a name in the body must agree)

@@ -45,6 +45,8 @@ pub struct QueueControl {
     pub paused: bool,
     /// Claim tokens this worker holds that were cancelled.
     pub cancelled_tokens: Vec<String>,
+    /// Cancelled jobs that never started, waiting for their `cancelled` row.
+    pub cancelled_waiting: u64,
 }
 
 /// Cancels job ARGV[1]. KEYS: ids, jobs, scheduled, ready, pending, cancel,
@@ -233,8 +235,9 @@ impl RedisQueue {
         }
     }
 
-    /// The pause flag of each queue and the cancelled jobs `worker` holds
-    /// there, in one pipelined round trip.
+    /// The pause flag of each queue, the cancelled jobs `worker` holds there
+    /// and the count of cancelled jobs waiting for their row, in one
+    /// pipelined round trip.
     pub async fn control_state(
         &self,
         queues: &[std::sync::Arc<str>],
@@ -243,16 +246,19 @@ impl RedisQueue {
         let mut pipe = redis::pipe();
         for queue in queues {
             let keys = self.keys(queue);
-            pipe.exists(&keys.paused).smembers(keys.signal(worker));
+            pipe.exists(&keys.paused)
+                .smembers(keys.signal(worker))
+                .llen(&keys.cancelled);
         }
         let replies: Vec<redis::Value> = pipe.query_async(&mut self.conn.clone()).await?;
         replies
-            .chunks_exact(2)
-            .map(|pair| {
+            .chunks_exact(3)
+            .map(|reply| {
                 let protocol = |e: redis::ParsingError| QueueError::Protocol(e.to_string());
                 Ok(QueueControl {
-                    paused: redis::from_redis_value_ref(&pair[0]).map_err(protocol)?,
-                    cancelled_tokens: redis::from_redis_value_ref(&pair[1]).map_err(protocol)?,
+                    paused: redis::from_redis_value_ref(&reply[0]).map_err(protocol)?,
+                    cancelled_tokens: redis::from_redis_value_ref(&reply[1]).map_err(protocol)?,
+                    cancelled_waiting: redis::from_redis_value_ref(&reply[2]).map_err(protocol)?,
                 })
             })
             .collect()

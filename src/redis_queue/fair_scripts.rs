@@ -34,8 +34,10 @@ end
 ///   stores it in `jobs` (and its id in `ids`, so its status reads
 ///   `queued`), and appends the token to its key's list (unkeyed messages
 ///   share the key ''); a key whose list was empty joins the ring's back.
-/// - `sort_pending()`: sorts up to ARGV[8] of the oldest messages of
+/// - `sort_pending(batch)`: sorts up to `batch` of the oldest messages of
 ///   `pending`.
+/// - `unsorted_flag()`: '1' while the key lists are in use and `pending`
+///   still holds messages, else '0'.
 /// - `any_keyed(messages)`: whether one of them has a key.
 /// - `count_out()`: one job left the key lists (the count goes when it
 ///   reaches 0).
@@ -43,8 +45,22 @@ end
 ///   return to the back while its list still holds jobs.
 pub(super) const SORT_LUA: &str = r"
 local sorted = 0
+-- Appends `tokens` to `list`, 1000 per command; a key whose list was empty
+-- joins the ring's back.
+local function append_to_key(list, tokens)
+  for i = 1, #tokens, 1000 do
+    local last = math.min(i + 999, #tokens)
+    local len = redis.call('LPUSH', list, unpack(tokens, i, last))
+    if i == 1 and len == last then
+      redis.call('LPUSH', KEYS[13], string.sub(list, #ARGV[7] + 1))
+    end
+  end
+end
 local function sort_messages(messages)
   local pairs_jobs, ids = {}, {}
+  -- Tokens per key list, and the lists in order of first appearance (the
+  -- order their keys join the ring).
+  local by_list, lists = {}, {}
   for _, raw in ipairs(messages) do
     sorted = sorted + 1
     local token = ARGV[2] .. '-s' .. sorted
@@ -52,20 +68,30 @@ local function sort_messages(messages)
     pairs_jobs[#pairs_jobs + 1] = token; pairs_jobs[#pairs_jobs + 1] = raw
     local id = lead_id(raw)
     if id then ids[#ids + 1] = id; ids[#ids + 1] = token end
-    if redis.call('LPUSH', list, token) == 1 then
-      redis.call('LPUSH', KEYS[13], string.sub(list, #ARGV[7] + 1))
-    end
+    local tokens = by_list[list]
+    if not tokens then tokens = {}; by_list[list] = tokens; lists[#lists + 1] = list end
+    tokens[#tokens + 1] = token
     if #pairs_jobs >= 1000 then redis.call('HSET', KEYS[3], unpack(pairs_jobs)); pairs_jobs = {} end
     if #ids >= 1000 then redis.call('HSET', KEYS[8], unpack(ids)); ids = {} end
   end
   if #pairs_jobs > 0 then redis.call('HSET', KEYS[3], unpack(pairs_jobs)) end
   if #ids > 0 then redis.call('HSET', KEYS[8], unpack(ids)) end
+  for _, list in ipairs(lists) do append_to_key(list, by_list[list]) end
   redis.call('INCRBY', KEYS[14], #messages)
 end
 
-local function sort_pending()
-  local messages = redis.call('RPOP', KEYS[1], tonumber(ARGV[8]))
+local function sort_pending(batch)
+  local messages = redis.call('RPOP', KEYS[1], batch)
   if messages then sort_messages(messages) end
+end
+
+-- '1' while key lists are in use and `pending` still holds messages this
+-- call did not sort: the worker then sorts the rest at once (SORT_PENDING),
+-- so a light key pushed behind a long backlog joins the ring without
+-- waiting one claim per sort batch.
+local function unsorted_flag()
+  if redis.call('LLEN', KEYS[13]) > 0 and redis.call('LLEN', KEYS[1]) > 0 then return '1' end
+  return '0'
 end
 
 local function any_keyed(messages)

@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use redis::{ErrorKind, ScriptInvocation, ServerErrorKind};
 
-use super::scripts::{ACK, CLAIM, HAND_BACK, HEARTBEAT, PROMOTE, REAP, RELEASE, RESCHEDULE};
+use super::scripts::{
+    ACK, CLAIM, HAND_BACK, HEARTBEAT, PROMOTE, REAP, RELEASE, RESCHEDULE, SORT_PENDING,
+};
 use super::Claimed;
 use super::{QueueError, RedisQueue, Reschedule, MAX_SCRIPT_BATCH};
 use crate::job::{ClaimedJob, JobHandle};
@@ -143,6 +145,17 @@ impl RedisQueue {
             .arg(crate::job::now_ms())
             .arg(&keys.key_prefix)
             .arg(SORT_BATCH);
+    }
+
+    /// Sorts one more batch of `queue`'s `pending` messages into its key
+    /// lists (see [`Claimed::unsorted_backlog`]); returns how many messages
+    /// are still left to sort (0 when done, paused, or no key is in play).
+    pub async fn sort_pending(&self, queue: &str, worker: &str) -> Result<u64, QueueError> {
+        let nonce = claim_nonce();
+        let mut invocation = SORT_PENDING.prepare_invoke();
+        self.claim_keys_and_args(&mut invocation, queue, worker, 0, &nonce, 0);
+        invocation.arg(BACKLOG_SORT_BATCH);
+        Ok(invocation.invoke_async(&mut self.conn.clone()).await?)
     }
 
     /// Removes committed jobs from `worker`'s hold. Returns how many were
@@ -371,10 +384,15 @@ impl RedisQueue {
     }
 }
 
-/// Most `pending` messages one claim sorts into key lists: a light key's
-/// job pushed behind this many messages of a heavy key starts within one
-/// claim round (behind more, within one round per this many).
+/// Most `pending` messages one script call (a claim, or a sort of the
+/// backlog) sorts into key lists: enough to keep up with any claim rate,
+/// few enough that one call holds Redis for a few milliseconds only.
 const SORT_BATCH: usize = 5000;
+
+/// Most messages one call that sorts a backlog (and claims nothing) sorts:
+/// a few milliseconds of Redis time, so a long backlog is sorted in a few
+/// round trips while other clients' commands wait at most that long.
+const BACKLOG_SORT_BATCH: usize = 20_000;
 
 /// Names the messages one claim takes from `pending` (`<nonce>-<i>`).
 pub(super) fn claim_nonce() -> String {
@@ -386,26 +404,43 @@ pub(super) fn claim_nonce() -> String {
 /// unique key holder).
 pub(super) fn parse_claim(queue: &Arc<str>, reply: Vec<Vec<u8>>) -> Result<Claimed, QueueError> {
     let mut fields = reply.into_iter();
-    let (lease_was_held, paused, cancelled) = claim_header(&mut fields)?;
+    let header = claim_header(&mut fields)?;
     Ok(Claimed {
-        jobs: claimed_jobs(queue, cancelled, fields)?,
-        lease_was_held,
-        paused,
+        jobs: claimed_jobs(queue, header.cancelled, fields)?,
+        lease_was_held: header.lease_was_held,
+        paused: header.paused,
+        unsorted_backlog: header.unsorted_backlog,
         held_back: None,
     })
 }
 
-/// The head of every claim's reply: lease flag, pause flag, cancelled jobs.
+/// The head of every claim's reply.
+pub(super) struct ClaimHeader {
+    pub(super) lease_was_held: bool,
+    pub(super) paused: bool,
+    /// How many of the jobs that follow are cancelled ones (they come first).
+    pub(super) cancelled: usize,
+    pub(super) unsorted_backlog: bool,
+}
+
+/// Reads the head of every claim's reply: lease flag, pause flag, cancelled
+/// jobs, unsorted-backlog flag.
 pub(super) fn claim_header(
     fields: &mut impl Iterator<Item = Vec<u8>>,
-) -> Result<(bool, bool, usize), QueueError> {
+) -> Result<ClaimHeader, QueueError> {
     let lease_was_held = fields.next().is_some_and(|flag| flag == b"1");
     let paused = fields.next().is_some_and(|flag| flag == b"1");
     let cancelled = match fields.next() {
         Some(count) => utf8(count)?.parse().unwrap_or(0),
         None => 0,
     };
-    Ok((lease_was_held, paused, cancelled))
+    let unsorted_backlog = fields.next().is_some_and(|flag| flag == b"1");
+    Ok(ClaimHeader {
+        lease_was_held,
+        paused,
+        cancelled,
+        unsorted_backlog,
+    })
 }
 
 /// The (token, message, attempts, last error, unique holder) groups of a

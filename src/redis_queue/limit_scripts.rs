@@ -78,7 +78,8 @@ return 1
 /// per-key rate window ms (0 = no such limit), name.
 ///
 /// Returns the lease flag ('1' if the worker held its lease), the pause flag,
-/// the number of cancelled jobs, the delay in ms after which a held-back job
+/// the number of cancelled jobs, '1' if `pending` holds messages left to
+/// sort, the delay in ms after which a held-back job
 /// may pass ('-1': none was held back), '1' if a full concurrency limit held
 /// one back (a released slot may let it pass sooner), the number of
 /// (limiter, jobs held back) pairs and those pairs (every waiting job for a
@@ -263,7 +264,7 @@ if not paused then
   scan(KEYS[2], true)
   if max > 0 and look > 0 and not stopped then
     if redis.call('LLEN', KEYS[13]) > 0 or any_keyed(redis.call('LRANGE', KEYS[1], -look, -1)) then
-      sort_pending()
+      sort_pending(tonumber(ARGV[8]))
     end
     if redis.call('LLEN', KEYS[13]) > 0 then scan_keys() else scan(KEYS[1], false) end
   end
@@ -274,7 +275,9 @@ if stopped then
     + tonumber(redis.call('GET', KEYS[14]) or '0')
 end
 record_claim(wip)
-local reply = {{lease, paused and '1' or '0', tostring(#cancelled / 5), tostring(retry), slot_full}}
+local unsorted = '0'
+if not paused then unsorted = unsorted_flag() end
+local reply = {{lease, paused and '1' or '0', tostring(#cancelled / 5), unsorted, tostring(retry), slot_full}}
 local pairs_out = {{}}
 for name, n in pairs(held) do pairs_out[#pairs_out + 1] = name; pairs_out[#pairs_out + 1] = tostring(n) end
 redis.call('DEL', KEYS[16])

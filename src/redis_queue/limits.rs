@@ -111,7 +111,7 @@ impl RedisQueue {
         }
         let reply: Vec<Vec<u8>> = invocation.invoke_async(&mut self.conn.clone()).await?;
         let mut fields = reply.into_iter();
-        let (lease_was_held, paused, cancelled) = claim_header(&mut fields)?;
+        let header = claim_header(&mut fields)?;
         let retry_in_ms: i64 = number(fields.next())?;
         let slot_full = fields.next().is_some_and(|flag| flag == b"1");
         let pairs: usize = number(fields.next())?;
@@ -126,9 +126,10 @@ impl RedisQueue {
             by,
         });
         Ok(Claimed {
-            jobs: claimed_jobs(queue, cancelled, fields)?,
-            lease_was_held,
-            paused,
+            jobs: claimed_jobs(queue, header.cancelled, fields)?,
+            lease_was_held: header.lease_was_held,
+            paused: header.paused,
+            unsorted_backlog: header.unsorted_backlog,
             held_back,
         })
     }
@@ -208,6 +209,20 @@ impl RedisQueue {
             }
             cursor = next;
         }
+    }
+
+    /// How long `limiter` (as a whole, not per key) stays held back by a
+    /// job that reported a rate limit (ms); `None` when it is not held.
+    pub async fn limiter_hold_ms(
+        &self,
+        queue: &str,
+        limiter: &Limiter,
+    ) -> Result<Option<u64>, QueueError> {
+        let left: i64 = redis::cmd("PTTL")
+            .arg(format!("{}:held", self.limiter_base(queue, limiter)))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(u64::try_from(left).ok())
     }
 
     /// (limiter, jobs held back) as the latest limited claim of `queue` saw them.

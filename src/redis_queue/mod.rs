@@ -155,6 +155,12 @@ pub struct Claimed {
     pub paused: bool,
     /// Jobs a limiter held back (they stay queued), if any.
     pub held_back: Option<HeldBack>,
+    /// Key lists are in use and `pending` still holds messages this claim
+    /// did not sort: the worker should sort them at once
+    /// ([`RedisQueue::sort_pending`]), so that a job of a light key pushed
+    /// behind a long backlog joins the round-robin without waiting one
+    /// claim per sort batch.
+    pub unsorted_backlog: bool,
 }
 
 /// A job going back to `scheduled`: after a failed attempt, or not yet due.

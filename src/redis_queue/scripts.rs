@@ -61,7 +61,7 @@ end
 /// prefix, most messages sorted per call.
 /// Returns '1' if the worker held a lease before this call ('0' if it had
 /// been presumed dead, or is new), '1' if the queue is paused, the number of
-/// cancelled jobs, then a flat list of (token, message, attempts, last
+/// cancelled jobs, '1' if `pending` holds messages left to sort, then a flat list of (token, message, attempts, last
 /// error, id of the job holding its unique key or ''), the cancelled jobs
 /// first.
 pub(super) static CLAIM: LazyLock<Script> = LazyLock::new(|| {
@@ -76,7 +76,7 @@ local any_cancel = redis.call('EXISTS', KEYS[10]) == 1
 -- The reply is built in place (no copy per job): the header, the cancelled
 -- jobs' groups, then the others'. Jobs from `ready` that were not cancelled
 -- wait in `later` (retries and handed-back jobs: few).
-local reply, wip, later = {{lease, paused and '1' or '0', '0'}}, {{}}, {{}}
+local reply, wip, later = {{lease, paused and '1' or '0', '0', '0'}}, {{}}, {{}}
 local ncancelled = 0
 local function take(token, raw, into)
   local w, n = #wip, #into
@@ -128,12 +128,31 @@ local function from_pending()
     end
     sort_messages(messages)
   end
-  sort_pending()
+  sort_pending(tonumber(ARGV[8]))
   take_keyed()
 end
 if not paused and max > 0 then from_pending() end
+if not paused then reply[4] = unsorted_flag() end
 record_claim(wip)
 return reply
+"
+    ))
+});
+
+/// Sorts up to ARGV[9] more `pending` messages into the key lists, while
+/// the queue is not paused and key lists are in use (a queue that never sees
+/// a keyed job is never sorted). KEYS and ARGV: those of the plain claim
+/// (it uses pending, jobs, ids, paused, key ring and keyed count, the nonce
+/// and the key list prefix), then the batch to sort. Takes no job: a sorted job waits
+/// in its key's list for a claim. Returns how many messages `pending` still
+/// holds to sort (0: none, or sorting is not called for).
+pub(super) static SORT_PENDING: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r"{LEAD_ID_LUA}{KEY_OF_LUA}{SORT_LUA}
+if redis.call('EXISTS', KEYS[9]) == 1 or redis.call('LLEN', KEYS[13]) == 0 then return 0 end
+sort_pending(tonumber(ARGV[9]))
+if unsorted_flag() == '1' then return redis.call('LLEN', KEYS[1]) end
+return 0
 "
     ))
 });

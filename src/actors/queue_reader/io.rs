@@ -25,6 +25,8 @@ struct RoundReply {
     error: Option<QueueError>,
     /// (queue, jobs held back per limiter) of each claim.
     limited: Vec<(Arc<str>, HeldBackBy)>,
+    /// Queues whose claim left messages to sort into per-key lists.
+    unsorted: Vec<Arc<str>>,
 }
 
 /// Claims from every queue asked at once (one round trip), never more than
@@ -52,13 +54,18 @@ async fn run_claim_round(queue_side: impl JobQueue, request: ClaimRequest) -> Ro
                 jobs: Vec::new(),
                 error: Some(error),
                 limited: Vec::new(),
+                unsorted: Vec::new(),
             }
         }
     };
     let mut claims = Vec::with_capacity(asks.len());
     let mut per_queue = Vec::with_capacity(asks.len());
     let mut limited = Vec::with_capacity(asks.len());
+    let mut unsorted = Vec::new();
     for ((queue, asked), claimed) in asks.into_iter().zip(claimed) {
+        if claimed.unsorted_backlog {
+            unsorted.push(queue.clone());
+        }
         let held_back = claimed.held_back.as_ref();
         limited.push((
             queue.clone(),
@@ -80,6 +87,20 @@ async fn run_claim_round(queue_side: impl JobQueue, request: ClaimRequest) -> Ro
         jobs: interleave(&request.start_order, per_queue),
         error: None,
         limited,
+        unsorted,
+    }
+}
+
+/// Sorts `queue`'s backlog into its per-key lists, one batch per call, until
+/// nothing is left to sort; returns the batches sorted.
+async fn run_sort_backlog(queue_side: impl JobQueue, queue: Arc<str>) -> Result<u64, QueueError> {
+    let mut batches = 0;
+    loop {
+        let left = queue_side.sort_pending(&queue).await?;
+        batches += 1;
+        if left == 0 {
+            return Ok(batches);
+        }
     }
 }
 
@@ -114,9 +135,33 @@ impl<Q: JobQueue> QueueReader<Q> {
             for (queue, by) in &reply.limited {
                 act.metrics.limited.record(queue, by);
             }
+            for queue in reply.unsorted {
+                act.sort_backlog(queue, ctx);
+            }
             let effects = act.core.on_claimed(now_ms(), reply.claims, reply.error);
             act.dispatch(reply.jobs, ctx);
             act.apply(effects, ctx);
+        }));
+    }
+
+    /// Sorts the rest of `queue`'s backlog into its per-key lists right away,
+    /// beside the claims (one such loop per queue): a job of a light key
+    /// pushed behind a long backlog then joins the round-robin as soon as
+    /// Redis has looked at the messages ahead of it, not one claim per sort
+    /// batch later. Sorting takes no job, so stopping at any point is safe;
+    /// after an error the next claim that finds a backlog starts it again.
+    fn sort_backlog(&mut self, queue: Arc<str>, ctx: &mut Context<Self>) {
+        if !self.sorting.insert(queue.clone()) {
+            return;
+        }
+        let started = std::time::Instant::now();
+        let sorting = run_sort_backlog(self.queue_side.clone(), queue.clone());
+        ctx.spawn(sorting.into_actor(self).map(move |result, act, _| {
+            act.sorting.remove(&queue);
+            match result {
+                Ok(batches) => log::debug!(target: "conveyor::queue_reader", "sorted the backlog of queue {queue} by key: {batches} batches in {} ms", started.elapsed().as_millis()),
+                Err(error) => log::warn!(target: "conveyor::queue_reader", "sorting the backlog of queue {queue} by key failed: {error}; the next claim sorts on"),
+            }
         }));
     }
 

@@ -94,6 +94,8 @@ pub(crate) struct QueueReader<Q: JobQueue = RedisJobQueue> {
     metrics: Arc<Metrics>,
     /// Who waits for the shutdown's hand-back count.
     shutdown_replies: Vec<oneshot::Sender<usize>>,
+    /// Queues whose backlog is being sorted into per-key lists now.
+    sorting: HashSet<Arc<str>>,
 }
 
 impl<Q: JobQueue> QueueReader<Q> {
@@ -133,6 +135,7 @@ impl<Q: JobQueue> QueueReader<Q> {
             db,
             metrics,
             shutdown_replies: Vec::new(),
+            sorting: HashSet::new(),
         }
     }
 

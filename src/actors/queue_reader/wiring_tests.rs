@@ -256,3 +256,45 @@ fn a_lost_lease_forgets_jobs_recovered_elsewhere_and_frees_their_capacity() {
         assert_eq!(rig.shutdown(50).await, 25);
     });
 }
+
+#[test]
+fn a_claim_that_leaves_a_backlog_to_sort_starts_one_sorting_loop_that_runs_to_the_end() {
+    actix_rt::System::new().block_on(async {
+        // Commits off: the reader claims once up to its limit and then only
+        // waits, so every sort call comes from one loop, not from claims.
+        let rig = rig(jobs("echo", 0..100), false, |s| {
+            s.unsorted_batches.insert("a".to_string(), 7);
+        });
+        until("the backlog sorted", || {
+            rig.queue.with(|s| s.unsorted_batches["a"] == 0)
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            rig.queue.with(|s| s.sort_calls["a"]),
+            7,
+            "one call per batch left, none after the end"
+        );
+    });
+}
+
+#[test]
+fn a_failed_sort_ends_the_loop_and_the_next_claim_with_a_backlog_starts_it_again() {
+    actix_rt::System::new().block_on(async {
+        let rig = rig(jobs("echo", 0..300), true, |s| {
+            s.unsorted_batches.insert("a".to_string(), 3);
+            s.fail_next_sorts = 1;
+        });
+        until("the backlog sorted", || {
+            rig.queue.with(|s| s.unsorted_batches["a"] == 0)
+        })
+        .await;
+        assert_eq!(
+            rig.queue.with(|s| s.sort_calls["a"]),
+            4,
+            "the failed call, then a new loop's three"
+        );
+        until("300 acks", || rig.acked() == 300).await;
+        assert_eq!(sorted_unique(&rig.rows), (300, 300));
+    });
+}

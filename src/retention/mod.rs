@@ -3,13 +3,21 @@
 //!
 //! This module owns the retention rules (which rows are due, by their
 //! `finished_at`, computed from a clock passed in) and the order of one pass:
-//! take the prune lock in Redis, delete in small batches with a pause between
-//! them, renew the lock, release it. It must never delete a row that is not
-//! past its retention, never prune without holding the lock (only one process
-//! prunes at a time), and never hold a MySQL lock for longer than one small
+//! take the prune lock in Redis, delete in small batches with a rest after
+//! each one in proportion to its duration ([`pacing`]), renew the lock, stop
+//! between two batches when asked to, release the lock. It must never delete
+//! a row that is not past its retention, never prune without holding the
+//! lock (only one process prunes at a time), never release a lock another
+//! process holds, and never hold a MySQL lock for longer than one small
 //! batch.
 
-use std::time::Duration;
+pub mod pacing;
+
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+pub use pacing::{BadDuty, Pacing};
 
 use crate::redis_queue::{QueueError, RedisQueue};
 use crate::store::{self, PruneClass, StoreError};
@@ -126,8 +134,9 @@ impl Cutoffs {
 pub struct PruneOptions {
     /// Rows per DELETE.
     pub batch: usize,
-    /// Sleep between two DELETEs, so writers get the table in between.
-    pub pause: Duration,
+    /// The rest after each DELETE, in proportion to its duration, so the
+    /// writers get the primary most of the time.
+    pub pacing: Pacing,
     /// How long the prune lock lives unless renewed (after every batch).
     pub lock_ttl: Duration,
 }
@@ -139,6 +148,8 @@ pub struct PruneReport {
     pub results: u64,
     /// `dead_letters` rows deleted (or due).
     pub dead_letters: u64,
+    /// The pass was asked to stop (shutdown) and left the rest for later.
+    pub stopped: bool,
 }
 
 impl PruneReport {
@@ -191,7 +202,9 @@ pub async fn count_due(
 
 /// One pass: takes the prune lock as `owner`, deletes every row due at
 /// `now_ms` in batches, and releases the lock. [`PruneError::Busy`] when
-/// another process holds it.
+/// another process holds it. When `stop` is cancelled the pass ends after
+/// the batch under way (rows deleted so far stay deleted, the report says
+/// `stopped`) and releases the lock at once, so another process may go on.
 pub async fn prune(
     pool: &mysql_async::Pool,
     redis: &RedisQueue,
@@ -199,40 +212,100 @@ pub async fn prune(
     options: &PruneOptions,
     owner: &str,
     now_ms: i64,
+    stop: &CancellationToken,
 ) -> Result<PruneReport, PruneError> {
     if let Some(holder) = redis.try_lock(LOCK_NAME, owner, options.lock_ttl).await? {
         return Err(PruneError::Busy(holder));
     }
-    let result = delete_due(pool, redis, policy, options, owner, now_ms).await;
+    let pass = Pass {
+        pool,
+        redis,
+        options,
+        owner,
+        stop,
+    };
+    let result = pass.delete_due(policy, now_ms).await;
+    // Released only if `owner` still holds it (the script checks).
     if let Err(error) = redis.unlock(LOCK_NAME, owner).await {
         log::debug!(target: "conveyor::retention", "releasing the prune lock failed (it expires by itself): {error}");
     }
     result
 }
 
-async fn delete_due(
-    pool: &mysql_async::Pool,
-    redis: &RedisQueue,
-    policy: &RetentionPolicy,
-    options: &PruneOptions,
-    owner: &str,
-    now_ms: i64,
-) -> Result<PruneReport, PruneError> {
-    let mut report = PruneReport::default();
-    for (class, cutoff) in policy.cutoffs(now_ms).classes() {
-        loop {
-            let deleted = store::prune_batch(pool, class, cutoff, options.batch).await?;
-            report.add(class, deleted);
-            if !redis.renew_lock(LOCK_NAME, owner, options.lock_ttl).await? {
-                return Err(PruneError::LockLost);
+/// One pass under the lock.
+struct Pass<'a> {
+    pool: &'a mysql_async::Pool,
+    redis: &'a RedisQueue,
+    options: &'a PruneOptions,
+    owner: &'a str,
+    stop: &'a CancellationToken,
+}
+
+impl Pass<'_> {
+    async fn delete_due(
+        &self,
+        policy: &RetentionPolicy,
+        now_ms: i64,
+    ) -> Result<PruneReport, PruneError> {
+        let mut report = PruneReport::default();
+        for (class, cutoff) in policy.cutoffs(now_ms).classes() {
+            loop {
+                if self.stop.is_cancelled() {
+                    report.stopped = true;
+                    return Ok(report);
+                }
+                let started = Instant::now();
+                let deleted =
+                    store::prune_batch(self.pool, class, cutoff, self.options.batch).await?;
+                let took = started.elapsed();
+                report.add(class, deleted);
+                self.renew().await?;
+                if deleted < self.options.batch as u64 {
+                    break;
+                }
+                let rest = self.options.pacing.rest_after(took);
+                log::debug!(
+                    target: "conveyor::retention",
+                    "deleted {deleted} rows in {} ms; resting {} ms",
+                    took.as_millis(),
+                    rest.as_millis()
+                );
+                self.rest(rest).await?;
             }
-            if deleted < options.batch as u64 {
-                break;
+        }
+        Ok(report)
+    }
+
+    /// Sleeps `rest` (ending early on stop), renewing the lock at least
+    /// every third of its TTL so a long rest never lets it expire.
+    async fn rest(&self, rest: Duration) -> Result<(), PruneError> {
+        let step = (self.options.lock_ttl / 3).max(Duration::from_millis(1));
+        let mut left = rest;
+        while !left.is_zero() {
+            let nap = left.min(step);
+            tokio::select! {
+                () = tokio::time::sleep(nap) => {}
+                () = self.stop.cancelled() => return Ok(()),
             }
-            tokio::time::sleep(options.pause).await;
+            left -= nap;
+            if !left.is_zero() {
+                self.renew().await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn renew(&self) -> Result<(), PruneError> {
+        if self
+            .redis
+            .renew_lock(LOCK_NAME, self.owner, self.options.lock_ttl)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(PruneError::LockLost)
         }
     }
-    Ok(report)
 }
 
 #[cfg(test)]
