@@ -46,6 +46,43 @@ fn every_job_gets_exactly_one_row_with_its_output() {
     assert_eq!(worker.stop(), 0, "{}", worker.log());
 }
 
+/// Outputs, errors and kept messages holding quotes, backslashes, control
+/// characters, non-ASCII text and SQL come back from the table exactly.
+#[test]
+fn awkward_text_round_trips_through_the_result_table() {
+    let env = TestEnv::new();
+    let awkward = [
+        "it's",
+        "back\\slash and \\' both",
+        "quote \"x\"",
+        "line\nbreak\ttab\r",
+        "unicode é ✓ 😀",
+        "nul \u{0} and del \u{7f}",
+        "x'); DROP TABLE job_results; --",
+        "",
+    ];
+    let mut messages: Vec<String> = awkward
+        .iter()
+        .enumerate()
+        .map(|(i, text)| job("noop", Some(&format!("awkward-{i}")), json!({ "s": text })))
+        .collect();
+    let dead = job(
+        "no-such-kind",
+        Some("awkward-dead"),
+        json!({ "s": awkward }),
+    );
+    messages.push(dead.clone());
+    env.push("default", &messages);
+    let _worker = env.worker(&[]);
+    env.wait_for_rows(messages.len() as i64, WAIT);
+    for (i, text) in awkward.iter().enumerate() {
+        let row = env.row(&format!("awkward-{i}"));
+        assert_eq!(row.output, Some(json!({ "s": text })), "{row:?}");
+    }
+    let kept: Vec<Vec<u8>> = env.query("SELECT message FROM job_results WHERE id = 'awkward-dead'");
+    assert_eq!(kept, vec![dead.into_bytes()]);
+}
+
 /// Jobs without an id get one each; two identical id-less messages are two jobs.
 #[test]
 fn id_less_jobs_get_distinct_ids() {

@@ -23,6 +23,10 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+// Every job's handle goes in and out of `in_hand`: foldhash, as for the
+// other per-job sets (no untrusted input chooses these keys).
+use foldhash::HashSet;
+
 use actix::prelude::*;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
@@ -96,7 +100,7 @@ impl Handler<Drain> for Processor {
         let env = self.env.clone();
         env.metrics.processor_mailbox.on_handle();
         env.feed.begin();
-        let mut in_hand: Vec<JobHandle> = Vec::new();
+        let mut in_hand = HashSet::default();
         let drain = AssertUnwindSafe(|| self.runtime.block_on(drain(&env, &mut in_hand)));
         if std::panic::catch_unwind(drain).is_err() {
             // Every job already runs under catch_unwind; reaching this means
@@ -122,7 +126,7 @@ impl Handler<Drain> for Processor {
 /// Keeps up to `concurrency` jobs running, taking new ones from the feed as
 /// slots free up or jobs arrive, until the feed is empty and nothing runs.
 /// `in_hand` holds the handles of jobs taken and not yet reported.
-async fn drain(env: &ProcessorEnv, in_hand: &mut Vec<JobHandle>) {
+async fn drain(env: &ProcessorEnv, in_hand: &mut HashSet<JobHandle>) {
     let mut running = FuturesUnordered::new();
     loop {
         let arrivals = env.feed.notified();
@@ -130,7 +134,7 @@ async fn drain(env: &ProcessorEnv, in_hand: &mut Vec<JobHandle>) {
         arrivals.as_mut().enable();
         let room = env.concurrency.saturating_sub(running.len());
         for job in env.feed.take(room) {
-            in_hand.push(job.handle.clone());
+            in_hand.insert(job.handle.clone());
             Metrics::add(&env.metrics.running, 1);
             running.push(run_job(env, job));
         }
@@ -153,7 +157,9 @@ async fn drain(env: &ProcessorEnv, in_hand: &mut Vec<JobHandle>) {
             done.push(outcome);
         }
         if !done.is_empty() {
-            in_hand.retain(|handle| !done.iter().any(|o| o.handle() == handle));
+            for outcome in &done {
+                in_hand.remove(outcome.handle());
+            }
             Metrics::sub(&env.metrics.running, done.len() as u64);
             report(env, done);
         }

@@ -2,7 +2,8 @@
 //!
 //! This module owns the MySQL/MariaDB schema and the idempotent writes that
 //! turn at-least-once delivery into exactly one row per job. It must never
-//! know about actors or Redis, and never build SQL from values (placeholders only).
+//! know about actors or Redis, and never build SQL from values but through
+//! `literal` (the result batch) or placeholders (everything else).
 //!
 //! # Layout
 //!
@@ -11,10 +12,12 @@
 //! - `lookup`: reading `job_results` rows (a job by id, a schedule's runs), and the helpers of
 //!   benchmarks and tools;
 //! - `dead`: dead jobs and dead letters, listed and purged by filter;
-//! - `prune`: deleting results past their retention, in small batches.
+//! - `prune`: deleting results past their retention, in small batches;
+//! - `literal`: values as SQL literals, for the one text statement per result batch.
 
 mod dead;
 mod health;
+mod literal;
 mod lookup;
 mod prune;
 
@@ -200,8 +203,6 @@ async fn apply_migrations(conn: &mut mysql_async::Conn) -> Result<usize, StoreEr
 
 const RESULT_COLUMNS: &str = "id, queue, kind, status, attempts, output, error, enqueued_at, \
      started_at, finished_at, worker, message";
-/// Placeholders per `job_results` row: one per column above.
-const RESULT_PARAMS: usize = 12;
 
 /// On a duplicate id the newer result wins, except that a `succeeded` row is
 /// never turned into `dead` or `cancelled` (a stale redelivery, or a cancel
@@ -252,15 +253,18 @@ async fn upsert_results(
     worker: &str,
     rows: &[ResultRow],
 ) -> Result<(), StoreError> {
-    let sql = format!(
-        "INSERT INTO job_results ({RESULT_COLUMNS}) VALUES {}{RESULT_UPSERT_TAIL}",
-        placeholders(rows.len(), RESULT_PARAMS)
-    );
-    let mut params = Vec::with_capacity(rows.len() * RESULT_PARAMS);
-    for row in rows {
-        push_result_params(&mut params, row, worker);
+    let mut sql = String::with_capacity(256 + rows.len() * 256);
+    sql.push_str("INSERT INTO job_results (");
+    sql.push_str(RESULT_COLUMNS);
+    sql.push_str(") VALUES ");
+    for (i, row) in rows.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        push_result_row(&mut sql, row, worker);
     }
-    conn.exec_drop(sql, Params::Positional(params)).await?;
+    sql.push_str(RESULT_UPSERT_TAIL);
+    conn.query_drop(sql).await?;
     Ok(())
 }
 
@@ -285,19 +289,23 @@ async fn insert_dead_letters(
     Ok(())
 }
 
-fn push_result_params(params: &mut Vec<Value>, row: &ResultRow, worker: &str) {
-    params.push(Value::from(row.id.as_str()));
-    params.push(Value::from(&*row.handle.queue));
-    params.push(Value::from(row.kind.as_str()));
-    params.push(Value::from(row.status.as_str()));
-    params.push(Value::from(row.attempts));
-    params.push(row.output.as_deref().map_or(Value::NULL, Value::from));
-    params.push(row.error.as_deref().map_or(Value::NULL, Value::from));
-    params.push(datetime(row.enqueued_at_ms));
-    params.push(datetime(row.started_at_ms));
-    params.push(datetime(Some(row.finished_at_ms)));
-    params.push(Value::from(worker));
-    params.push(row.message.clone().map_or(Value::NULL, Value::Bytes));
+/// One `job_results` row's values, in the order of [`RESULT_COLUMNS`].
+fn push_result_row(sql: &mut String, row: &ResultRow, worker: &str) {
+    let mut values = literal::RowLiterals::open(sql);
+    values
+        .text(&row.id)
+        .text(&row.handle.queue)
+        .text(&row.kind)
+        .text(row.status.as_str())
+        .int(i64::from(row.attempts))
+        .opt_text(row.output.as_deref())
+        .opt_text(row.error.as_deref())
+        .value(&datetime(row.enqueued_at_ms))
+        .value(&datetime(row.started_at_ms))
+        .value(&datetime(Some(row.finished_at_ms)))
+        .text(worker)
+        .opt_bytes(row.message.as_deref());
+    values.close();
 }
 
 /// `(?, ?, ?), (?, ?, ?)` for `rows` rows of `columns` columns.
