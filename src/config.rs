@@ -198,10 +198,13 @@ pub struct ProcessorSettings {
 pub struct DbSettings {
     /// Rows per multi-row upsert.
     pub batch_size: usize,
-    /// Longest a result waits for its batch to fill (ms).
+    /// Longest a result waits for its batch to fill while the writer is busy (ms).
     pub flush_ms: u64,
     /// Batches written at the same time.
     pub max_concurrent_flushes: usize,
+    /// While fewer batches than this are being written, results are written
+    /// at once without waiting for their batch to fill.
+    pub eager_flushes: usize,
     /// First pause after a failed batch write (ms).
     pub retry_base_ms: u64,
     /// Longest pause between tries of a failed batch write (ms).
@@ -526,15 +529,14 @@ impl Settings {
                 format!("must be at most {MAX_DB_BATCH}, got {}", self.db.batch_size),
             ));
         }
-        if self.db.max_concurrent_flushes > self.mysql.pool_max {
-            return Err(invalid(
-                "db.max_concurrent_flushes",
-                format!(
-                    "must not exceed mysql.pool_max ({}), got {}",
-                    self.mysql.pool_max, self.db.max_concurrent_flushes
-                ),
-            ));
-        }
+        not_above(
+            ("db.eager_flushes", self.db.eager_flushes),
+            ("db.max_concurrent_flushes", self.db.max_concurrent_flushes),
+        )?;
+        not_above(
+            ("db.max_concurrent_flushes", self.db.max_concurrent_flushes),
+            ("mysql.pool_max", self.mysql.pool_max),
+        )?;
         self.recovery.validate()?;
         positive(
             "kinds.http.max_body_bytes",
@@ -838,6 +840,20 @@ fn positive(key: &str, value: u64) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// A setting that must not exceed another: each given as (key, value).
+fn not_above(
+    (key, value): (&str, usize),
+    (limit_key, limit): (&str, usize),
+) -> Result<(), ConfigError> {
+    if value > limit {
+        return Err(invalid(
+            key,
+            format!("must not exceed {limit_key} ({limit}), got {value}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Turns the config crate's errors into messages that name the key first.
 fn describe_source_error(error: config::ConfigError) -> ConfigError {
     match error {
@@ -916,6 +932,17 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("processors.count"), "{text}");
         assert!(text.contains("abc"), "{text}");
+    }
+
+    #[test]
+    fn eager_flushes_beyond_the_concurrent_flushes_names_the_key() {
+        let err = load(&[("CONVEYOR__DB__EAGER_FLUSHES", "5")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "db.eager_flushes must not exceed db.max_concurrent_flushes (4), got 5"
+        );
+        let settings = load(&[("CONVEYOR__DB__EAGER_FLUSHES", "0")]).expect("0 is valid");
+        assert_eq!(settings.db.eager_flushes, 0);
     }
 
     #[test]

@@ -215,7 +215,7 @@ proptest! {
 }
 
 /// Every scalar key of `config/default.toml`, as `section.key`.
-const CONFIG_KEYS: [&str; 36] = [
+const CONFIG_KEYS: [&str; 37] = [
     "redis.url",
     "redis.key_prefix",
     "redis.response_timeout_ms",
@@ -230,6 +230,7 @@ const CONFIG_KEYS: [&str; 36] = [
     "db.batch_size",
     "db.flush_ms",
     "db.max_concurrent_flushes",
+    "db.eager_flushes",
     "db.retry_base_ms",
     "db.retry_max_ms",
     "retry.max_attempts",

@@ -1,6 +1,6 @@
 //! The DbWriter's batching as a plain type: which rows go into which batch,
-//! when a partial batch goes (the flush timer), and how many batches are
-//! written at once.
+//! when a partial batch goes (at once while the writer is nearly idle, else
+//! on the flush timer), and how many batches are written at once.
 //!
 //! This module owns those decisions only. It must never do I/O, read a clock
 //! or drop a row: every row pushed leaves in exactly one batch.
@@ -14,6 +14,10 @@ pub(crate) struct BatchLimits {
     pub(crate) batch_size: usize,
     /// Batches written at the same time at most.
     pub(crate) max_concurrent: usize,
+    /// While fewer batches than this are being written, rows go at once in
+    /// a partial batch; from this many on, a partial batch waits for the
+    /// flush timer (or for a write to end). 0: always the timer.
+    pub(crate) eager_below: usize,
 }
 
 /// One batch to write in one statement per table.
@@ -80,7 +84,8 @@ impl Batcher {
         self.flushing
     }
 
-    /// New rows: full batches go at once, a partial one waits for the timer.
+    /// New rows: full batches go at once; a partial one too while the writer
+    /// is nearly idle, else it waits for the timer or a write's end.
     pub(crate) fn push(
         &mut self,
         rows: Vec<ResultRow>,
@@ -97,18 +102,24 @@ impl Batcher {
         self.flush(true)
     }
 
-    /// A batch committed: its slot is free for the next full batch.
+    /// A batch committed: its slot is free for the next full batch, and for
+    /// a partial one if the writer is now nearly idle.
     pub(crate) fn on_written(&mut self) -> Vec<BatchEffect> {
         self.flushing = self.flushing.saturating_sub(1);
         self.flush(false)
     }
 
-    /// Starts as many batches as the limits allow; rows left waiting arm the timer.
-    fn flush(&mut self, partial: bool) -> Vec<BatchEffect> {
+    /// Starts as many batches as the limits allow; rows left waiting arm the
+    /// timer. A partial batch goes when the timer fired (`timer_fired`) or
+    /// while fewer than `eager_below` batches are being written, so rows
+    /// that come while the writer is idle wait for nobody, and rows that
+    /// come while it is busy gather into one batch (a group commit).
+    fn flush(&mut self, timer_fired: bool) -> Vec<BatchEffect> {
         let mut effects = Vec::new();
         while self.flushing < self.limits.max_concurrent {
             let ready = self.buffered();
-            if ready == 0 || (!partial && ready < self.limits.batch_size) {
+            let partial_may_go = timer_fired || self.flushing < self.limits.eager_below;
+            if ready == 0 || (ready < self.limits.batch_size && !partial_may_go) {
                 break;
             }
             self.flushing += 1;
@@ -158,10 +169,16 @@ mod tests {
             .collect()
     }
 
+    /// A batcher whose partial batches always wait for the timer.
     fn batcher(batch_size: usize, max_concurrent: usize) -> Batcher {
+        eager(batch_size, max_concurrent, 0)
+    }
+
+    fn eager(batch_size: usize, max_concurrent: usize, eager_below: usize) -> Batcher {
         Batcher::new(BatchLimits {
             batch_size,
             max_concurrent,
+            eager_below,
         })
     }
 
@@ -233,30 +250,95 @@ mod tests {
         assert_eq!(b.buffered(), 4);
     }
 
+    /// Tokens of the rows in the batches written.
+    fn written(effects: Vec<BatchEffect>, into: &mut Vec<String>) {
+        for effect in effects {
+            if let BatchEffect::Write(batch) = effect {
+                into.extend(batch.rows.into_iter().map(|r| r.handle.token));
+                into.extend(batch.letters.into_iter().map(|l| l.handle.token));
+            }
+        }
+    }
+
     #[test]
     fn every_row_leaves_in_exactly_one_batch() {
-        let mut b = batcher(7, 3);
-        let mut written: Vec<String> = Vec::new();
-        let collect = |effects: Vec<BatchEffect>, written: &mut Vec<String>| {
-            for effect in effects {
-                if let BatchEffect::Write(batch) = effect {
-                    written.extend(batch.rows.into_iter().map(|r| r.handle.token));
-                    written.extend(batch.letters.into_iter().map(|l| l.handle.token));
-                }
+        for eager_below in 0..=3 {
+            let mut b = eager(7, 3, eager_below);
+            let mut tokens: Vec<String> = Vec::new();
+            written(b.push(rows(0..40), letters(40..45)), &mut tokens);
+            written(b.push(rows(45..47), Vec::new()), &mut tokens);
+            while b.flushing() > 0 || b.buffered() > 0 {
+                let effects = if b.flushing() > 0 {
+                    b.on_written()
+                } else {
+                    b.on_timer()
+                };
+                written(effects, &mut tokens);
             }
-        };
-        collect(b.push(rows(0..40), letters(40..45)), &mut written);
-        while b.flushing() > 0 || b.buffered() > 0 {
-            let effects = if b.flushing() > 0 {
-                b.on_written()
-            } else {
-                b.on_timer()
-            };
-            collect(effects, &mut written);
+            let count = tokens.len();
+            tokens.sort();
+            tokens.dedup();
+            assert_eq!((count, tokens.len()), (47, 47), "eager_below {eager_below}");
         }
-        written.sort();
-        written.dedup();
-        assert_eq!(written.len(), 45);
+    }
+
+    #[test]
+    fn a_lone_row_on_an_idle_writer_goes_at_once() {
+        let mut b = eager(1000, 4, 1);
+        let effects = b.push(rows(0..1), Vec::new());
+        assert_eq!(sizes(&effects), [1]);
+        assert_eq!(arms(&effects), 0, "nothing waits: no timer");
+        assert_eq!(b.buffered(), 0);
+    }
+
+    #[test]
+    fn rows_that_come_during_a_write_go_together_when_it_ends() {
+        let mut b = eager(1000, 4, 1);
+        assert_eq!(sizes(&b.push(rows(0..1), Vec::new())), [1]);
+        let effects = b.push(rows(1..2), Vec::new());
+        assert!(
+            sizes(&effects).is_empty(),
+            "the writer is busy: the row waits"
+        );
+        assert_eq!(arms(&effects), 1, "the timer bounds the wait");
+        assert!(b.push(rows(2..4), Vec::new()).is_empty());
+        let effects = b.on_written();
+        assert_eq!(sizes(&effects), [3], "one batch for what gathered");
+        assert_eq!(b.flushing(), 1);
+        assert!(
+            sizes(&b.on_timer()).is_empty(),
+            "the timer finds nothing left"
+        );
+    }
+
+    #[test]
+    fn a_busy_writer_still_sends_full_batches_and_the_timer_sends_the_rest() {
+        let mut b = eager(10, 4, 1);
+        assert_eq!(sizes(&b.push(rows(0..1), Vec::new())), [1]);
+        let effects = b.push(rows(1..26), Vec::new());
+        assert_eq!(sizes(&effects), [10, 10], "full batches do not wait");
+        assert_eq!(arms(&effects), 1);
+        assert_eq!(b.buffered(), 5);
+        assert_eq!(sizes(&b.on_timer()), [5]);
+        assert_eq!(b.flushing(), 4);
+    }
+
+    #[test]
+    fn eager_below_two_lets_two_partial_batches_overlap() {
+        let mut b = eager(1000, 4, 2);
+        assert_eq!(sizes(&b.push(rows(0..1), Vec::new())), [1]);
+        assert_eq!(sizes(&b.push(rows(1..3), Vec::new())), [2]);
+        let effects = b.push(rows(3..4), Vec::new());
+        assert!(sizes(&effects).is_empty(), "two writes in flight: it waits");
+        assert_eq!(sizes(&b.on_written()), [1]);
+    }
+
+    #[test]
+    fn eager_below_zero_always_waits_for_the_timer() {
+        let mut b = eager(1000, 4, 0);
+        let effects = b.push(rows(0..1), Vec::new());
+        assert!(sizes(&effects).is_empty());
+        assert_eq!(arms(&effects), 1);
     }
 
     #[test]

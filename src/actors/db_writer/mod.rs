@@ -1,8 +1,10 @@
 //! DbWriter: holds the mysql_async pool and writes final outcomes in batches.
 //!
 //! It owns: carrying out the [`batcher::Batcher`]'s decisions (a batch when
-//! `db.batch_size` rows are ready or every `db.flush_ms`, up to
-//! `db.max_concurrent_flushes` batches in flight on different connections),
+//! `db.batch_size` rows are ready; a partial one at once while fewer than
+//! `db.eager_flushes` batches are being written, else after `db.flush_ms`;
+//! up to `db.max_concurrent_flushes` batches in flight on different
+//! connections),
 //! writing each batch until it commits, and telling the QueueReader which
 //! jobs are committed so they can leave Redis.
 //!
@@ -77,6 +79,7 @@ impl DbWriter {
             batcher: Batcher::new(BatchLimits {
                 batch_size: settings.batch_size,
                 max_concurrent: settings.max_concurrent_flushes,
+                eager_below: settings.eager_flushes,
             }),
         }
     }

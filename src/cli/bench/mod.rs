@@ -253,13 +253,15 @@ fn describe(overrides: &[(String, String)], settings: &Settings) -> String {
             .map_or(default.to_string(), |(_, v)| v.clone())
     };
     format!(
-        "processors {}x{}, db.batch_size {}, claim_batch {}, max_in_flight {}",
+        "processors {}x{}, db.batch_size {}, db.flush_ms {}, db.eager_flushes {}, claim_batch {}, max_in_flight {}",
         get("CONVEYOR__PROCESSORS__COUNT", settings.processors.count),
         get(
             "CONVEYOR__PROCESSORS__CONCURRENCY",
             settings.processors.concurrency
         ),
         get("CONVEYOR__DB__BATCH_SIZE", settings.db.batch_size),
+        settings.db.flush_ms,
+        settings.db.eager_flushes,
         settings.queues.claim_batch,
         settings.queues.max_in_flight,
     )
