@@ -80,38 +80,85 @@ impl<'a> RowLiterals<'a> {
         self
     }
 
-    /// A value as the driver holds it: NULL, an integer, bytes or a
-    /// DATETIME (`'YYYY-MM-DD hh:mm:ss.ffffff'`).
-    pub(super) fn value(&mut self, value: &Value) -> &mut Self {
-        match value {
-            Value::NULL => self.null(),
-            Value::Int(n) => self.int(*n),
-            Value::Bytes(bytes) => self.opt_bytes(Some(bytes)),
-            Value::Date(year, month, day, hour, minute, second, micros) => {
-                let sql = self.next();
-                sql.push('\'');
-                digits(sql, u32::from(*year), 4);
-                for (separator, part) in [('-', *month), ('-', *day), (' ', *hour)] {
-                    sql.push(separator);
-                    digits(sql, u32::from(part), 2);
-                }
-                for part in [*minute, *second] {
-                    sql.push(':');
-                    digits(sql, u32::from(part), 2);
-                }
-                sql.push('.');
-                digits(sql, *micros, 6);
-                sql.push('\'');
-                self
-            }
-            // Not written by the batch (unsigned, floats, times): the
-            // driver's own rendering has no quotes to escape.
-            other => {
-                self.next().push_str(&other.as_sql(true));
-                self
-            }
-        }
+    /// A unix-millisecond time as a DATETIME literal (NULL when absent or
+    /// out of range), through `cache`.
+    pub(super) fn datetime_ms(&mut self, cache: &mut Datetimes, unix_ms: Option<i64>) -> &mut Self {
+        let Some(ms) = unix_ms else {
+            return self.null();
+        };
+        let second = ms.div_euclid(1000);
+        let Some(text) = cache.text_of(second, ms) else {
+            return self.null();
+        };
+        let sql = self.next();
+        sql.push_str(text);
+        // Whole milliseconds: exact in u32 (at most 999 000).
+        close_datetime(sql, ms.rem_euclid(1000) as u32 * 1000);
+        self
     }
+}
+
+/// The text of the latest few whole seconds written as DATETIMEs: a row's
+/// enqueue, start and finish times, and those of one batch, fall within a
+/// few seconds, so most reuse one instead of a calendar conversion each.
+#[derive(Debug, Default)]
+pub(super) struct Datetimes {
+    /// (unix second, `'YYYY-MM-DD hh:mm:ss`), at most [`Datetimes::KEPT`].
+    seconds: Vec<(i64, String)>,
+    /// The entry the next new second replaces once all are in use.
+    next: usize,
+}
+
+impl Datetimes {
+    const KEPT: usize = 4;
+
+    /// The text of `second` (of which `ms` is a time), or `None` when it is
+    /// out of DATETIME's range.
+    fn text_of(&mut self, second: i64, ms: i64) -> Option<&str> {
+        if let Some(found) = self.seconds.iter().position(|(s, _)| *s == second) {
+            return Some(&self.seconds[found].1);
+        }
+        let value = super::datetime(Some(ms));
+        if value == Value::NULL {
+            return None;
+        }
+        let mut text = String::with_capacity(20);
+        date_to_second(&mut text, &value);
+        let slot = if self.seconds.len() < Self::KEPT {
+            self.seconds.push((second, text));
+            self.seconds.len() - 1
+        } else {
+            let slot = self.next;
+            self.seconds[slot] = (second, text);
+            self.next = (slot + 1) % Self::KEPT;
+            slot
+        };
+        Some(&self.seconds[slot].1)
+    }
+}
+
+/// `'YYYY-MM-DD hh:mm:ss` of a `Value::Date` (nothing for other values).
+fn date_to_second(sql: &mut String, value: &Value) {
+    let Value::Date(year, month, day, hour, minute, second, _) = value else {
+        return;
+    };
+    sql.push('\'');
+    digits(sql, u32::from(*year), 4);
+    for (separator, part) in [('-', *month), ('-', *day), (' ', *hour)] {
+        sql.push(separator);
+        digits(sql, u32::from(part), 2);
+    }
+    for part in [*minute, *second] {
+        sql.push(':');
+        digits(sql, u32::from(part), 2);
+    }
+}
+
+/// `.ffffff'`: the microseconds and the closing quote of a DATETIME.
+fn close_datetime(sql: &mut String, micros: u32) {
+    sql.push('.');
+    digits(sql, micros, 6);
+    sql.push('\'');
 }
 
 /// A byte that means itself between single quotes in every `sql_mode`.
@@ -215,20 +262,56 @@ mod tests {
     }
 
     #[test]
-    fn numbers_null_and_datetimes() {
+    fn numbers_null_and_a_datetime() {
         assert_eq!(
             row(|r| {
                 r.int(-3).null().opt_text(None).opt_bytes(None);
             }),
             "(-3, NULL, NULL, NULL)"
         );
+        let mut cache = Datetimes::default();
         assert_eq!(
             row(|r| {
-                r.value(&Value::Date(2023, 1, 4, 2, 3, 5, 123))
-                    .value(&Value::NULL)
-                    .value(&Value::Int(7));
+                r.datetime_ms(&mut cache, Some(1_672_797_785_123));
             }),
-            "('2023-01-04 02:03:05.000123', NULL, 7)"
+            "('2023-01-04 02:03:05.123000')"
         );
+    }
+
+    #[test]
+    fn datetimes_from_unix_ms_reuse_the_second_and_agree_with_the_driver_value() {
+        let mut cache = Datetimes::default();
+        let mut times = vec![
+            Some(1_700_000_000_123),
+            Some(1_700_000_000_999),
+            Some(1_700_000_001_000),
+            None,
+            Some(-99_999_999_999_999),
+        ];
+        // More seconds than are kept, coming back: entries are replaced.
+        for round in 0..3 {
+            times.extend((0..6).map(|s| Some(1_700_000_100_000 + s * 1000 + round)));
+        }
+        let cached = row(|r| {
+            for ms in &times {
+                r.datetime_ms(&mut cache, *ms);
+            }
+        });
+        // Each time converted on its own, from the driver's value.
+        let direct: Vec<String> = times
+            .iter()
+            .map(|ms| match super::super::datetime(*ms) {
+                value @ Value::Date(.., micros) => {
+                    let mut text = String::new();
+                    date_to_second(&mut text, &value);
+                    close_datetime(&mut text, micros);
+                    text
+                }
+                _ => "NULL".to_string(),
+            })
+            .collect();
+        let direct = format!("({})", direct.join(", "));
+        assert_eq!(cached, direct);
+        assert!(cached.starts_with("('2023-11-14 22:13:20.123000', '2023-11-14 22:13:20.999000', '2023-11-14 22:13:21.000000', NULL, NULL"), "{cached}");
     }
 }

@@ -257,11 +257,12 @@ async fn upsert_results(
     sql.push_str("INSERT INTO job_results (");
     sql.push_str(RESULT_COLUMNS);
     sql.push_str(") VALUES ");
+    let mut times = literal::Datetimes::default();
     for (i, row) in rows.iter().enumerate() {
         if i > 0 {
             sql.push_str(", ");
         }
-        push_result_row(&mut sql, row, worker);
+        push_result_row(&mut sql, &mut times, row, worker);
     }
     sql.push_str(RESULT_UPSERT_TAIL);
     conn.query_drop(sql).await?;
@@ -290,7 +291,12 @@ async fn insert_dead_letters(
 }
 
 /// One `job_results` row's values, in the order of [`RESULT_COLUMNS`].
-fn push_result_row(sql: &mut String, row: &ResultRow, worker: &str) {
+fn push_result_row(
+    sql: &mut String,
+    times: &mut literal::Datetimes,
+    row: &ResultRow,
+    worker: &str,
+) {
     let mut values = literal::RowLiterals::open(sql);
     values
         .text(&row.id)
@@ -300,9 +306,9 @@ fn push_result_row(sql: &mut String, row: &ResultRow, worker: &str) {
         .int(i64::from(row.attempts))
         .opt_text(row.output.as_deref())
         .opt_text(row.error.as_deref())
-        .value(&datetime(row.enqueued_at_ms))
-        .value(&datetime(row.started_at_ms))
-        .value(&datetime(Some(row.finished_at_ms)))
+        .datetime_ms(times, row.enqueued_at_ms)
+        .datetime_ms(times, row.started_at_ms)
+        .datetime_ms(times, Some(row.finished_at_ms))
         .text(worker)
         .opt_bytes(row.message.as_deref());
     values.close();
