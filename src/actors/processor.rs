@@ -381,6 +381,14 @@ fn duplicate(job: ClaimedJob, valid: ValidJob, holder: String) -> Outcome {
     })
 }
 
+/// `value` as JSON text. `serde_json::to_string` writes into a buffer
+/// directly, where `Display` goes through the formatting machinery token by
+/// token; a `Value` always serialises (its keys are strings), so the
+/// fallback never runs.
+fn json_text(value: &serde_json::Value) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| value.to_string())
+}
+
 fn finished(
     job: ClaimedJob,
     valid: ValidJob,
@@ -388,7 +396,7 @@ fn finished(
     started_at_ms: Option<i64>,
 ) -> Outcome {
     let (status, output, error, message) = match result {
-        Ok(output) => (FinalStatus::Succeeded, Some(output.to_string()), None, None),
+        Ok(output) => (FinalStatus::Succeeded, Some(json_text(&output)), None, None),
         Err(error) => (FinalStatus::Dead, None, Some(error.message), Some(job.raw)),
     };
     Outcome::Finished(ResultRow {
