@@ -349,13 +349,15 @@ fn a_cancel_between_commit_and_ack_finds_the_job_finished() {
 
 /// A job cancelled while its queue is paused gets its `cancelled` row at
 /// once, from a worker that keeps the queue paused: the other jobs, sorted
-/// by key or raw, stay queued until the resume, then run once each.
+/// by key or raw, stay queued until the resume, then run once each — also
+/// when the resume comes right after that row, before the worker's next
+/// look at the pause flags (it reads them every 2 s here).
 #[test]
 fn a_job_cancelled_in_a_paused_queue_gets_its_row_while_the_queue_stays_paused() {
     let env = TestEnv::new();
     let api = ApiServer::start(&env, &[]);
     let http = api.http();
-    let _worker = env.worker(&[("CONVEYOR__QUEUES__CONTROL_POLL_MS", "100")]);
+    let _worker = env.worker(&[("CONVEYOR__QUEUES__CONTROL_POLL_MS", "2000")]);
     let submit = |body: Value| {
         let response = http.post("/jobs", body.to_string());
         assert_eq!(response.status, 202, "{}", response.text);
@@ -365,7 +367,7 @@ fn a_job_cancelled_in_a_paused_queue_gets_its_row_while_the_queue_stays_paused()
     let response = http.post("/queues/default/pause", "");
     assert_eq!(response.status, 204, "{}", response.text);
     // The worker has seen the pause once a job pushed now stays queued.
-    std::thread::sleep(Duration::from_millis(500));
+    std::thread::sleep(Duration::from_millis(2500));
     submit(json!({"id": "keyed-1", "kind": "noop", "key": "tenant-a"}));
     submit(json!({"id": "keyed-2", "kind": "noop", "key": "tenant-b"}));
     env.push("default", &[job("noop", Some("raw-1"), json!({}))]);
@@ -381,7 +383,6 @@ fn a_job_cancelled_in_a_paused_queue_gets_its_row_while_the_queue_stays_paused()
         assert_eq!(row.status, "cancelled", "{row:?}");
         assert_eq!(row.attempts, 0, "never ran: {row:?}");
     }
-    std::thread::sleep(Duration::from_millis(500));
     assert_eq!(http.get("/jobs/keyed-1").json()["status"], "queued");
     assert_eq!(http.get("/queues").json()["default"]["paused"], true);
     let response = http.post("/queues/default/resume", "");

@@ -2,8 +2,8 @@
 //!
 //! Every `queues.control_poll_ms` it reads, in one pipelined round trip, each
 //! queue's pause flag and the cancel signals of the jobs this worker holds.
-//! Cancel signals go straight to the processors ([`CancelSignals`]); a change
-//! in the set of paused queues goes to the QueueReader ([`PausedQueues`]),
+//! Cancel signals go straight to the processors ([`CancelSignals`]); the set
+//! of paused queues goes to the QueueReader at every read ([`PausedQueues`]),
 //! which stops claiming from them and hands back their jobs that have not
 //! started. A paused queue whose cancelled jobs wait for their row is left
 //! out of that set until they are claimed, so their `cancelled` rows are
@@ -30,8 +30,6 @@ pub(crate) struct QueueWatch {
     metrics: Arc<Metrics>,
     /// The queues seen paused at the last read; `None` before the first.
     paused: Option<HashSet<Arc<str>>>,
-    /// The queues the reader was last told to hold; `None` before the first.
-    told: Option<HashSet<Arc<str>>>,
     /// A read is under way (slow Redis must not pile reads up).
     busy: bool,
 }
@@ -55,7 +53,6 @@ impl QueueWatch {
             cancels,
             metrics,
             paused: None,
-            told: None,
             busy: false,
         }
     }
@@ -97,14 +94,13 @@ impl QueueWatch {
             }
         }
         self.log_changes(paused);
-        if self.told.as_ref() == Some(&held) {
-            return;
-        }
-        if self.reader.try_send(PausedQueues(held.clone())).is_ok() {
+        // Told at every look, changed or not: the reader also pauses a
+        // queue on its own when a claim's reply says it is paused, and must
+        // hear of a resume even if this watch never saw that pause. (If the
+        // mailbox is full, the next look tells it.)
+        if self.reader.try_send(PausedQueues(held)).is_ok() {
             self.metrics.reader_mailbox.on_send();
-            self.told = Some(held);
         }
-        // Else told at the next look.
     }
 
     fn log_changes(&mut self, paused: HashSet<Arc<str>>) {
