@@ -180,11 +180,16 @@ fn is_stale(error: &fantoccini::error::CmdError) -> bool {
 }
 
 async fn text_of(client: &Client, css: &str) -> String {
-    for _ in 0..10 {
-        let element = client
-            .find(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("no {css}: {e}"));
+    for attempt in 0..10 {
+        // A page that reloads itself may be between two loads: look again.
+        let element = match client.find(Locator::Css(css)).await {
+            Ok(element) => element,
+            Err(_) if attempt < 9 => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            Err(error) => panic!("no {css}: {error}"),
+        };
         match element.text().await {
             Ok(text) => return text,
             Err(error) if is_stale(&error) => continue,
