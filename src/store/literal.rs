@@ -58,13 +58,15 @@ impl<'a> RowLiterals<'a> {
 
     /// Bytes (quoted when they are plain UTF-8 text) or NULL.
     pub(super) fn opt_bytes(&mut self, bytes: Option<&[u8]>) -> &mut Self {
-        match bytes.map(|b| (b, std::str::from_utf8(b))) {
-            Some((_, Ok(text))) => self.text(text),
-            Some((bytes, Err(_))) => {
+        let Some(bytes) = bytes else {
+            return self.null();
+        };
+        match std::str::from_utf8(bytes) {
+            Ok(text) => self.text(text),
+            Err(_) => {
                 hex(self.next(), bytes);
                 self
             }
-            None => self.null(),
         }
     }
 
@@ -86,8 +88,7 @@ impl<'a> RowLiterals<'a> {
         let Some(ms) = unix_ms else {
             return self.null();
         };
-        let second = ms.div_euclid(1000);
-        let Some(text) = cache.text_of(second, ms) else {
+        let Some(text) = cache.text_of(ms) else {
             return self.null();
         };
         let sql = self.next();
@@ -112,9 +113,10 @@ pub(super) struct Datetimes {
 impl Datetimes {
     const KEPT: usize = 4;
 
-    /// The text of `second` (of which `ms` is a time), or `None` when it is
-    /// out of DATETIME's range.
-    fn text_of(&mut self, second: i64, ms: i64) -> Option<&str> {
+    /// The text of the whole second `ms` falls in, or `None` when it is out
+    /// of DATETIME's range.
+    fn text_of(&mut self, ms: i64) -> Option<&str> {
+        let second = ms.div_euclid(1000);
         if let Some(found) = self.seconds.iter().position(|(s, _)| *s == second) {
             return Some(&self.seconds[found].1);
         }
